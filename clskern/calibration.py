@@ -1,0 +1,221 @@
+"""Conformal calibration of a score threshold (SPEC 2): ``calibrate``.
+
+Four methods, each certifying a different promise about a new case's FNR:
+
+- ``cls``: ``P(FNR <= eps) >= 1 - alpha`` (marginal), threshold ``l_(k)`` with
+  ``k = floor(alpha (n + 1))``.
+- ``cls-pac``: with probability ``>= 1 - delta`` over the calibration draw,
+  ``P(FNR > eps | calibration) <= alpha``.
+- ``crc``: ``E[FNR] <= eps`` (conformal risk control).
+- ``rcps``: with probability ``>= 1 - delta``, ``E[FNR] <= eps``
+  (Hoeffding-Bentkus upper confidence bound).
+
+When the calibration set cannot certify the promise, ``calibrate`` raises
+``CalibrationError`` naming the smallest set that could; it never clips.
+"""
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._binomial import binom_cdf_table, hoeffding_bentkus_pvalue
+from ._calibration_record import Calibration
+from ._ranks import largest_rank
+from ._risk_search import largest_certified_score
+from ._validate import check_empty_policy, check_fraction, empty_error
+from .errors import CalibrationError, InputError
+from .volume import VolumeStats
+
+METHODS = ("cls", "cls-pac", "crc", "rcps")
+_NEEDS = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
+
+
+def _case_names(volumes):
+    """``(items, names)`` from a sequence or a mapping of case id -> item."""
+    if isinstance(volumes, Mapping):
+        return list(volumes.values()), [str(k) for k in volumes.keys()]
+    if isinstance(volumes, (VolumeStats, str, bytes)) or not hasattr(volumes, "__iter__"):
+        raise TypeError("volumes must be a sequence (or mapping) of VolumeStats or critical thresholds")
+    items = list(volumes)
+    names = [getattr(v, "name", None) for v in items]
+    return items, [n if n is not None else f"#{i}" for i, n in enumerate(names)]
+
+
+def _critical_thresholds(items, names, epsilon, empty):
+    """Per-case critical thresholds, with empty cases skipped, passed or refused."""
+    kept, kept_names, skipped = [], [], 0
+    for item, name in zip(items, names):
+        if isinstance(item, VolumeStats):
+            value = None if item.n_fg == 0 else item.critical_threshold(epsilon)
+        elif item is None:
+            value = None
+        elif isinstance(item, (int, float, np.floating, np.integer)) and not isinstance(item, bool):
+            value = float(item)
+            if math.isnan(value):
+                raise InputError(f"case {name}: critical threshold is NaN")
+        else:
+            raise TypeError(f"case {name}: expected VolumeStats or a critical threshold, got {type(item).__name__}")
+        if value is None:
+            if empty == "error":
+                raise empty_error(name)
+            if empty == "skip":
+                skipped += 1
+                continue
+            value = math.inf
+        kept.append(value)
+        kept_names.append(name)
+    return np.asarray(kept, dtype=np.float64), kept_names, skipped
+
+
+def _lesion_sets(items, names, empty):
+    """Sorted lesion scores per kept case; ``pass`` cases keep an empty set (FNR 0)."""
+    kept, kept_names, skipped = [], [], 0
+    for item, name in zip(items, names):
+        if not isinstance(item, VolumeStats):
+            raise TypeError(f"case {name}: crc and rcps need VolumeStats, not {type(item).__name__}")
+        if item.n_fg == 0:
+            if empty == "error":
+                raise empty_error(name)
+            if empty == "skip":
+                skipped += 1
+                continue
+        kept.append(item)
+        kept_names.append(name)
+    return kept, kept_names, skipped
+
+
+def _smallest_n(condition, start=1):
+    """Smallest ``n >= start`` for which ``condition(n)`` holds (it is monotone)."""
+    hi = max(start, 1)
+    while not condition(hi):
+        hi *= 2
+    lo = start - 1  # condition(lo) is false or lo is below the range
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if condition(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _cls_rank(n, alpha):
+    return int(largest_rank(alpha, n + 1, n))
+
+
+def _cls_pac_rank(n, alpha, delta):
+    """Largest ``j >= 1`` with ``BinomCDF(j - 1; n, alpha) <= delta`` (0 if none)."""
+    if n == 0:
+        return 0
+    cdf = binom_cdf_table(n, alpha)[:n]  # cdf[j - 1] for j = 1..n
+    return int(np.count_nonzero(cdf <= delta))  # cdf is non-decreasing
+
+
+def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
+    n = thresholds.size
+    if method == "cls":
+        k = _cls_rank(n, alpha)
+        if k == 0:
+            need = _smallest_n(lambda m: _cls_rank(m, alpha) >= 1)
+            raise CalibrationError(
+                f"cls cannot certify alpha={alpha:g} with n={n} calibration cases: "
+                f"it needs n >= {need} (n + 1 >= 1/alpha)"
+            )
+    else:
+        k = _cls_pac_rank(n, alpha, delta)
+        if k == 0:
+            need = _smallest_n(lambda m: _cls_pac_rank(m, alpha, delta) >= 1)
+            raise CalibrationError(
+                f"cls-pac cannot certify alpha={alpha:g}, delta={delta:g} with n={n} calibration cases: "
+                f"it needs n >= {need} ((1 - alpha)^n <= delta)"
+            )
+    threshold = float(np.partition(thresholds, k - 1)[k - 1])
+    return Calibration.build(
+        method, threshold, epsilon, alpha, delta, n, skipped, k,
+        critical_thresholds=thresholds.tolist(), case_ids=names,
+    )
+
+
+def _risk_controlled(method, cases, names, epsilon, delta, skipped):
+    n = len(cases)
+    if method == "crc":
+        def certified(fnr_sum):
+            return (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
+
+        def need():
+            return _smallest_n(lambda m: 1 / (m + 1) <= epsilon)
+        rule = f"crc needs 1/(n+1) <= epsilon={epsilon:g}"
+    else:
+        def certified(fnr_sum):
+            return hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
+
+        def need():
+            return _smallest_n(lambda m: hoeffding_bentkus_pvalue(0.0, m, epsilon) <= delta)
+        rule = f"rcps needs (1 - epsilon)^n <= delta={delta:g}"
+    threshold = largest_certified_score(cases, certified) if n and epsilon > 0 else None
+    if threshold is None:
+        if epsilon == 0:
+            raise CalibrationError(f"{method} cannot certify epsilon=0: no finite calibration set bounds E[FNR] by 0")
+        raise CalibrationError(
+            f"{method} cannot certify epsilon={epsilon:g} with n={n} calibration cases: "
+            f"it needs n >= {need()} ({rule})"
+        )
+    critical = [c.critical_threshold(epsilon) if c.n_fg else math.inf for c in cases]
+    return Calibration.build(
+        method, threshold, epsilon, None, delta, n, skipped, None,
+        critical_thresholds=critical, case_ids=names,
+    )
+
+
+def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip"):
+    """Calibrate a score threshold on held-out volumes (SPEC 2).
+
+    Parameters
+    ----------
+    volumes : sequence or mapping
+        ``VolumeStats`` (every method) or critical thresholds at ``epsilon``
+        (``cls``, ``cls-pac``; None marks a case without lesion voxels). A
+        mapping's keys are the case ids.
+    epsilon : float
+        Tolerated FNR, in [0, 1).
+    alpha : float, optional
+        Miscoverage for ``cls`` and ``cls-pac``, in (0, 1).
+    method : {"cls", "cls-pac", "crc", "rcps"}
+    delta : float, optional
+        Confidence for ``cls-pac`` and ``rcps``, in (0, 1).
+    empty : {"skip", "pass", "error"}
+        Cases without lesion voxels: left out (counted in ``n_skipped``),
+        satisfied by any threshold, or an error.
+
+    Returns
+    -------
+    Calibration
+        ``threshold`` is the test-time cut (mask ``p >= threshold``) and
+        ``guarantee`` the promise it carries.
+
+    Raises
+    ------
+    CalibrationError
+        When no threshold can be certified; the message names the smallest
+        calibration set that would do.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_empty_policy(empty)
+    epsilon = check_fraction(epsilon, "epsilon")
+    given = {"alpha": alpha, "delta": delta}
+    for parameter, value in given.items():
+        if parameter in _NEEDS[method]:
+            if value is None:
+                raise ValueError(f"method {method!r} needs {parameter}")
+            given[parameter] = check_fraction(value, parameter, closed_low=False)
+        elif value is not None:
+            raise ValueError(f"method {method!r} takes no {parameter}: its guarantee does not involve one")
+    alpha, delta = given["alpha"], given["delta"]
+    items, names = _case_names(volumes)
+    if method in ("cls", "cls-pac"):
+        thresholds, kept_names, skipped = _critical_thresholds(items, names, epsilon, empty)
+        return _order_statistic(method, thresholds, kept_names, epsilon, alpha, delta, skipped)
+    cases, kept_names, skipped = _lesion_sets(items, names, empty)
+    return _risk_controlled(method, cases, kept_names, epsilon, delta, skipped)

@@ -1,0 +1,329 @@
+"""Per-volume statistics from one pass: ``volume_stats`` and ``critical_threshold``.
+
+A ``VolumeStats`` holds what every later step needs from a volume, so that no
+epsilon, alpha, method or curve ever needs the voxels again (SPEC 4): the
+sorted lesion scores (exact FN/FNR/TP at any threshold, exact critical
+thresholds) and a histogram of background scores (FP, FPR, Dice and PC at the
+histogram's resolution, see ``clskern._binning``).
+"""
+
+import io
+import json
+
+import numba
+import numpy as np
+
+from . import _cpu_kernels as kernels
+from ._binning import N_BINS, bin_lower_edges
+from ._ranks import largest_rank
+from ._validate import check_empty_policy, empty_error, epsilon_array, prepare
+from .errors import InputError, NaNScoresError, volume_name
+
+_EDGES = None
+
+
+def _edges():
+    """Lower bin edges of the background histogram, built once (1 MB)."""
+    global _EDGES
+    if _EDGES is None:
+        _EDGES = bin_lower_edges()
+    return _EDGES
+
+
+def _scalar_or_array(values, like):
+    return values.item() if np.ndim(like) == 0 else values
+
+
+class VolumeStats:
+    """One volume's lesion scores and background histogram.
+
+    Attributes
+    ----------
+    n_voxels, n_fg : int
+        Voxels in the volume and lesion (foreground) voxels among them.
+    lesion_scores : ndarray
+        The lesion voxels' scores, sorted ascending (float32 for float16/32
+        volumes, float64 for float64 volumes).
+    bg_bins, bg_counts : ndarray
+        Indices (uint32, ascending) and counts (int64) of the non-empty bins
+        of the background-score histogram.
+    name : str or None
+        The case id, used in error messages and stores.
+
+    Exactness: ``fn``, ``tp``, ``fnr`` and ``critical_threshold`` are exact at
+    every threshold. ``fp`` is exact when ``t`` is a bin edge (1024 bins per
+    power of two: 0, 0.5, every multiple of 2**-11 in [0.5, 1) ...) and linearly
+    interpolated inside a bin otherwise, so it errs by less than that one bin's
+    count; ``fpr``, ``dice`` and ``pc`` inherit this.
+    """
+
+    __slots__ = ("n_voxels", "n_fg", "lesion_scores", "bg_bins", "bg_counts", "name", "_fp_table")
+
+    def __init__(self, n_voxels, n_fg, lesion_scores, bg_bins, bg_counts, name=None):
+        self.n_voxels = int(n_voxels)
+        self.n_fg = int(n_fg)
+        self.lesion_scores = np.asarray(lesion_scores)
+        self.bg_bins = np.asarray(bg_bins, dtype=np.uint32)
+        self.bg_counts = np.asarray(bg_counts, dtype=np.int64)
+        self.name = name
+        self._fp_table = None
+        if self.lesion_scores.size != self.n_fg or int(self.bg_counts.sum()) != self.n_voxels - self.n_fg:
+            raise InputError(f"{volume_name(name)}: inconsistent statistics (counts do not add up)")
+
+    def __repr__(self):
+        return (
+            f"VolumeStats(name={self.name!r}, n_voxels={self.n_voxels}, n_fg={self.n_fg}, "
+            f"bins={self.bg_bins.size}, nbytes={self.nbytes})"
+        )
+
+    def __eq__(self, other):
+        if not isinstance(other, VolumeStats):
+            return NotImplemented
+        return (
+            self.n_voxels == other.n_voxels
+            and self.n_fg == other.n_fg
+            and self.name == other.name
+            and self.lesion_scores.dtype == other.lesion_scores.dtype
+            and np.array_equal(self.lesion_scores, other.lesion_scores)
+            and np.array_equal(self.bg_bins, other.bg_bins)
+            and np.array_equal(self.bg_counts, other.bg_counts)
+        )
+
+    __hash__ = None
+
+    @property
+    def n_bg(self):
+        """Background voxels."""
+        return self.n_voxels - self.n_fg
+
+    @property
+    def nbytes(self):
+        """Memory held by the arrays (the statistics are small: keep thousands)."""
+        return self.lesion_scores.nbytes + self.bg_bins.nbytes + self.bg_counts.nbytes
+
+    # -- exact lesion-side quantities -------------------------------------------------
+
+    def critical_threshold(self, epsilon, *, empty="error"):
+        """Largest ``t`` with ``FNR(t) <= epsilon`` (SPEC 1), exactly.
+
+        Returns ``lesion_scores[k]`` with ``k`` the largest ``j < n_fg`` with
+        ``j / n_fg <= epsilon``: a float, or a float64 array for array
+        ``epsilon``. Without lesion voxels: ``empty="error"`` raises,
+        ``"pass"`` gives +inf, ``"skip"`` gives None.
+        """
+        check_empty_policy(empty)
+        eps = epsilon_array(epsilon)
+        if self.n_fg == 0:
+            if empty == "error":
+                raise empty_error(self.name)
+            return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
+        k = largest_rank(eps, self.n_fg, self.n_fg - 1)
+        return _scalar_or_array(self.lesion_scores[k].astype(np.float64), eps)
+
+    def fn(self, t):
+        """False negatives ``#{lesion and p < t}`` (exact; int or int64 array)."""
+        t = _thresholds(t)
+        return _scalar_or_array(np.searchsorted(self.lesion_scores, t, side="left").astype(np.int64), t)
+
+    def tp(self, t):
+        """True positives ``#{lesion and p >= t}`` (exact)."""
+        return self.n_fg - self.fn(t)
+
+    def fnr(self, t):
+        """``FN(t) / n_fg`` in float64 (exact; undefined without lesion voxels)."""
+        if self.n_fg == 0:
+            raise empty_error(self.name)
+        return np.asarray(self.fn(t), dtype=np.float64)[()] / self.n_fg
+
+    # -- background-side quantities (histogram resolution) ----------------------------
+
+    def fp(self, t):
+        """False positives ``#{background and p >= t}`` (float64; exact at bin edges)."""
+        t = _thresholds(t)
+        if self.bg_counts.size == 0:
+            return _scalar_or_array(np.zeros(t.shape), t)
+        lower, upper, above = self._fp_lookup()
+        j = np.searchsorted(lower, t, side="left")  # first bin lying wholly at or above t
+        count = above[j].astype(np.float64)
+        inside = j > 0
+        i = np.where(inside, j - 1, 0)
+        width = upper[i] - lower[i]
+        share = np.where(inside & np.isfinite(width) & (upper[i] > t), (upper[i] - t) / width, 0.0)
+        count += share * self.bg_counts[i]
+        return _scalar_or_array(count, t)
+
+    def fpr(self, t):
+        """``FP(t) / n_bg`` (0 when there is no background)."""
+        fp = self.fp(t)
+        return fp / self.n_bg if self.n_bg else fp * 0.0
+
+    def dice(self, t):
+        """``2 TP / (2 TP + FP + FN)``; 1 when the volume and the mask are both empty."""
+        tp = np.asarray(self.tp(t), dtype=np.float64)
+        fn = self.n_fg - tp
+        fp = np.asarray(self.fp(t), dtype=np.float64)
+        denominator = 2 * tp + fp + fn
+        safe = np.where(denominator > 0, denominator, 1.0)
+        return np.where(denominator > 0, 2 * tp / safe, 1.0)[()]
+
+    def pc(self, t):
+        """Prediction compactness ``(TP + FP) / n_voxels``."""
+        return (np.asarray(self.tp(t), dtype=np.float64) + self.fp(t))[()] / max(self.n_voxels, 1)
+
+    def _fp_lookup(self):
+        if self._fp_table is None:
+            edges = _edges()
+            bins = self.bg_bins.astype(np.int64)
+            above = np.zeros(bins.size + 1, np.int64)
+            above[:-1] = np.cumsum(self.bg_counts[::-1])[::-1]
+            self._fp_table = (edges[bins], edges[bins + 1], above)
+        return self._fp_table
+
+    # -- serialisation ------------------------------------------------------------------
+
+    def to_bytes(self):
+        """A self-describing ``.npz`` image of the statistics (see ``from_bytes``)."""
+        buffer = io.BytesIO()
+        meta = json.dumps({"format": 1, "n_voxels": self.n_voxels, "n_fg": self.n_fg, "name": self.name})
+        np.savez(
+            buffer,
+            meta=np.frombuffer(meta.encode(), dtype=np.uint8),
+            lesion_scores=self.lesion_scores,
+            bg_bins=self.bg_bins,
+            bg_counts=self.bg_counts,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data):
+        """Rebuild statistics written by ``to_bytes`` (bit for bit)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                if meta.get("format") != 1:
+                    raise InputError(f"statistics of format {meta.get('format')!r}; this clskern reads format 1")
+                return cls(meta["n_voxels"], meta["n_fg"], z["lesion_scores"], z["bg_bins"], z["bg_counts"], meta["name"])
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"not clskern volume statistics ({exc})") from None
+
+
+def _thresholds(t):
+    t = np.asarray(t, dtype=np.float64)
+    if np.isnan(t).any():
+        raise ValueError("thresholds must not be NaN")
+    return t
+
+
+def _lesion_dtype(flat_scores):
+    return np.float64 if flat_scores.dtype == np.float64 else np.float32
+
+
+def _lesion_offsets(flat_labels, target, use_target):
+    counts = kernels.lesion_counts(flat_labels, target, use_target)
+    offsets = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _raise_nan(name, n_nan, where):
+    raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores {where}; clskern never drops them silently")
+
+
+def volume_stats(scores, labels, *, label=None, name=None):
+    """Gather a volume's statistics in one pass over scores and labels.
+
+    Parameters
+    ----------
+    scores : array_like of float16, float32 or float64
+        Voxel scores (probabilities or logits), any shape, C or Fortran order
+        (read in place), native or big-endian.
+    labels : array_like of bool, int or float, same shape
+        Ground truth: lesion where ``labels > 0``, or ``labels == label``.
+    label : number, optional
+        The lesion label value in a multi-label mask.
+    name : str, optional
+        Case id, kept in the statistics and used in error messages.
+
+    Returns
+    -------
+    VolumeStats
+
+    Raises
+    ------
+    NaNScoresError
+        If any score is NaN (the count is in the message).
+    InputError, ScoreDtypeError
+        For shape mismatches and unreadable dtypes.
+    """
+    flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
+    offsets = _lesion_offsets(flat_l, target, use_target)
+    lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
+    n_chunks = max(1, min(numba.get_num_threads(), offsets.size - 1))
+    hist = np.zeros((n_chunks, N_BINS), np.int64)
+    n_nan = int(kernels.stats_pass(flat_s, flat_l, target, use_target, offsets, lesion, hist).sum())
+    if n_nan:
+        _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
+    lesion.sort()
+    counts = hist.sum(axis=0)
+    bins = np.flatnonzero(counts)
+    return VolumeStats(flat_s.size, lesion.size, lesion, bins.astype(np.uint32), counts[bins], name)
+
+
+def lesion_scores(scores, labels, *, label=None, name=None):
+    """The lesion voxels' scores in memory order (unsorted), reading only what it must.
+
+    The labels are read once; scores are read only in blocks that hold lesion
+    voxels. Raises ``NaNScoresError`` when a lesion score is NaN.
+    """
+    flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
+    offsets = _lesion_offsets(flat_l, target, use_target)
+    lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
+    kernels.gather_lesion_scores(flat_s, flat_l, target, use_target, offsets, lesion)
+    n_nan = int(np.count_nonzero(np.isnan(lesion)))
+    if n_nan:
+        _raise_nan(name, n_nan, f"among its {lesion.size} lesion voxels")
+    return lesion
+
+
+_SORT_ABOVE = 8  # more distinct ranks than this: one sort beats repeated selection
+
+
+def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", name=None):
+    """The exact critical threshold of one volume (SPEC 1).
+
+    The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
+    with ``k`` the largest ``j < n_fg`` with ``j / n_fg <= epsilon``, equal to
+    the sorted-order reference bit for bit, ties included. It reads only the
+    labels and the scores of blocks holding lesion voxels, so NaN scores are
+    detected among lesion voxels (the only ones that decide the result);
+    ``volume_stats`` checks every voxel.
+
+    Parameters
+    ----------
+    scores, labels, label, name
+        As in ``volume_stats``.
+    epsilon : float or array_like
+        Tolerated FNR, in [0, 1).
+    empty : {"error", "pass", "skip"}
+        Volumes without lesion voxels: raise, return +inf, or return None.
+
+    Returns
+    -------
+    float, or float64 ndarray of ``epsilon``'s shape
+    """
+    check_empty_policy(empty)
+    eps = epsilon_array(epsilon)
+    lesion = lesion_scores(scores, labels, label=label, name=name)
+    if lesion.size == 0:
+        if empty == "error":
+            raise empty_error(name)
+        return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
+    k = largest_rank(eps, lesion.size, lesion.size - 1)
+    distinct = np.unique(k)
+    if distinct.size > _SORT_ABOVE:
+        lesion.sort()
+    else:
+        lesion.partition(distinct)
+    return _scalar_or_array(lesion[k].astype(np.float64), eps)
