@@ -1,0 +1,113 @@
+"""VolumeStats: exact counts, the histogram, curves and serialisation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import clskern
+import naive
+from clskern._binning import N_BINS, bin_index, bin_lower_edges
+from strategies import volumes
+
+
+@settings(max_examples=200, deadline=None)
+@given(volumes())
+def test_lesion_scores_and_histogram_match_reference(volume):
+    scores, labels, label = volume
+    stats = clskern.volume_stats(scores, labels, label=label)
+    y = naive.lesion_mask(labels, label)
+    expected_lesion = np.sort(np.asarray(scores, np.float64)[y])
+    assert stats.n_voxels == scores.size and stats.n_fg == int(y.sum())
+    np.testing.assert_array_equal(stats.lesion_scores.astype(np.float64), expected_lesion)
+    dense = np.zeros(N_BINS, np.int64)
+    dense[stats.bg_bins] = stats.bg_counts
+    np.testing.assert_array_equal(dense, naive.background_histogram(scores, labels, label))
+
+
+@settings(max_examples=150, deadline=None)
+@given(volumes(), st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=1, max_size=6))
+def test_exact_lesion_counts(volume, thresholds):
+    scores, labels, label = volume
+    stats = clskern.volume_stats(scores, labels, label=label)
+    t = np.array(thresholds + [0.0, 0.5, np.inf, -np.inf])
+    expected_fn = [naive.fn(scores, labels, x, label) for x in t]
+    np.testing.assert_array_equal(stats.fn(t), expected_fn)
+    np.testing.assert_array_equal(stats.tp(t), stats.n_fg - np.array(expected_fn))
+    np.testing.assert_array_equal(stats.fnr(t), np.array(expected_fn, np.float64) / stats.n_fg)
+
+
+@settings(max_examples=150, deadline=None)
+@given(volumes(), st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=6))
+def test_fp_exact_at_edges_and_bounded_inside_bins(volume, thresholds):
+    scores, labels, label = volume
+    stats = clskern.volume_stats(scores, labels, label=label)
+    edges = bin_lower_edges()
+    # Exact at bin edges, including the ones users meet most.
+    for t in [0.0, 0.5, 0.75, 1.0, 2.0**-20, -1.0]:
+        assert stats.fp(t) == naive.fp(scores, labels, t, label)
+    # Inside a bin: between the exact counts at its two edges.
+    for t in thresholds:
+        j = np.searchsorted(edges, t, side="right") - 1
+        low, high = edges[j], edges[j + 1]
+        assert naive.fp(scores, labels, high, label) <= stats.fp(t) <= naive.fp(scores, labels, low, label)
+
+
+def test_curves_against_counts():
+    rng = np.random.default_rng(1)
+    scores = rng.random((20, 20, 10)).astype(np.float32)
+    labels = rng.random((20, 20, 10)) < 0.1
+    stats = clskern.volume_stats(scores, labels)
+    t = np.array([0.25, 0.5, 0.75])  # bin edges: every curve is exact here
+    fp = np.array([naive.fp(scores, labels, x) for x in t])
+    fn = np.array([naive.fn(scores, labels, x) for x in t])
+    tp = labels.sum() - fn
+    np.testing.assert_array_equal(stats.fp(t), fp)
+    np.testing.assert_allclose(stats.dice(t), 2 * tp / (2 * tp + fp + fn), rtol=0, atol=0)
+    np.testing.assert_allclose(stats.fpr(t), fp / (~labels).sum(), rtol=0, atol=0)
+    np.testing.assert_allclose(stats.pc(t), (tp + fp) / labels.size, rtol=0, atol=0)
+    assert isinstance(stats.dice(0.5), float)
+
+
+def test_histogram_resolution_is_fine_for_probabilities():
+    # 1024 bins per power of two: in [0.5, 1) a bin is 2**-11 wide.
+    edges = bin_lower_edges()
+    inside = edges[(edges >= 0.5) & (edges <= 1.0)]
+    np.testing.assert_allclose(np.diff(inside), 2.0**-11)
+
+
+def test_bin_index_edges_and_specials():
+    edges = bin_lower_edges()
+    assert np.all(np.diff(edges) > 0)
+    values = np.array([-np.inf, -2.0**40, -2.0**32, -1.0, -1e-300, -0.0, 0.0, 1e-300, 2.0**-32, 0.5, 1.0, 2.0**32, np.inf])
+    for x in list(values) + list(edges[1:-1:997]):
+        k = bin_index(x)
+        assert edges[k] <= x < edges[k + 1] or (x == np.inf and k == N_BINS - 1), x
+
+
+def test_smooth_maps_use_few_bytes():
+    x = np.linspace(0, 1, 64)
+    scores = (x[:, None, None] * x[None, :, None] * x[None, None, :]).astype(np.float32)
+    labels = scores > 0.6
+    stats = clskern.volume_stats(scores, labels)
+    assert stats.nbytes < 0.1 * scores.nbytes
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.booleans().flatmap(lambda w: volumes(with_lesion=w)))
+def test_bytes_round_trip(volume):
+    scores, labels, label = volume
+    stats = clskern.volume_stats(scores, labels, label=label, name="case 1")
+    again = clskern.VolumeStats.from_bytes(stats.to_bytes())
+    assert again == stats
+    assert again.lesion_scores.dtype == stats.lesion_scores.dtype
+
+
+def test_from_bytes_rejects_garbage():
+    with pytest.raises(clskern.InputError, match="not clskern volume statistics"):
+        clskern.VolumeStats.from_bytes(b"definitely not an npz")
+
+
+def test_inconsistent_statistics_refused():
+    with pytest.raises(clskern.InputError, match="inconsistent"):
+        clskern.VolumeStats(10, 2, np.array([0.1], np.float32), [5], [8])
