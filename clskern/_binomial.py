@@ -1,10 +1,13 @@
 """Binomial tail and the Hoeffding-Bentkus p-value, without SciPy.
 
 Sums of log-space probabilities: accurate to a few ulps for the n of a
-calibration set (tests compare with scipy.stats.binom).
+calibration set (tests compare with scipy.stats.binom). Where a decision
+``cdf <= delta`` is closer than rounding can tell, ``cdf_at_most`` settles it
+in exact rational arithmetic (a float ``p`` is a dyadic rational).
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -30,6 +33,26 @@ def binom_cdf(k, n, p):
     if k >= n:
         return 1.0
     return float(binom_cdf_table(n, p)[k])
+
+
+def binom_cdf_exact(k, n, p):
+    """``P(Binom(n, p) <= k)`` as an exact Fraction of the float ``p``."""
+    q = Fraction(p)
+    num, den = q.numerator, q.denominator
+    total = sum(math.comb(n, i) * num**i * (den - num) ** (n - i) for i in range(k + 1))
+    return Fraction(total, den**n)
+
+
+_AMBIGUOUS = 1e-9  # relative gap under which the float sum cannot be trusted
+
+
+def cdf_at_most(n, p, delta):
+    """``[P(Binom(n, p) <= i) <= delta for i in 0..n]``, exactly (bool array)."""
+    table = binom_cdf_table(n, p)
+    decision = table <= delta
+    for i in np.flatnonzero(np.abs(table - delta) <= _AMBIGUOUS * delta):
+        decision[i] = binom_cdf_exact(int(i), n, p) <= Fraction(delta)
+    return decision
 
 
 def _kl_bernoulli(a, b):

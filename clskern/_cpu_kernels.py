@@ -8,22 +8,44 @@ volume is cut into blocks of ``BLOCK`` voxels:
    volume) and counts lesion voxels per block.
 2. A prefix sum of those counts gives each block its slot in the output, so
    the gather runs in parallel without atomics and keeps memory order, and
-   ``gather_lesion_scores`` can skip lesion-free blocks: the scores of a sparse
-   lesion are read only where the lesion is.
-3. ``stats_pass`` reads every score once: lesion scores go to their slots,
-   background scores into a per-thread histogram (``_binning``).
+   ``gather_lesion_scores`` skips lesion-free blocks (and lesion-free runs of
+   ``RUN`` voxels inside a block): the scores of a sparse lesion are read only
+   near the lesion.
+3. ``stats_pass`` reads every score once and adds one to its bin in its
+   chunk's histogram row, without looking at the labels; blocks holding lesion
+   voxels are re-read from cache to copy their lesion scores out. The caller
+   then takes the lesion scores' bins back out of the histogram, which leaves
+   the background histogram: exact, and no label branch in the hot loop.
 
 Counting is exact: every lesion score is copied as is, and the k-th order
 statistic is selected from those copies afterwards.
+
+Inner loops run over slices (``labels[lo:hi]``) with indices from 0: Numba
+then knows they are never negative, skips its wraparound check, and LLVM
+vectorises them (an order of magnitude on the label count).
 """
 
 import numpy as np
 from numba import njit, prange
 
-from ._binning import bin_index
+from ._binning import score_bin
 from ._scalars import is_lesion, score_value
 
-BLOCK = 1 << 14
+BLOCK = 1 << 11
+RUN = 64  # lesion-free runs of this many labels are skipped in one test
+HISTOGRAM_RUN = 256  # bins computed ahead of the scatter (fits L1 with the row)
+
+
+@njit(cache=True)
+def _count_block(labels, target, use_target):
+    c = 0
+    if use_target:
+        for i in range(labels.size):
+            c += labels[i] == target
+    else:
+        for i in range(labels.size):
+            c += labels[i] > 0
+    return c
 
 
 @njit(parallel=True, cache=True)
@@ -33,12 +55,21 @@ def lesion_counts(labels, target, use_target):
     n_blocks = (n + BLOCK - 1) // BLOCK
     counts = np.empty(n_blocks, np.int64)
     for b in prange(n_blocks):
-        c = 0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            if is_lesion(labels[i], target, use_target):
-                c += 1
-        counts[b] = c
+        counts[b] = _count_block(labels[b * BLOCK : min(n, (b + 1) * BLOCK)], target, use_target)
     return counts
+
+
+@njit(cache=True)
+def _gather_block(scores, labels, target, use_target, out):
+    """Copy a block's lesion scores to ``out``, skipping lesion-free runs."""
+    o = 0
+    for lo in range(0, labels.size, RUN):
+        hi = min(labels.size, lo + RUN)
+        if _count_block(labels[lo:hi], target, use_target):
+            for i in range(lo, hi):
+                if is_lesion(labels[i], target, use_target):
+                    out[o] = score_value(scores[i])
+                    o += 1
 
 
 @njit(parallel=True, cache=True)
@@ -48,73 +79,96 @@ def gather_lesion_scores(scores, labels, target, use_target, offsets, out):
     Blocks without lesion voxels are skipped, so their scores are never read.
     """
     n = labels.size
-    n_blocks = offsets.size - 1
-    for b in prange(n_blocks):
-        o = offsets[b]
-        if offsets[b + 1] == o:
-            continue
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            if is_lesion(labels[i], target, use_target):
-                out[o] = score_value(scores[i])
-                o += 1
+    for b in prange(offsets.size - 1):
+        if offsets[b + 1] > offsets[b]:
+            lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+            _gather_block(scores[lo:hi], labels[lo:hi], target, use_target, out[offsets[b] : offsets[b + 1]])
+
+
+@njit(cache=True)
+def _histogram_run(scores, row, bins):
+    # Two loops: the bin arithmetic vectorises on its own, the scatter cannot.
+    for i in range(scores.size):
+        bins[i] = score_bin(score_value(scores[i]))
+    for i in range(scores.size):
+        row[bins[i]] += 1
+
+
+@njit(cache=True)
+def _histogram_block(scores, row, bins):
+    """Add a block's scores to ``row``, ``bins.size`` at a time (twice as fast as one loop)."""
+    for lo in range(0, scores.size, bins.size):
+        hi = min(scores.size, lo + bins.size)
+        _histogram_run(scores[lo:hi], row, bins[: hi - lo])
 
 
 @njit(parallel=True, cache=True)
 def stats_pass(scores, labels, target, use_target, offsets, lesion_out, hist):
-    """Gather lesion scores and histogram background scores in one read.
+    """Histogram every score and gather the lesion scores, in one read.
 
-    ``hist`` has one row per chunk (the rows are summed by the caller), so
-    threads never share a counter. Runs of voxels in one bin (smooth score
-    maps have long ones) are added at once. Returns the NaN count per chunk.
+    ``hist`` has one row per chunk of consecutive blocks (the caller sums the
+    rows), so threads never share a counter. NaN scores land in the first or
+    last bin (see ``count_nan``).
     """
     n = labels.size
     n_blocks = offsets.size - 1
     n_chunks = hist.shape[0]
-    nans = np.zeros(n_chunks, np.int64)
     for c in prange(n_chunks):
-        b0 = c * n_blocks // n_chunks
-        b1 = (c + 1) * n_blocks // n_chunks
-        o = offsets[b0]
         row = hist[c]
-        previous = -1
-        run = 0
-        n_nan = 0
-        for i in range(b0 * BLOCK, min(n, b1 * BLOCK)):
-            x = score_value(scores[i])
-            if is_lesion(labels[i], target, use_target):
-                lesion_out[o] = x
-                o += 1
-                if x != x:
-                    n_nan += 1
-            elif x != x:
-                n_nan += 1
-            else:
-                k = bin_index(x)
-                if k == previous:
-                    run += 1
-                else:
-                    if run:
-                        row[previous] += run
-                    previous = k
-                    run = 1
-        if run:
-            row[previous] += run
-        nans[c] = n_nan
-    return nans
+        bins = np.empty(HISTOGRAM_RUN, np.int32)
+        for b in range(c * n_blocks // n_chunks, (c + 1) * n_blocks // n_chunks):
+            lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+            _histogram_block(scores[lo:hi], row, bins)
+            if offsets[b + 1] > offsets[b]:
+                _gather_block(scores[lo:hi], labels[lo:hi], target, use_target, lesion_out[offsets[b] : offsets[b + 1]])
+
+
+@njit(cache=True)
+def score_bins(values):
+    """Histogram bin of each score in a (small) 1-D array."""
+    out = np.empty(values.size, np.int64)
+    for i in range(values.size):
+        out[i] = score_bin(score_value(values[i]))
+    return out
+
+
+@njit(cache=True)
+def _nan_block(scores):
+    k = 0
+    for i in range(scores.size):
+        x = score_value(scores[i])
+        k += x != x
+    return k
+
+
+@njit(parallel=True, cache=True)
+def count_nan(scores):
+    """NaN scores in a flat array (run only when the end bins are not empty)."""
+    n = scores.size
+    n_blocks = max(1, (n + BLOCK - 1) // BLOCK)
+    counts = np.empty(n_blocks, np.int64)
+    for b in prange(n_blocks):
+        counts[b] = _nan_block(scores[b * BLOCK : min(n, (b + 1) * BLOCK)])
+    return counts.sum()
+
+
+@njit(cache=True)
+def _mask_block(scores, threshold, out):
+    k = 0
+    for i in range(scores.size):
+        x = np.float64(score_value(scores[i]))
+        out[i] = np.uint8(x >= threshold)
+        k += x != x
+    return k
 
 
 @njit(parallel=True, cache=True)
 def threshold_mask(scores, threshold, out):
     """``out[i] = scores[i] >= threshold`` as 0/1; returns the NaN count."""
     n = scores.size
-    n_chunks = max(1, (n + BLOCK - 1) // BLOCK)
-    nans = np.zeros(n_chunks, np.int64)
-    for c in prange(n_chunks):
-        k = 0
-        for i in range(c * BLOCK, min(n, (c + 1) * BLOCK)):
-            x = np.float64(score_value(scores[i]))
-            out[i] = np.uint8(x >= threshold)
-            if x != x:
-                k += 1
-        nans[c] = k
+    n_blocks = max(1, (n + BLOCK - 1) // BLOCK)
+    nans = np.zeros(n_blocks, np.int64)
+    for b in prange(n_blocks):
+        lo, hi = b * BLOCK, min(n, (b + 1) * BLOCK)
+        nans[b] = _mask_block(scores[lo:hi], threshold, out[lo:hi])
     return nans.sum()

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._binomial import binom_cdf_table, hoeffding_bentkus_pvalue
+from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
 from ._calibration_record import Calibration
 from ._ranks import largest_rank
 from ._risk_search import largest_certified_score
@@ -108,8 +108,7 @@ def _cls_pac_rank(n, alpha, delta):
     """Largest ``j >= 1`` with ``BinomCDF(j - 1; n, alpha) <= delta`` (0 if none)."""
     if n == 0:
         return 0
-    cdf = binom_cdf_table(n, alpha)[:n]  # cdf[j - 1] for j = 1..n
-    return int(np.count_nonzero(cdf <= delta))  # cdf is non-decreasing
+    return int(np.count_nonzero(cdf_at_most(n, alpha, delta)[:n]))  # cdf[j - 1], j = 1..n; non-decreasing
 
 
 def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):

@@ -260,13 +260,18 @@ def volume_stats(scores, labels, *, label=None, name=None):
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
     offsets = _lesion_offsets(flat_l, target, use_target)
     lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
-    n_chunks = max(1, min(numba.get_num_threads(), offsets.size - 1))
-    hist = np.zeros((n_chunks, N_BINS), np.int64)
-    n_nan = int(kernels.stats_pass(flat_s, flat_l, target, use_target, offsets, lesion, hist).sum())
-    if n_nan:
-        _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
+    n_blocks = offsets.size - 1
+    # int32 rows (half the cache footprint of int64) hold at most 2**30 voxels each.
+    n_chunks = max(1, min(n_blocks, max(numba.get_num_threads(), -(-flat_s.size // 2**30))))
+    hist = np.zeros((n_chunks, N_BINS), np.int32)
+    kernels.stats_pass(flat_s, flat_l, target, use_target, offsets, lesion, hist)
+    counts = hist.sum(axis=0, dtype=np.int64)
+    if counts[0] or counts[-1]:  # the end bins also catch NaN: count them now
+        n_nan = int(kernels.count_nan(flat_s))
+        if n_nan:
+            _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
+    counts -= np.bincount(kernels.score_bins(lesion), minlength=N_BINS)
     lesion.sort()
-    counts = hist.sum(axis=0)
     bins = np.flatnonzero(counts)
     return VolumeStats(flat_s.size, lesion.size, lesion, bins.astype(np.uint32), counts[bins], name)
 

@@ -67,6 +67,12 @@ def test_cls_pac_against_scipy(n, alpha, delta, seed):
         assert (result.threshold, result.k) == (expected, k)
 
 
+def test_cls_pac_exact_at_ties():
+    # BinomCDF(1; 3, 0.5) = 0.5 exactly: j = 2 qualifies at delta = 0.5.
+    result = clskern.calibrate([0.1, 0.2, 0.3], epsilon=0.2, alpha=0.5, delta=0.5, method="cls-pac")
+    assert (result.k, result.threshold) == (2, 0.2)
+
+
 def test_cls_pac_smallest_n():
     # (1 - 0.1)^n <= 0.05 first holds at n = 29.
     with pytest.raises(clskern.CalibrationError, match="needs n >= 29"):

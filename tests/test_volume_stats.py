@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import clskern
 import naive
 from clskern._binning import N_BINS, bin_index, bin_lower_edges
+from clskern._cpu_kernels import score_bins
 from strategies import volumes
 
 
@@ -70,19 +71,31 @@ def test_curves_against_counts():
 
 
 def test_histogram_resolution_is_fine_for_probabilities():
-    # 1024 bins per power of two: in [0.5, 1) a bin is 2**-11 wide.
+    # 256 bins per power of two: in [0.5, 1) a bin is 2**-9 wide.
     edges = bin_lower_edges()
     inside = edges[(edges >= 0.5) & (edges <= 1.0)]
-    np.testing.assert_allclose(np.diff(inside), 2.0**-11)
+    np.testing.assert_allclose(np.diff(inside), 2.0**-9)
+
+
+SPECIAL_VALUES = [-np.inf, -2.0**40, -2.0**32, -1.0, -1e-300, -0.0, 0.0, 1e-300, 2.0**-32, 0.5, 1.0, 2.0**32, np.inf]
 
 
 def test_bin_index_edges_and_specials():
     edges = bin_lower_edges()
     assert np.all(np.diff(edges) > 0)
-    values = np.array([-np.inf, -2.0**40, -2.0**32, -1.0, -1e-300, -0.0, 0.0, 1e-300, 2.0**-32, 0.5, 1.0, 2.0**32, np.inf])
-    for x in list(values) + list(edges[1:-1:997]):
+    for x in SPECIAL_VALUES + list(edges[1:-1:97]) + list(np.nextafter(edges[1:-1:97], -np.inf)):
         k = bin_index(x)
         assert edges[k] <= x < edges[k + 1] or (x == np.inf and k == N_BINS - 1), x
+
+
+def test_float32_bins_equal_float64_bins():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    values = np.concatenate([values[~np.isnan(values)], np.float32(SPECIAL_VALUES), bin_lower_edges()[1:-1].astype(np.float32)])
+    np.testing.assert_array_equal(score_bins(values), score_bins(values.astype(np.float64)))
+    half = np.clip(values, -65504, 65504).astype(np.float16)
+    np.testing.assert_array_equal(score_bins(half.view(np.uint16)), score_bins(half.astype(np.float64)))
 
 
 def test_smooth_maps_use_few_bytes():
