@@ -4,12 +4,27 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def _stream(scores, labels):
+_BLOCK = 1 << 16
+
+
+@njit(cache=True, fastmath=True)
+def _stream_block(scores, labels):
     total = 0.0
-    for i in prange(scores.size):
+    for i in range(scores.size):
         total += scores[i] * labels[i]
     return total
+
+
+@njit(parallel=True, cache=True)
+def _stream(scores, labels):
+    # Blocks over slices, fastmath sums: vectorised, so memory is the limit.
+    n = scores.size
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    partial = np.empty(n_blocks)
+    for b in prange(n_blocks):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        partial[b] = _stream_block(scores[lo:hi], labels[lo:hi])
+    return partial.sum()
 
 
 def stream_pass(scores, labels):

@@ -28,7 +28,7 @@ vectorises them (an order of magnitude on the label count).
 import numpy as np
 from numba import njit, prange
 
-from ._binning import score_bin
+from ._binning import N_BINS, score_bin
 from ._scalars import is_lesion, score_value
 
 BLOCK = 1 << 11
@@ -129,6 +129,34 @@ def score_bins(values):
     out = np.empty(values.size, np.int64)
     for i in range(values.size):
         out[i] = score_bin(score_value(values[i]))
+    return out
+
+
+@njit(cache=True)
+def select_ranks(values, ranks):
+    """``sorted(values)[k]`` for each k in ``ranks``, without sorting ``values``.
+
+    One pass counts the values per histogram bin (bins are disjoint value
+    ranges in order), so the bin holding rank k is known; only that bin's
+    members are then copied out and partitioned. Exact: every value below that
+    bin is smaller, every value above it larger. ``values`` hold no NaN.
+    """
+    bins = score_bins(values)
+    start = np.zeros(N_BINS + 1, np.int64)
+    for i in range(bins.size):
+        start[bins[i] + 1] += 1
+    for b in range(N_BINS):
+        start[b + 1] += start[b]
+    out = np.empty(ranks.size, values.dtype)
+    for j in range(ranks.size):
+        b = np.searchsorted(start, ranks[j], side="right") - 1
+        members = np.empty(start[b + 1] - start[b], values.dtype)
+        m = 0
+        for i in range(bins.size):
+            if bins[i] == b:
+                members[m] = values[i]
+                m += 1
+        out[j] = np.partition(members, ranks[j] - start[b])[ranks[j] - start[b]]
     return out
 
 

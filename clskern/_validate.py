@@ -80,6 +80,8 @@ def flat_labels(labels, shape, order, name=None):
         raise InputError(
             f"{volume_name(name)}: scores have shape {tuple(shape)} but labels have shape {array.shape}"
         )
+    if array.dtype == np.float16:  # Numba's CPU target has no float16; labels are small
+        array = array.astype(np.float32, order="K")
     flat = native(array).ravel(order=order)
     if flat.dtype == np.bool_:
         flat = flat.view(np.uint8)

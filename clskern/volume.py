@@ -292,7 +292,7 @@ def lesion_scores(scores, labels, *, label=None, name=None):
     return lesion
 
 
-_SORT_ABOVE = 8  # more distinct ranks than this: one sort beats repeated selection
+_SORT_ABOVE = 8  # more distinct ranks than this: one sort beats selection per rank
 
 
 def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", name=None):
@@ -326,9 +326,10 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
             raise empty_error(name)
         return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
     k = largest_rank(eps, lesion.size, lesion.size - 1)
-    distinct = np.unique(k)
+    distinct, where = np.unique(k, return_inverse=True)
     if distinct.size > _SORT_ABOVE:
         lesion.sort()
+        values = lesion[distinct]
     else:
-        lesion.partition(distinct)
-    return _scalar_or_array(lesion[k].astype(np.float64), eps)
+        values = kernels.select_ranks(lesion, distinct)
+    return _scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)
