@@ -24,15 +24,16 @@ def _multiprocessors():
     return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
 
 
-def _grid(n_work, per_block, blocks_per_sm):
+def _grid(n_work, per_block, blocks_per_sm, simulated=1):
     """Blocks for ``n_work`` items of ``per_block``: enough to fill the GPU, no more.
 
-    The simulator runs at most two blocks (each costs a Python thread per
-    GPU thread); two still exercise every grid-stride loop.
+    The simulator runs ``simulated`` blocks at most (each costs a Python
+    thread per GPU thread); the tile kernels ask for two, so that their
+    loops over tiles and the merging of blocks are exercised.
     """
     need = max(1, -(-n_work // per_block))
     if config.ENABLE_CUDASIM:
-        return min(need, 2)
+        return min(need, simulated)
     return min(need, blocks_per_sm * _multiprocessors())
 
 
@@ -55,7 +56,7 @@ def launch_offsets(vol):
     offsets = _zeros(n_tiles + 1)
     if n_tiles:
         counts = cuda.device_array(n_tiles, np.int64)
-        K.count_kernel[_grid(n_tiles, 1, 8), K.TPB](vol.labels, vol.target, vol.use_target, counts)
+        K.count_kernel[_grid(n_tiles, 1, 8, 2), K.TPB](vol.labels, vol.target, vol.use_target, counts)
         K.scan_kernel[1, K.SCAN_TPB](counts, offsets)
     return offsets
 
@@ -108,7 +109,7 @@ def launch_gather(vol, offsets, n_fg):
     lesion = cuda.device_array(n_fg, _lesion_dtype(vol.scores))
     n_nan = _zeros(1)
     if n_fg:
-        K.gather_kernel[_grid(offsets.size - 1, 1, 8), K.TPB](
+        K.gather_kernel[_grid(offsets.size - 1, 1, 8, 2), K.TPB](
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, lesion, n_nan
         )
     return lesion, n_nan
@@ -341,7 +342,7 @@ def apply_threshold(scores, threshold, out=None, name=None):
     n_nan = _zeros(1)
     n = vol.scores.size
     if n:
-        K.mask_kernel[_grid(n, K.TPB, 8), K.TPB](vol.scores, float(threshold), mask, n_nan)
+        K.mask_kernel[_grid(n, K.TPB, 8, 2), K.TPB](vol.scores, float(threshold), mask, n_nan)
     nans = int(n_nan.copy_to_host()[0])
     if nans:
         raise NaNScoresError(f"{volume_name(name)}: {nans} NaN scores; a mask would call them background")
