@@ -110,7 +110,7 @@ def compact_tile(scores, labels, target, use_target, base, n, slot, out, buf, t)
     return n_nan
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def count_kernel(labels, target, use_target, counts):
     """``counts[b]``: lesion voxels in tile b (reads only the labels)."""
     total = cuda.shared.array(1, _I64)
@@ -134,7 +134,7 @@ def count_kernel(labels, target, use_target, counts):
             counts[b] = total[0]
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def scan_kernel(counts, offsets):
     """``offsets[0] = 0``, ``offsets[b + 1] = counts[0] + ... + counts[b]`` (one block)."""
     buf = cuda.shared.array((2, SCAN_TPB), _I64)
@@ -166,7 +166,7 @@ def add_run(window, hist, window_lo, k, run):
         cuda.atomic.add(hist, k, np.uint64(run))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_out, hist, n_nan):
     """One read of every voxel: background histogram plus ordered lesion gather."""
     window = cuda.shared.array(WINDOW_SLOTS, _U32)  # a block sees < 2**32 voxels
@@ -213,7 +213,7 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
         cuda.atomic.add(hist, ZERO_BIN, np.uint64(window[WINDOW]))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def gather_kernel(scores, labels, target, use_target, offsets, lesion_out, n_nan):
     """Ordered lesion gather that reads scores only in tiles holding lesion voxels."""
     buf = cuda.shared.array((2, TPB), _I64)
@@ -229,7 +229,7 @@ def gather_kernel(scores, labels, target, use_target, offsets, lesion_out, n_nan
         cuda.atomic.add(n_nan, 0, nans)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def digit_kernel(values, prefix, prefix_mask, shift, counts):
     """``counts[d]`` += values whose order key has high bits ``prefix`` and digit ``d`` at ``shift``."""
     local = cuda.shared.array(DIGITS, _I64)
@@ -247,7 +247,7 @@ def digit_kernel(values, prefix, prefix_mask, shift, counts):
             cuda.atomic.add(counts, j, local[j])
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def zero_signs_kernel(values, counts):
     """``counts[0]`` += number of -0.0, ``counts[1]`` += number of +0.0 in ``values``."""
     neg = 0
@@ -265,14 +265,14 @@ def zero_signs_kernel(values, counts):
         cuda.atomic.add(counts, 1, pos)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def zero_kernel(values):
     """``values[:] = 0`` (histograms and counters start from zero on the device)."""
     for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
         values[i] = 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def mask_kernel(scores, threshold, out, n_nan):
     """``out[i] = scores[i] >= threshold`` (compared in float64) as 0/1; counts NaN."""
     nans = 0
