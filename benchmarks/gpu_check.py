@@ -130,12 +130,17 @@ def correctness(seed, n_cases, tiny=False):
 
     try:
         import torch
+
+        torch = torch if torch.cuda.is_available() else None
     except Exception:
         torch = None
     try:
         import cupy
+
+        cupy = cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
     except Exception:
         cupy = None
+    print(f"  intake through: numba, host{', cupy' if cupy else ''}{', torch' if torch else ''}")
     rng = np.random.default_rng(seed)
     shapes = [(1,), (7,), (33, 17, 5), (64, 64, 64), (128, 96, 80), (300, 512, 4), (97, 201, 13)]
     if tiny:  # a smoke test of this script under the simulator
@@ -150,10 +155,10 @@ def correctness(seed, n_cases, tiny=False):
         how = libs[i % 4]
         label = 2 if i % 5 == 4 else None
         p, y = random_volume(rng, shape, dtype, order)
-        dp, dy = to_library(p, how, torch, cupy), to_library(y, how, torch, cupy)
         backend = "cuda" if how == "host" else "auto"
         tag = f"case {i}: {shape} {np.dtype(dtype).name} {order} {how} label={label}"
         try:
+            dp, dy = to_library(p, how, torch, cupy), to_library(y, how, torch, cupy)
             cpu = clskern.volume_stats(p, y, label=label, backend="cpu")
             gpu = clskern.volume_stats(dp, dy, label=label, backend=backend)
             ok = gpu == cpu and same(gpu.lesion_scores, cpu.lesion_scores)

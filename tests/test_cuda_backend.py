@@ -55,6 +55,14 @@ def test_on_device_by_interface():
     assert not on_device(np.zeros(3)) and not on_device([0.5]) and not on_device(None)
 
 
+def test_torch_cpu_tensors_stay_on_the_cpu():
+    torch = pytest.importorskip("torch")
+    p = torch.rand(4, 5, 6)
+    assert not on_device(p) and not on_device(p.requires_grad_(True))
+    y = p.detach() > 0.7
+    assert clskern.critical_threshold(p.detach(), y, 0.2) == clskern.critical_threshold(p.detach().numpy(), y.numpy(), 0.2)
+
+
 def test_cpu_inputs_under_auto_never_import_numba_cuda():
     code = textwrap.dedent(
         """

@@ -53,11 +53,12 @@ def _lesion_dtype(scores):
 def launch_offsets(vol):
     """Each tile's first slot among the lesion voxels, on the device (nothing waits)."""
     n_tiles = -(-vol.labels.size // K.TILE)
-    offsets = _zeros(n_tiles + 1)
-    if n_tiles:
-        counts = cuda.device_array(n_tiles, np.int64)
-        K.count_kernel[_grid(n_tiles, 1, 8, 2), K.TPB](vol.labels, vol.target, vol.use_target, counts)
-        K.scan_kernel[1, K.SCAN_TPB](counts, offsets)
+    if n_tiles == 0:
+        return _zeros(1)
+    offsets = cuda.device_array(n_tiles + 1, np.int64)  # the scan writes every entry
+    counts = cuda.device_array(n_tiles, np.int64)
+    K.count_kernel[_grid(n_tiles, 1, 8, 2), K.TPB](vol.labels, vol.target, vol.use_target, counts)
+    K.scan_kernel[1, K.SCAN_TPB](counts, offsets)
     return offsets
 
 
@@ -149,21 +150,35 @@ def _zero_signs(values):
 def sorted_scores(values):
     """Device ``values`` sorted ascending, on the host, equal to ``np.sort`` of the same array.
 
-    With CuPy the sort runs on the device. Equal values share one bit pattern
+    With CuPy or PyTorch the sort runs on the device. Equal values share one bit pattern
     except -0.0 and +0.0, whose order an unstable sort leaves open: when both
     occur, the host sorts exactly as the CPU path does.
     """
     if values.size == 0:
         return values.copy_to_host()
-    try:
-        import cupy
-    except ImportError:
-        cupy = None
-    if cupy is None or min(_zero_signs(values)) > 0:
+    device_sort = None if config.ENABLE_CUDASIM else _device_sort()
+    if device_sort is None or min(_zero_signs(values)) > 0:
         host = values.copy_to_host()
         host.sort()
         return host
-    return cupy.asnumpy(cupy.sort(cupy.asarray(values)))
+    return device_sort(values)
+
+
+def _device_sort():
+    """A sort on the device from CuPy or PyTorch (zero-copy views), or None."""
+    try:
+        import cupy
+
+        return lambda values: cupy.asnumpy(cupy.sort(cupy.asarray(values)))
+    except ImportError:
+        pass
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return lambda values: torch.sort(torch.as_tensor(values, device="cuda")).values.cpu().numpy()
 
 
 def _key_value(key):
@@ -194,9 +209,11 @@ def select_ranks(lesions, ranks):
     prefix = [np.uint64(0)] * n
     mask = np.uint64(0)
     rank = [int(r) for r in ranks]
+    width = n * K.DIGITS
+    all_counts = _zeros(passes * width)  # one allocation for every pass
     for p in range(passes):
         shift = np.uint64(64 - K.DIGIT_BITS * (p + 1))
-        counts = _zeros(n * K.DIGITS)
+        counts = all_counts[p * width : (p + 1) * width]
         for v, values in enumerate(lesions):
             row = counts[v * K.DIGITS : (v + 1) * K.DIGITS]
             K.digit_kernel[_grid(values.size, K.TPB, 8), K.TPB](values, prefix[v], mask, shift, row)
