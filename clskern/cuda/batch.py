@@ -12,6 +12,7 @@ import numpy as np
 
 from .._backend import check_cuda
 from .._validate import check_empty_policy, empty_error, epsilon_array
+from ..calibration import METHODS
 from ..calibration import calibrate as _calibrate
 from ..volume import volume_stats
 from . import _ops
@@ -88,11 +89,31 @@ def critical_thresholds(cases, epsilon, *, label=None, empty="skip", chunk=16):
 def calibrate(cases, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", label=None, chunk=16):
     """``clskern.calibrate`` over volumes given as (scores, labels) pairs, read on the GPU.
 
+    Parameters
+    ----------
+    cases : mapping of case id -> (scores, labels), or sequence of pairs
+        As in ``critical_thresholds``.
+    epsilon, alpha, method, delta, empty
+        As in ``clskern.calibrate``.
+    label : number, optional
+        The lesion label value in multi-label masks.
+    chunk : int
+        Volumes on the device at once (``cls``, ``cls-pac``).
+
+    Returns
+    -------
+    Calibration
+        Equal to ``clskern.calibrate`` of the CPU statistics (case ids are the
+        mapping's keys, or ``#0``, ``#1``, ... for a sequence).
+
+    Notes
+    -----
     ``cls`` and ``cls-pac`` need only each volume's critical threshold
     (``critical_thresholds``, batched); ``crc`` and ``rcps`` need every
-    volume's statistics (``volume_stats(..., backend="cuda")``). The returned
-    ``Calibration`` equals the one from the CPU statistics.
+    volume's statistics (``volume_stats(..., backend="cuda")``, one by one).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     pairs, names, as_mapping = _cases(cases)
     if method in ("cls", "cls-pac"):
         values = critical_thresholds(cases, epsilon, label=label, empty="skip", chunk=chunk)
