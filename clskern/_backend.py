@@ -85,18 +85,46 @@ def _ops():
     return _ops
 
 
+def _device_index(arrays):
+    """The CUDA device ordinal of the first GPU array that names one (CuPy, torch, DLPack), else None."""
+    for a in arrays:
+        if a is None or not on_device(a):
+            continue
+        device = getattr(a, "device", None)
+        for attribute in ("id", "index"):  # cupy.cuda.Device.id, torch.device.index
+            index = getattr(device, attribute, None)
+            if isinstance(index, int):
+                return index
+        try:
+            return int(a.__dlpack_device__()[1])
+        except Exception:
+            continue
+    return None
+
+
+def _run(fn, arrays, *args):
+    """Run ``fn(*args)`` with the device of the input arrays current (multi-GPU machines)."""
+    from numba import config, cuda
+
+    index = None if config.ENABLE_CUDASIM else _device_index(arrays)
+    if index is None or index == cuda.get_current_device().id:
+        return fn(*args)
+    with cuda.gpus[index]:
+        return fn(*args)
+
+
 def volume_stats_parts(scores, labels, label, name):
     """``(n_voxels, sorted lesion scores, bins, counts)`` from the GPU."""
-    return _ops().volume_stats_parts(scores, labels, label, name)
+    return _run(_ops().volume_stats_parts, (scores, labels), scores, labels, label, name)
 
 
 def lesion_scores(scores, labels, label, name):
-    return _ops().lesion_scores(scores, labels, label, name)
+    return _run(_ops().lesion_scores, (scores, labels), scores, labels, label, name)
 
 
 def critical_threshold(scores, labels, epsilon, label, empty, name):
-    return _ops().critical_threshold(scores, labels, epsilon, label, empty, name)
+    return _run(_ops().critical_threshold, (scores, labels), scores, labels, epsilon, label, empty, name)
 
 
 def apply_threshold(scores, threshold, out, name):
-    return _ops().apply_threshold(scores, threshold, out, name)
+    return _run(_ops().apply_threshold, (scores, out), scores, threshold, out, name)

@@ -243,7 +243,7 @@ def test_batched_thresholds_and_calibration_equal_cpu():
         critical_thresholds(empty_only, eps, empty="error")
     pairs = list(cases.values())
     cpu = clskern.calibrate(list(expected.values()), epsilon=eps, alpha=0.5, method="cls")
-    assert gpu_calibrate(pairs, epsilon=eps, alpha=0.5, method="cls") == cpu
+    assert gpu_calibrate(iter(pairs), epsilon=eps, alpha=0.5, method="cls") == cpu
     two = {k: cases[k] for k in ("c1", "empty")}
     stats = {k: clskern.volume_stats(s, y, name=k, backend="cpu") for k, (s, y) in two.items()}
     cpu = clskern.calibrate(stats, epsilon=0.5, method="crc", empty="pass")

@@ -115,3 +115,20 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         with pytest.raises(CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM") as err:
             call()
         assert isinstance(err.value, clskern.ClsKernError)
+
+
+def test_device_of_gpu_inputs_is_found():
+    from clskern._backend import _device_index
+
+    class Device:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    cupy_like = FakeCudaArray()
+    cupy_like.device = Device(id=1)
+    torch_like = FakeCudaArray()
+    torch_like.device = Device(type="cuda", index=2)
+    assert _device_index([np.zeros(2), cupy_like]) == 1
+    assert _device_index([None, torch_like]) == 2
+    assert _device_index([FakeDLPack(2)]) == 0
+    assert _device_index([np.zeros(2), FakeDLPack(1)]) is None

@@ -116,7 +116,8 @@ def calibrate(cases, *, epsilon, alpha=None, method="cls", delta=None, empty="sk
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     pairs, names, as_mapping = _cases(cases)
     if method in ("cls", "cls-pac"):
-        values = critical_thresholds(cases, epsilon, label=label, empty="skip", chunk=chunk)
+        given = dict(zip(names, pairs)) if as_mapping else pairs  # ``cases`` may be an iterator, now spent
+        values = critical_thresholds(given, epsilon, label=label, empty="skip", chunk=chunk)
     else:
         check_cuda()
         stats = [
