@@ -304,7 +304,9 @@ def timings(repeat, card):
     rows.append(("clskern volume_stats, iid noisy scores", t_vs_noisy))
     del noisy_p
 
-    print(f"\n  card: {card}\n")
+    import clskern as _c
+
+    print(f"\n  card: {card}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; clskern {_c.__version__}\n")
     print("  | operation | time (ms) | GB/s over scores + labels | % of copy rate |")
     print("  |---|---:|---:|---:|")
     for what, t in rows:

@@ -81,6 +81,9 @@ def _volume(dtype, seed, *, order="C", lesion=0.35):
     p[3] = np.inf
     p[5] = -np.inf
     p[7] = 2.0**-40
+    p[9] = 0.53125  # the simulator's shared window ends here
+    p[11] = 0.53125 - 2.0**-12
+    p[13] = 0.5 - 2.0**-12  # ... and starts above this
     scores = p.astype(dtype).reshape(SHAPE, order=order)
     labels = (rng.random(n) < lesion).reshape(SHAPE, order=order)
     return scores, labels
@@ -261,6 +264,12 @@ def test_radix_selection_every_rank_with_negatives():
         ordered = sorted(values.astype(np.float64), key=lambda v: (v, not np.signbit(v)))
         expected = np.array(ordered)[ranks]
         np.testing.assert_array_equal(np.array(got).view(np.uint64), expected.view(np.uint64))
+
+
+def test_selection_rule_matches_the_cpu_module():
+    from clskern import volume
+
+    assert _ops.SORT_ABOVE == volume._SORT_ABOVE
 
 
 def test_kernel_grid_covers_many_tiles():
