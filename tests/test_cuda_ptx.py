@@ -113,3 +113,13 @@ def test_shared_memory_fits_a_block():
     window = K.WINDOW_SLOTS * np.dtype(np.uint32).itemsize
     scan = 2 * K.TPB * np.dtype(np.int64).itemsize
     assert window + scan <= 48 * 1024
+
+
+def test_small_grid_warning_is_the_one_silenced():
+    # numba-cuda warns below 128 blocks with its own warning class; launches
+    # silence exactly that class (pytest here turns warnings into errors).
+    from numba.cuda import dispatcher
+
+    from clskern.cuda import _ops
+
+    assert dispatcher.errors.NumbaPerformanceWarning is _ops._PerformanceWarning

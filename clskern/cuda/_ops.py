@@ -5,6 +5,8 @@ and returns the same values bit for bit; only statistics (counts, the
 histogram, lesion scores, thresholds) cross to the host, never the volume.
 """
 
+import warnings
+
 import numpy as np
 from numba import config, cuda
 
@@ -37,12 +39,30 @@ def _grid(n_work, per_block, blocks_per_sm, simulated=1):
     return min(need, blocks_per_sm * _multiprocessors())
 
 
+try:  # numba-cuda's own class, not numba.NumbaPerformanceWarning
+    from numba.cuda.core.errors import NumbaPerformanceWarning as _PerformanceWarning
+except ImportError:  # pragma: no cover - older numba-cuda
+    from numba.core.errors import NumbaPerformanceWarning as _PerformanceWarning
+
+
+def _launch(kernel, grid, block, *args):
+    """``kernel[grid, block](*args)`` without numba-cuda's small-grid warning.
+
+    Grids here are as large as the work needs (one block for a scan, a few
+    for a small lesion set); numba-cuda warns below 128 blocks on every call.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", _PerformanceWarning)
+        configured = kernel[grid, block]
+    configured(*args)
+
+
 def _zeros(n, dtype=np.int64):
     """A zeroed device array: small ones copied over, large ones cleared by a kernel."""
     if n <= 4096 or config.ENABLE_CUDASIM:  # the simulator would clear 1 MB in Python
         return cuda.to_device(np.zeros(n, dtype))
     out = cuda.device_array(n, dtype)
-    K.zero_kernel[_grid(n, K.TPB, 8), K.TPB](out)
+    _launch(K.zero_kernel, _grid(n, K.TPB, 8), K.TPB, out)
     return out
 
 
@@ -57,8 +77,8 @@ def launch_offsets(vol):
         return _zeros(1)
     offsets = cuda.device_array(n_tiles + 1, np.int64)  # the scan writes every entry
     counts = cuda.device_array(n_tiles, np.int64)
-    K.count_kernel[_grid(n_tiles, 1, 8, 2), K.TPB](vol.labels, vol.target, vol.use_target, counts)
-    K.scan_kernel[1, K.SCAN_TPB](counts, offsets)
+    _launch(K.count_kernel, _grid(n_tiles, 1, 8, 2), K.TPB, vol.labels, vol.target, vol.use_target, counts)
+    _launch(K.scan_kernel, 1, K.SCAN_TPB, counts, offsets)
     return offsets
 
 
@@ -94,7 +114,8 @@ def volume_stats_parts(scores, labels, label=None, name=None):
     hist = _zeros(N_BINS, np.uint64)
     n_nan = _zeros(1)
     if n:
-        K.stats_kernel[_stats_grid(vol), K.TPB](
+        _launch(
+            K.stats_kernel, _stats_grid(vol), K.TPB,
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, lesion, hist, n_nan
         )
     nans = int(n_nan.copy_to_host()[0])
@@ -110,7 +131,8 @@ def launch_gather(vol, offsets, n_fg):
     lesion = cuda.device_array(n_fg, _lesion_dtype(vol.scores))
     n_nan = _zeros(1)
     if n_fg:
-        K.gather_kernel[_grid(offsets.size - 1, 1, 8, 2), K.TPB](
+        _launch(
+            K.gather_kernel, _grid(offsets.size - 1, 1, 8, 2), K.TPB,
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, lesion, n_nan
         )
     return lesion, n_nan
@@ -142,7 +164,7 @@ def _zero_signs(values):
     """``(count of -0.0, count of +0.0)`` among device ``values``."""
     counts = _zeros(2)
     if values.size:
-        K.zero_signs_kernel[_grid(values.size, K.TPB, 8), K.TPB](values, counts)
+        _launch(K.zero_signs_kernel, _grid(values.size, K.TPB, 8), K.TPB, values, counts)
     neg, pos = counts.copy_to_host()
     return int(neg), int(pos)
 
@@ -216,7 +238,8 @@ def select_ranks(lesions, ranks):
         counts = all_counts[p * width : (p + 1) * width]
         for v, values in enumerate(lesions):
             row = counts[v * K.DIGITS : (v + 1) * K.DIGITS]
-            K.digit_kernel[_grid(values.size, K.TPB, 8), K.TPB](values, prefix[v], mask, shift, row)
+            grid = _grid(values.size, K.TPB, 8)
+            _launch(K.digit_kernel, grid, K.TPB, values, prefix[v], mask, shift, row)
         host = counts.copy_to_host().reshape(n, K.DIGITS)
         for v in range(n):
             cum = np.cumsum(host[v])
@@ -359,7 +382,7 @@ def apply_threshold(scores, threshold, out=None, name=None):
     n_nan = _zeros(1)
     n = vol.scores.size
     if n:
-        K.mask_kernel[_grid(n, K.TPB, 8, 2), K.TPB](vol.scores, float(threshold), mask, n_nan)
+        _launch(K.mask_kernel, _grid(n, K.TPB, 8, 2), K.TPB, vol.scores, float(threshold), mask, n_nan)
     nans = int(n_nan.copy_to_host()[0])
     if nans:
         raise NaNScoresError(f"{volume_name(name)}: {nans} NaN scores; a mask would call them background")
