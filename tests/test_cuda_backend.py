@@ -42,8 +42,10 @@ def _gpu_usable():
 
     if config.ENABLE_CUDASIM:
         return True
-    from numba import cuda
-
+    try:
+        from numba import cuda
+    except ImportError:  # numba-cuda not installed: backend="cuda" must say so
+        return False
     return cuda.is_available()
 
 
