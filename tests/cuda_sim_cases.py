@@ -280,3 +280,22 @@ def test_kernel_grid_covers_many_tiles():
     tiles = np.add.reduceat(labels, np.arange(0, 1000, _kernels.TILE))
     np.testing.assert_array_equal(offsets.copy_to_host(), np.concatenate([[0], np.cumsum(tiles)]))
     assert n_fg == labels.sum()
+
+
+@pytest.mark.skipif(os.environ.get("CLSKERN_SIM_GPU_SIZES") != "1", reason="slow (16 s); CLSKERN_SIM_GPU_SIZES=1")
+def test_real_gpu_block_sizes(monkeypatch):
+    # The simulator reads the kernels' module constants at run time, so the
+    # block, tile and window sizes of a real GPU can be simulated too.
+    sizes = {"TPB": 256, "ITEMS": 16, "WINDOW": 10240, "SCAN_TPB": 1024}
+    sizes.update(TILE=256 * 16, WINDOW_SLOTS=10241, WINDOW_LO=_kernels._BIN_OF_ONE + _kernels._OCTAVE - 10240)
+    for key, value in sizes.items():
+        monkeypatch.setattr(_kernels, key, value)
+    rng = np.random.default_rng(1)
+    n = 3 * 4096 + 77
+    p = rng.random(n) ** 3
+    p[rng.random(n) < 0.2] = 0.0
+    p[::97] = 1.999  # top of the window
+    p = p.astype(np.float32)
+    y = rng.random(n) < 0.1
+    assert clskern.volume_stats(p, y, backend="cuda") == clskern.volume_stats(p, y, backend="cpu")
+    assert clskern.critical_threshold(p, y, 0.3, backend="cuda") == clskern.critical_threshold(p, y, 0.3)

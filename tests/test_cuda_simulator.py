@@ -7,6 +7,7 @@ Its report is shown when it fails.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,4 +26,6 @@ def test_gpu_kernels_equal_cpu_under_the_simulator():
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     report = done.stdout[-8000:] + done.stderr[-4000:]
     assert done.returncode == 0, report
-    assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1], report
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 25, report  # the cases ran, not skipped as a module
