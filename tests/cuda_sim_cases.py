@@ -266,6 +266,14 @@ def test_radix_selection_every_rank_with_negatives():
         np.testing.assert_array_equal(np.array(got).view(np.uint64), expected.view(np.uint64))
 
 
+def test_radix_digits_cover_the_key():
+    for digits, low in ((_ops.DIGITS_F64, 0), (_ops.DIGITS_F32, 29)):
+        covered = [b for shift, bits in digits for b in range(shift, shift + bits)]
+        assert sorted(covered) == list(range(low, 64))  # each bit once, from the top
+        assert [shift for shift, _ in digits] == sorted((shift for shift, _ in digits), reverse=True)
+        assert max(1 << bits for _, bits in digits) <= _kernels.DIGITS_MAX
+
+
 def test_selection_rule_matches_the_cpu_module():
     from clskern import volume
 

@@ -98,7 +98,8 @@ def test_score_kernels_compile(compile_ptx, s):
 
 @pytest.mark.parametrize("les", [types.float32, types.float64], ids=str)
 def test_selection_kernels_compile(compile_ptx, les):
-    compile_ptx(K.digit_kernel, (vec(les), types.uint64, types.uint64, types.uint64, vec(types.int64)))
+    u64 = types.uint64
+    compile_ptx(K.digit_kernel, (vec(les), u64, u64, u64, u64, vec(types.int64)))
     compile_ptx(K.zero_signs_kernel, (vec(les), vec(types.int64)))
 
 

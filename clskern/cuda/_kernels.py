@@ -15,9 +15,9 @@ The volume (flat, in memory order, as on the CPU) is cut into tiles of
    element for element (which makes the later sort or selection identical).
    ``gather_kernel`` does only the lesion part, and only in tiles that hold
    lesion voxels (the scores of lesion-free tiles are never read).
-3. ``digit_kernel`` counts lesion scores per 8-bit digit of an order key
-   under a fixed prefix: eight passes select the k-th smallest exactly
-   (radix selection); ``zero_signs_kernel`` counts -0.0 and +0.0.
+3. ``digit_kernel`` counts lesion scores per digit (10 to 12 bits) of an
+   order key under a fixed prefix: a few passes select the k-th smallest
+   exactly (radix selection); ``zero_signs_kernel`` counts -0.0 and +0.0.
 4. ``mask_kernel`` writes ``scores >= threshold`` as uint8 in place.
 
 Counting is exact: every lesion score is copied as is and every background
@@ -40,9 +40,7 @@ else:
     TPB, ITEMS, WINDOW, SCAN_TPB = 256, 16, 10240, 1024
     WINDOW_LO = _BIN_OF_ONE + _OCTAVE - WINDOW  # the 10 octaves [2**-9, 2)
 TILE = TPB * ITEMS
-DIGIT_BITS = 8
-DIGITS = 1 << DIGIT_BITS
-KEY_PASSES = 64 // DIGIT_BITS
+DIGITS_MAX = 1 << 12  # radix selection: digits of up to 12 bits
 # The shared window of the histogram: WINDOW bins from ``window_lo`` (a kernel
 # argument, WINDOW_LO by default: where probabilities that are not ~0 fall),
 # plus one slot for the bin of 0.0 (and magnitudes below 2**-32).
@@ -230,21 +228,25 @@ def gather_kernel(scores, labels, target, use_target, offsets, lesion_out, n_nan
 
 
 @cuda.jit(cache=True)
-def digit_kernel(values, prefix, prefix_mask, shift, counts):
-    """``counts[d]`` += values whose order key has high bits ``prefix`` and digit ``d`` at ``shift``."""
-    local = cuda.shared.array(DIGITS, _I64)
+def digit_kernel(values, prefix, prefix_mask, shift, digit_mask, counts):
+    """``counts[d]`` += values whose order key has high bits ``prefix`` and digit ``d`` at ``shift``.
+
+    Digits are ``(key >> shift) & digit_mask``, with ``counts.size`` = ``digit_mask + 1`` <= DIGITS_MAX.
+    """
+    local = cuda.shared.array(DIGITS_MAX, types.int32)  # a block counts < 2**31 values
     t = cuda.threadIdx.x
-    for j in range(t, DIGITS, cuda.blockDim.x):
+    n_digits = counts.size
+    for j in range(t, n_digits, cuda.blockDim.x):
         local[j] = 0
     cuda.syncthreads()
     for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
         key = order_key(values[i])
         if (key & prefix_mask) == prefix:
-            cuda.atomic.add(local, np.int64((key >> shift) & np.uint64(DIGITS - 1)), 1)
+            cuda.atomic.add(local, np.int64((key >> shift) & digit_mask), np.int32(1))
     cuda.syncthreads()
-    for j in range(t, DIGITS, cuda.blockDim.x):
+    for j in range(t, n_digits, cuda.blockDim.x):
         if local[j]:
-            cuda.atomic.add(counts, j, local[j])
+            cuda.atomic.add(counts, j, np.int64(local[j]))
 
 
 @cuda.jit(cache=True)

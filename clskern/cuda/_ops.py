@@ -19,7 +19,6 @@ from ._intake import device_array, device_scores, device_volume
 
 SORT_ABOVE = 8  # as clskern.volume: more distinct ranks than this, sort instead of selecting
 _SIGN = np.uint64(1) << np.uint64(63)
-_DIGIT_MASK = np.uint64(K.DIGITS - 1)
 
 
 def _multiprocessors():
@@ -210,16 +209,18 @@ def _key_value(key):
     return float(np.array([bits], np.uint64).view(np.float64)[0])
 
 
-# float32 scores widen to float64 with 29 low mantissa bits zero, so the
-# digits below bit 29 of their keys carry no information (all 0, or all 1
-# for negative values): selection among them stops after five digits.
-_F32_PASSES = -(-(64 - 29) // K.DIGIT_BITS)
+# Radix selection digits, (shift, bits) from the top of the 64-bit order key.
+# float32 scores widen to float64 with 29 low mantissa bits zero, so the key
+# bits below 29 carry no information (all 0, or all 1 for negative values):
+# three digits cover float32 lesions, six cover float64.
+DIGITS_F64 = ((53, 11), (42, 11), (31, 11), (20, 11), (10, 10), (0, 10))
+DIGITS_F32 = ((52, 12), (40, 12), (29, 11))
 
 
 def select_ranks(lesions, ranks):
     """The ``ranks[v]``-th smallest of each device array ``lesions[v]`` (0-based), exactly.
 
-    Radix selection on an order key, 8-bit digits from the top; all volumes
+    Radix selection on an order key, digit by digit from the top; all volumes
     advance together, one small copy to the host per digit. Returns float
     values (float32 lesions convert to float64 exactly).
     """
@@ -227,26 +228,27 @@ def select_ranks(lesions, ranks):
     if n == 0:
         return []
     wide = any(values.dtype == np.float64 for values in lesions)
-    passes = K.KEY_PASSES if wide else _F32_PASSES
+    digits = DIGITS_F64 if wide else DIGITS_F32
     prefix = [np.uint64(0)] * n
     mask = np.uint64(0)
     rank = [int(r) for r in ranks]
-    width = n * K.DIGITS
-    all_counts = _zeros(passes * width)  # one allocation for every pass
-    for p in range(passes):
-        shift = np.uint64(64 - K.DIGIT_BITS * (p + 1))
-        counts = all_counts[p * width : (p + 1) * width]
+    offsets = np.cumsum([0] + [n << bits for _, bits in digits])
+    all_counts = _zeros(int(offsets[-1]))  # one allocation for every pass
+    for p, (shift, bits) in enumerate(digits):
+        shift, width = np.uint64(shift), 1 << bits
+        digit_mask = np.uint64(width - 1)
+        counts = all_counts[int(offsets[p]) : int(offsets[p + 1])]
         for v, values in enumerate(lesions):
-            row = counts[v * K.DIGITS : (v + 1) * K.DIGITS]
+            row = counts[v * width : (v + 1) * width]
             grid = _grid(values.size, K.TPB, 8)
-            _launch(K.digit_kernel, grid, K.TPB, values, prefix[v], mask, shift, row)
-        host = counts.copy_to_host().reshape(n, K.DIGITS)
+            _launch(K.digit_kernel, grid, K.TPB, values, prefix[v], mask, shift, digit_mask, row)
+        host = counts.copy_to_host().reshape(n, width)
         for v in range(n):
             cum = np.cumsum(host[v])
             d = int(np.searchsorted(cum, rank[v], side="right"))
             rank[v] -= int(cum[d - 1]) if d else 0
             prefix[v] = prefix[v] | (np.uint64(d) << shift)
-        mask = mask | (_DIGIT_MASK << shift)
+        mask = mask | (digit_mask << shift)
     low = ~mask  # key bits never examined: zero for values >= +0.0, ones below
     keys = [key if key & _SIGN else key | low for key in prefix]
     return [_key_value(key) for key in keys]
