@@ -315,6 +315,47 @@ def timings(repeat, card):
     return t_copy, nbytes
 
 
+@section("where the time goes (512x512x300 float32)")
+def breakdown(repeat):
+    """Stage by stage, to tune against: intake, label pass, gather, selection, stats kernel, copies."""
+    import torch
+    from numba import cuda
+
+    from clskern._ranks import largest_rank
+    from clskern.cuda import _ops
+    from clskern.cuda import _kernels as K
+    from clskern.cuda._intake import device_volume
+
+    sync = cuda.synchronize
+    p, y = make_volume(torch, (300, 512, 512), 1)
+    torch.cuda.synchronize()
+    vol = device_volume(p, y)
+    offsets, n_fg = _ops._offsets(vol)
+    lesion, n_nan = _ops.launch_gather(vol, offsets, n_fg)
+    k = int(largest_rank(EPS, n_fg, n_fg - 1))
+    hist = _ops._zeros(131076, np.uint64)
+    out = cuda.device_array(n_fg, lesion.dtype)
+
+    def stats_kernel():
+        _ops._launch(
+            K.stats_kernel, _ops._stats_grid(vol), K.TPB,
+            vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, out, hist, n_nan,
+        )
+
+    stages = [
+        ("intake (views of torch tensors)", lambda: device_volume(p, y)),
+        ("label pass + scan + total", lambda: _ops._offsets(vol)),
+        ("lesion gather (+ NaN check)", lambda: _ops.check_gather(*_ops.launch_gather(vol, offsets, n_fg), None)),
+        ("radix selection of one rank", lambda: _ops.select_ranks([lesion], [k])),
+        ("stats kernel alone", stats_kernel),
+        ("histogram copy to host (1 MB)", lambda: hist.copy_to_host()),
+        ("lesion scores sorted, to host", lambda: _ops.sorted_scores(lesion)),
+    ]
+    print(f"  {n_fg} lesion voxels")
+    for what, fn in stages:
+        print(f"  {what:40s} {1e6 * timed(fn, sync, repeat):9.0f} us", flush=True)
+
+
 @section("batched calibration of 100 volumes")
 def batched(copy_info, distinct):
     import torch
@@ -369,6 +410,7 @@ def main():
     correctness(args.seed, args.cases, args.tiny)
     if not (args.skip_timings or args.tiny):
         copy_info = timings(args.repeat, card)
+        breakdown(args.repeat)
         batched(copy_info, args.distinct)
     print(f"\n{len(FAILURES)} failure(s) in {time.perf_counter() - start:.0f} s: {FAILURES or 'none'}")
     return 1 if FAILURES else 0
