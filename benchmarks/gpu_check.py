@@ -278,7 +278,7 @@ def timings(repeat, card):
     rows.append(("clskern critical_threshold", t_ct))
     t_vs = timed(lambda: clskern.volume_stats(p, y), sync, repeat)
     rows.append(("clskern volume_stats", t_vs))
-    mask = torch.empty(shape, dtype=torch.uint8, device="cuda")
+    mask = torch.empty(shape, dtype=torch.uint8, device=p.device)
     t_ap = timed(lambda: clskern.apply_threshold(p, 0.5, out=mask), sync, repeat)
     rows.append(("clskern apply_threshold (mask on device)", t_ap))
 
