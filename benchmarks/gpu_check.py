@@ -322,8 +322,8 @@ def breakdown(repeat):
     from numba import cuda
 
     from clskern._ranks import largest_rank
-    from clskern.cuda import _ops
     from clskern.cuda import _kernels as K
+    from clskern.cuda import _launch, _ops
     from clskern.cuda._intake import device_volume
 
     sync = cuda.synchronize
@@ -333,11 +333,11 @@ def breakdown(repeat):
     offsets, n_fg = _ops._offsets(vol)
     lesion, n_nan = _ops.launch_gather(vol, offsets, n_fg)
     k = int(largest_rank(EPS, n_fg, n_fg - 1))
-    hist = _ops._zeros(131076, np.uint64)
+    hist = _launch.zeros(131076, np.uint64)
     out = cuda.device_array(n_fg, lesion.dtype)
 
     def stats_kernel():
-        _ops._launch(
+        _launch.launch(
             K.stats_kernel, _ops._stats_grid(vol), K.TPB,
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, out, hist, n_nan,
         )

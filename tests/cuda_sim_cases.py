@@ -116,6 +116,11 @@ def test_volume_stats_label_rules_and_layouts():
     ]:
         s, y, kw = args
         assert clskern.volume_stats(s, y, backend="cuda", **kw) == clskern.volume_stats(s, y, backend="cpu", **kw)
+    # float16 labels (which the CPU kernels cannot read) act as their float32 values
+    half = multi.astype(np.float16)
+    expected = clskern.volume_stats(scores, multi.astype(np.float32), label=2.0, backend="cpu")
+    assert clskern.volume_stats(scores, half, label=2.0, backend="cuda") == expected
+    assert clskern.volume_stats(cuda.to_device(scores), cuda.to_device(half), label=2.0) == expected
 
 
 def test_volume_stats_without_lesion_or_background():

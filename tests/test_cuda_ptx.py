@@ -22,7 +22,7 @@ from clskern.cuda import _kernels as K  # noqa: E402
 CC = (9, 0)
 SCORES = [types.float16, types.float32, types.float64]
 LABELS = [types.uint8, types.int8, types.uint16, types.int16, types.uint32, types.int32,
-          types.uint64, types.int64, types.float16, types.float32, types.float64]  # bool is read as uint8
+          types.uint64, types.int64, types.float32, types.float64]  # bool as uint8, float16 widened
 COMMON_LABELS = [types.uint8, types.int32, types.float32]
 
 
@@ -60,6 +60,9 @@ def compile_ptx():
     def build(kernel, signature):
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=CC)
         assert ".entry" in ptx and f"sm_{CC[0]}{CC[1]}" in ptx
+        # No external functions: float16 arithmetic would call numba-cuda's C++
+        # fp16 shims, which need NVRTC and LTO linking on the user's machine.
+        assert ".extern .func" not in ptx, [line for line in ptx.splitlines() if ".extern" in line]
         return ptx
 
     yield build
@@ -75,7 +78,7 @@ def _label_sigs():
 def test_label_kernels_compile(compile_ptx, lab):
     compile_ptx(K.count_kernel, (vec(lab), lab, types.boolean, vec(types.int64)))
     # the gather tests labels with the same is_lesion as the stats kernel
-    compile_ptx(K.gather_kernel, _gather_sig(types.float32, lab))
+    compile_ptx(K.gather_kernel, _gather_sig(types.float32, lab)
 
 
 def _stats_sig(s, lab):
@@ -92,8 +95,9 @@ def test_score_kernels_compile(compile_ptx, s):
     for lab in COMMON_LABELS:
         ptx = compile_ptx(K.stats_kernel, _stats_sig(s, lab))
         assert "atom.shared.add.u32" in ptx  # the privatised histogram is in shared memory
-        compile_ptx(K.gather_kernel, _gather_sig(s, lab))
+        compile_ptx(K.gather_kernel, _gather_sig(s, lab)
     compile_ptx(K.mask_kernel, (vec(s), types.float64, vec(types.uint8), vec(types.int64)))
+
 
 
 @pytest.mark.parametrize("les", [types.float32, types.float64], ids=str)
@@ -103,7 +107,8 @@ def test_selection_kernels_compile(compile_ptx, les):
     compile_ptx(K.zero_signs_kernel, (vec(les), vec(types.int64)))
 
 
-def test_scan_and_zero_kernels_compile(compile_ptx):
+def test_scan_zero_and_widen_kernels_compile(compile_ptx):
+    compile_ptx(K.widen_kernel, (vec(types.float16), vec(types.float32)))
     compile_ptx(K.scan_kernel, (vec(types.int64), vec(types.int64)))
     for t in (types.int64, types.uint64):
         compile_ptx(K.zero_kernel, (vec(t),))
@@ -121,6 +126,6 @@ def test_small_grid_warning_is_the_one_silenced():
     # silence exactly that class (pytest here turns warnings into errors).
     from numba.cuda import dispatcher
 
-    from clskern.cuda import _ops
+    from clskern.cuda import _launch
 
-    assert dispatcher.errors.NumbaPerformanceWarning is _ops._PerformanceWarning
+    assert dispatcher.errors.NumbaPerformanceWarning is _launch.PerformanceWarning

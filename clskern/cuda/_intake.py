@@ -16,6 +16,8 @@ import numpy as np
 from numba import cuda
 
 from .._backend import on_device
+from . import _kernels as K
+from ._launch import blocks_for, launch
 from .._validate import flat_labels, flat_scores, label_target
 from ..errors import InputError, ScoreDtypeError, volume_name
 
@@ -149,9 +151,13 @@ def device_volume(scores, labels, label=None, name=None):
         flat = array.ravel(order=vol.order)
         if dtype == np.bool_:
             flat = flat.view(np.uint8)
+    if np.dtype(flat.dtype) == np.float16:  # compared as float32: float16 arithmetic needs C++ shims
+        if isinstance(flat, np.ndarray):
+            flat = flat.astype(np.float32)
+        else:
+            wide = cuda.device_array(flat.size, np.float32)
+            launch(K.widen_kernel, blocks_for(flat.size, K.TPB, 8, 2), K.TPB, flat, wide)
+            flat = wide
     vol.target, vol.use_target = label_target(label, np.dtype(flat.dtype), name)
-    if not isinstance(flat, np.ndarray):
-        vol.labels = flat
-    else:
-        vol.labels = cuda.to_device(flat)
+    vol.labels = cuda.to_device(flat) if isinstance(flat, np.ndarray) else flat
     return vol

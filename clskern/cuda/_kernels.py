@@ -100,7 +100,7 @@ def compact_tile(scores, labels, target, use_target, base, n, slot, out, buf, t)
     n_nan = 0
     for i in range(first, last):
         if is_lesion(labels[i], target, use_target):
-            x = scores[i]
+            x = np.float64(scores[i])  # exact; see stats_kernel
             out[o] = x
             o += 1
             if x != x:
@@ -183,7 +183,9 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
         for v in range(ITEMS):
             i = base + v * TPB + t
             if i < n:
-                x = scores[i]
+                # Widened to float64 (exact) before any arithmetic: float16
+                # comparisons would need numba-cuda's C++ fp16 shim at link time.
+                x = np.float64(scores[i])
                 if x != x:
                     nans += 1
                 elif not is_lesion(labels[i], target, use_target):
@@ -265,6 +267,13 @@ def zero_signs_kernel(values, counts):
         cuda.atomic.add(counts, 0, neg)
     if pos:
         cuda.atomic.add(counts, 1, pos)
+
+
+@cuda.jit(cache=True)
+def widen_kernel(narrow, wide):
+    """``wide[i] = narrow[i]``: float16 labels to float32 (a conversion, no float16 arithmetic)."""
+    for i in range(cuda.grid(1), narrow.size, cuda.gridsize(1)):
+        wide[i] = np.float32(narrow[i])
 
 
 @cuda.jit(cache=True)

@@ -5,8 +5,6 @@ and returns the same values bit for bit; only statistics (counts, the
 histogram, lesion scores, thresholds) cross to the host, never the volume.
 """
 
-import warnings
-
 import numpy as np
 from numba import config, cuda
 
@@ -16,53 +14,10 @@ from .._validate import check_empty_policy, empty_error, epsilon_array
 from ..errors import InputError, NaNScoresError, volume_name
 from . import _kernels as K
 from ._intake import device_array, device_scores, device_volume
+from ._launch import blocks_for, launch, multiprocessors, zeros
 
 SORT_ABOVE = 8  # as clskern.volume: more distinct ranks than this, sort instead of selecting
 _SIGN = np.uint64(1) << np.uint64(63)
-
-
-def _multiprocessors():
-    return int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
-
-
-def _grid(n_work, per_block, blocks_per_sm, simulated=1):
-    """Blocks for ``n_work`` items of ``per_block``: enough to fill the GPU, no more.
-
-    The simulator runs ``simulated`` blocks at most (each costs a Python
-    thread per GPU thread); the tile kernels ask for two, so that their
-    loops over tiles and the merging of blocks are exercised.
-    """
-    need = max(1, -(-n_work // per_block))
-    if config.ENABLE_CUDASIM:
-        return min(need, simulated)
-    return min(need, blocks_per_sm * _multiprocessors())
-
-
-try:  # numba-cuda's own class, not numba.NumbaPerformanceWarning
-    from numba.cuda.core.errors import NumbaPerformanceWarning as _PerformanceWarning
-except ImportError:  # pragma: no cover - older numba-cuda
-    from numba.core.errors import NumbaPerformanceWarning as _PerformanceWarning
-
-
-def _launch(kernel, grid, block, *args):
-    """``kernel[grid, block](*args)`` without numba-cuda's small-grid warning.
-
-    Grids here are as large as the work needs (one block for a scan, a few
-    for a small lesion set); numba-cuda warns below 128 blocks on every call.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", _PerformanceWarning)
-        configured = kernel[grid, block]
-    configured(*args)
-
-
-def _zeros(n, dtype=np.int64):
-    """A zeroed device array: small ones copied over, large ones cleared by a kernel."""
-    if n <= 4096 or config.ENABLE_CUDASIM:  # the simulator would clear 1 MB in Python
-        return cuda.to_device(np.zeros(n, dtype))
-    out = cuda.device_array(n, dtype)
-    _launch(K.zero_kernel, _grid(n, K.TPB, 8), K.TPB, out)
-    return out
 
 
 def _lesion_dtype(scores):
@@ -73,11 +28,11 @@ def launch_offsets(vol):
     """Each tile's first slot among the lesion voxels, on the device (nothing waits)."""
     n_tiles = -(-vol.labels.size // K.TILE)
     if n_tiles == 0:
-        return _zeros(1)
+        return zeros(1)
     offsets = cuda.device_array(n_tiles + 1, np.int64)  # the scan writes every entry
     counts = cuda.device_array(n_tiles, np.int64)
-    _launch(K.count_kernel, _grid(n_tiles, 1, 8, 2), K.TPB, vol.labels, vol.target, vol.use_target, counts)
-    _launch(K.scan_kernel, 1, K.SCAN_TPB, counts, offsets)
+    launch(K.count_kernel, blocks_for(n_tiles, 1, 8, 2), K.TPB, vol.labels, vol.target, vol.use_target, counts)
+    launch(K.scan_kernel, 1, K.SCAN_TPB, counts, offsets)
     return offsets
 
 
@@ -101,7 +56,7 @@ def _stats_grid(vol):
     floor = -(-vol.labels.size // (1 << 30))
     if config.ENABLE_CUDASIM:
         return max(1, min(n_tiles, 2))
-    return max(1, min(n_tiles, max(floor, 4 * _multiprocessors())))
+    return max(1, min(n_tiles, max(floor, 4 * multiprocessors())))
 
 
 def volume_stats_parts(scores, labels, label=None, name=None):
@@ -110,10 +65,10 @@ def volume_stats_parts(scores, labels, label=None, name=None):
     offsets, n_fg = _offsets(vol)
     n = vol.labels.size
     lesion = cuda.device_array(n_fg, _lesion_dtype(vol.scores))
-    hist = _zeros(N_BINS, np.uint64)
-    n_nan = _zeros(1)
+    hist = zeros(N_BINS, np.uint64)
+    n_nan = zeros(1)
     if n:
-        _launch(
+        launch(
             K.stats_kernel, _stats_grid(vol), K.TPB,
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, lesion, hist, n_nan
         )
@@ -128,10 +83,10 @@ def volume_stats_parts(scores, labels, label=None, name=None):
 def launch_gather(vol, offsets, n_fg):
     """Start the ordered lesion gather; returns the device lesion array and its NaN counter."""
     lesion = cuda.device_array(n_fg, _lesion_dtype(vol.scores))
-    n_nan = _zeros(1)
+    n_nan = zeros(1)
     if n_fg:
-        _launch(
-            K.gather_kernel, _grid(offsets.size - 1, 1, 8, 2), K.TPB,
+        launch(
+            K.gather_kernel, blocks_for(offsets.size - 1, 1, 8, 2), K.TPB,
             vol.scores, vol.labels, vol.target, vol.use_target, offsets, lesion, n_nan
         )
     return lesion, n_nan
@@ -161,9 +116,9 @@ def lesion_scores(scores, labels, label=None, name=None):
 
 def _zero_signs(values):
     """``(count of -0.0, count of +0.0)`` among device ``values``."""
-    counts = _zeros(2)
+    counts = zeros(2)
     if values.size:
-        _launch(K.zero_signs_kernel, _grid(values.size, K.TPB, 8), K.TPB, values, counts)
+        launch(K.zero_signs_kernel, blocks_for(values.size, K.TPB, 8), K.TPB, values, counts)
     neg, pos = counts.copy_to_host()
     return int(neg), int(pos)
 
@@ -233,15 +188,15 @@ def select_ranks(lesions, ranks):
     mask = np.uint64(0)
     rank = [int(r) for r in ranks]
     offsets = np.cumsum([0] + [n << bits for _, bits in digits])
-    all_counts = _zeros(int(offsets[-1]))  # one allocation for every pass
+    all_counts = zeros(int(offsets[-1]))  # one allocation for every pass
     for p, (shift, bits) in enumerate(digits):
         shift, width = np.uint64(shift), 1 << bits
         digit_mask = np.uint64(width - 1)
         counts = all_counts[int(offsets[p]) : int(offsets[p + 1])]
         for v, values in enumerate(lesions):
             row = counts[v * width : (v + 1) * width]
-            grid = _grid(values.size, K.TPB, 8)
-            _launch(K.digit_kernel, grid, K.TPB, values, prefix[v], mask, shift, digit_mask, row)
+            grid = blocks_for(values.size, K.TPB, 8)
+            launch(K.digit_kernel, grid, K.TPB, values, prefix[v], mask, shift, digit_mask, row)
         host = counts.copy_to_host().reshape(n, width)
         for v in range(n):
             cum = np.cumsum(host[v])
@@ -381,10 +336,10 @@ def apply_threshold(scores, threshold, out=None, name=None):
     else:
         out = _mask_like(vol)
         mask = device_array(out, name).ravel(order=vol.order)
-    n_nan = _zeros(1)
+    n_nan = zeros(1)
     n = vol.scores.size
     if n:
-        _launch(K.mask_kernel, _grid(n, K.TPB, 8, 2), K.TPB, vol.scores, float(threshold), mask, n_nan)
+        launch(K.mask_kernel, blocks_for(n, K.TPB, 8, 2), K.TPB, vol.scores, float(threshold), mask, n_nan)
     nans = int(n_nan.copy_to_host()[0])
     if nans:
         raise NaNScoresError(f"{volume_name(name)}: {nans} NaN scores; a mask would call them background")
