@@ -78,7 +78,7 @@ def _label_sigs():
 def test_label_kernels_compile(compile_ptx, lab):
     compile_ptx(K.count_kernel, (vec(lab), lab, types.boolean, vec(types.int64)))
     # the gather tests labels with the same is_lesion as the stats kernel
-    compile_ptx(K.gather_kernel, _gather_sig(types.float32, lab)
+    compile_ptx(K.gather_kernel, _gather_sig(types.float32, lab))
 
 
 def _stats_sig(s, lab):
@@ -95,9 +95,8 @@ def test_score_kernels_compile(compile_ptx, s):
     for lab in COMMON_LABELS:
         ptx = compile_ptx(K.stats_kernel, _stats_sig(s, lab))
         assert "atom.shared.add.u32" in ptx  # the privatised histogram is in shared memory
-        compile_ptx(K.gather_kernel, _gather_sig(s, lab)
+        compile_ptx(K.gather_kernel, _gather_sig(s, lab))
     compile_ptx(K.mask_kernel, (vec(s), types.float64, vec(types.uint8), vec(types.int64)))
-
 
 
 @pytest.mark.parametrize("les", [types.float32, types.float64], ids=str)
