@@ -279,6 +279,14 @@ def test_radix_digits_cover_the_key():
         assert max(1 << bits for _, bits in digits) <= _kernels.DIGITS_MAX
 
 
+def test_zero_kernel_clears_device_buffers():
+    # (the simulator path of zeros() copies zeros over, so run the kernel directly)
+    for dtype in (np.int64, np.uint64):
+        buffer = cuda.to_device(np.arange(1, 40, dtype=dtype))
+        _kernels.zero_kernel[2, 8](buffer)
+        assert not buffer.copy_to_host().any()
+
+
 def test_selection_rule_matches_the_cpu_module():
     from clskern import volume
 
