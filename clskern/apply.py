@@ -5,12 +5,13 @@ import numbers
 
 import numpy as np
 
+from . import _backend
 from . import _cpu_kernels as kernels
 from ._validate import flat_scores
 from .errors import InputError, NaNScoresError, volume_name
 
 
-def apply_threshold(scores, threshold, *, out=None, name=None):
+def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
     """The mask ``scores >= threshold`` as uint8, in one parallel pass.
 
     Parameters
@@ -24,11 +25,16 @@ def apply_threshold(scores, threshold, *, out=None, name=None):
         Written in place; same shape, contiguous in the scores' memory order.
     name : str, optional
         Case id for error messages.
+    backend : {"auto", "cpu", "cuda"}
+        ``auto`` follows the scores' device; on the GPU the mask is written
+        on the device (a CuPy array, torch tensor or numba device array like
+        the scores, or ``out``); ``cuda`` with host scores returns a host mask.
 
     Returns
     -------
     ndarray of uint8
-        Same shape and memory order as ``scores`` (C order for strided views).
+        Same shape and memory order as ``scores`` (C order for strided views);
+        on the device for device scores.
 
     Raises
     ------
@@ -37,6 +43,8 @@ def apply_threshold(scores, threshold, *, out=None, name=None):
     """
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or math.isnan(threshold):
         raise ValueError(f"threshold must be a number (not NaN), got {threshold!r}")
+    if _backend.use_cuda(backend, scores, out, name=name):
+        return _backend.apply_threshold(scores, float(threshold), out, name)
     flat, order, array = flat_scores(scores, name)
     if out is None:
         out = np.empty(array.shape, dtype=np.uint8, order=order)

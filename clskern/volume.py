@@ -13,6 +13,7 @@ import json
 import numba
 import numpy as np
 
+from . import _backend
 from . import _cpu_kernels as kernels
 from ._binning import N_BINS, bin_lower_edges
 from ._ranks import largest_rank
@@ -231,7 +232,7 @@ def _raise_nan(name, n_nan, where):
     raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores {where}; clskern never drops them silently")
 
 
-def volume_stats(scores, labels, *, label=None, name=None):
+def volume_stats(scores, labels, *, label=None, name=None, backend="auto"):
     """Gather a volume's statistics in one pass over scores and labels.
 
     Parameters
@@ -245,6 +246,10 @@ def volume_stats(scores, labels, *, label=None, name=None):
         The lesion label value in a multi-label mask.
     name : str, optional
         Case id, kept in the statistics and used in error messages.
+    backend : {"auto", "cpu", "cuda"}
+        Where to run: ``auto`` follows the inputs' device (GPU arrays run
+        the CUDA kernels, host arrays the CPU ones), ``cuda`` copies host
+        arrays to the GPU. Results are equal bit for bit.
 
     Returns
     -------
@@ -257,6 +262,9 @@ def volume_stats(scores, labels, *, label=None, name=None):
     InputError, ScoreDtypeError
         For shape mismatches and unreadable dtypes.
     """
+    if _backend.use_cuda(backend, scores, labels, name=name):
+        n_voxels, lesion, bins, counts = _backend.volume_stats_parts(scores, labels, label, name)
+        return VolumeStats(n_voxels, lesion.size, lesion, bins, counts, name)
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
     offsets = _lesion_offsets(flat_l, target, use_target)
     lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
@@ -276,12 +284,15 @@ def volume_stats(scores, labels, *, label=None, name=None):
     return VolumeStats(flat_s.size, lesion.size, lesion, bins.astype(np.uint32), counts[bins], name)
 
 
-def lesion_scores(scores, labels, *, label=None, name=None):
+def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
     """The lesion voxels' scores in memory order (unsorted), reading only what it must.
 
     The labels are read once; scores are read only in blocks that hold lesion
-    voxels. Raises ``NaNScoresError`` when a lesion score is NaN.
+    voxels. Raises ``NaNScoresError`` when a lesion score is NaN. ``backend``
+    as in ``volume_stats``; the result is a host array either way.
     """
+    if _backend.use_cuda(backend, scores, labels, name=name):
+        return _backend.lesion_scores(scores, labels, label, name)
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
     offsets = _lesion_offsets(flat_l, target, use_target)
     lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
@@ -295,7 +306,7 @@ def lesion_scores(scores, labels, *, label=None, name=None):
 _SORT_ABOVE = 8  # more distinct ranks than this: one sort beats selection per rank
 
 
-def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", name=None):
+def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", name=None, backend="auto"):
     """The exact critical threshold of one volume (SPEC 1).
 
     The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
@@ -313,11 +324,18 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
         Tolerated FNR, in [0, 1).
     empty : {"error", "pass", "skip"}
         Volumes without lesion voxels: raise, return +inf, or return None.
+    backend : {"auto", "cpu", "cuda"}
+        Where to run: ``auto`` follows the inputs' device (GPU arrays run
+        the CUDA kernels, host arrays the CPU ones), ``cuda`` copies host
+        arrays to the GPU. On the GPU the k-th score is selected
+        on the device; results are equal bit for bit.
 
     Returns
     -------
     float, or float64 ndarray of ``epsilon``'s shape
     """
+    if _backend.use_cuda(backend, scores, labels, name=name):
+        return _backend.critical_threshold(scores, labels, epsilon, label, empty, name)
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
     lesion = lesion_scores(scores, labels, label=label, name=name)
