@@ -17,8 +17,10 @@ volume is cut into blocks of ``BLOCK`` voxels:
    then takes the lesion scores' bins back out of the histogram, which leaves
    the background histogram: exact, and no label branch in the hot loop.
 
-Counting is exact: every lesion score is copied as is, and the k-th order
-statistic is selected from those copies afterwards.
+Counting is exact: every lesion score is copied as is (but for -0.0, copied
+as +0.0: equal values then share one bit pattern, so sorted lesion scores and
+thresholds are the same bits whatever the sort), and the k-th order statistic
+is selected from those copies afterwards.
 
 Inner loops run over slices (``labels[lo:hi]``) with indices from 0: Numba
 then knows they are never negative, skips its wraparound check, and LLVM
@@ -68,7 +70,7 @@ def _gather_block(scores, labels, target, use_target, out):
         if _count_block(labels[lo:hi], target, use_target):
             for i in range(lo, hi):
                 if is_lesion(labels[i], target, use_target):
-                    out[o] = score_value(scores[i])
+                    out[o] = score_value(scores[i]) + 0.0  # -0.0 becomes +0.0: one bit pattern per value
                     o += 1
 
 

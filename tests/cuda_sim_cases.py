@@ -154,12 +154,13 @@ def test_critical_threshold_exact_rank_and_signed_zeros():
     labels.flat[:100] = True
     scores.flat[:100] = np.arange(100, dtype=np.float32) / 100
     assert clskern.critical_threshold(scores, labels, 0.29, backend="cuda") == np.float32(0.29)
-    # -0.0 and +0.0 both among the lesion scores at the chosen rank: same bits as the CPU
+    # -0.0 and +0.0 both among the lesion scores at the chosen rank: +0.0 on both
     scores.flat[:100:2] = -0.0
     scores.flat[1:100:4] = 0.0
     for eps in (0.1, 0.6, [0.1, 0.3]):
         cpu = clskern.critical_threshold(scores, labels, eps, backend="cpu")
         gpu = clskern.critical_threshold(scores, labels, eps, backend="cuda")
+        assert not np.any(np.signbit(cpu))
         np.testing.assert_array_equal(np.signbit(gpu), np.signbit(cpu))
         np.testing.assert_array_equal(gpu, cpu)
     assert clskern.volume_stats(scores, labels, backend="cuda") == clskern.volume_stats(scores, labels, backend="cpu")

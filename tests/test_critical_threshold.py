@@ -71,6 +71,16 @@ def test_ties_at_the_rank():
     assert clskern.critical_threshold(scores, labels, 0.4) == np.float32(0.5)
 
 
+def test_zero_thresholds_are_positive_zero():
+    # -0.0 == +0.0, and np.sort may order them either way: clskern keeps one bit pattern.
+    scores = np.array([-0.0, 0.0, -0.0, 0.5], np.float32)
+    labels = np.ones(4, np.uint8)
+    assert not np.signbit(clskern.critical_threshold(scores, labels, 0.3))
+    stats = clskern.volume_stats(scores, labels)
+    assert not np.signbit(stats.lesion_scores).any()
+    assert not np.signbit(stats.critical_threshold(0.3))
+
+
 def test_result_is_float_for_scalar_epsilon():
     scores = np.array([0.2, 0.4], np.float32)
     result = clskern.critical_threshold(scores, np.ones(2, bool), 0.0)

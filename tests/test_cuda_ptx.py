@@ -103,7 +103,6 @@ def test_score_kernels_compile(compile_ptx, s):
 def test_selection_kernels_compile(compile_ptx, les):
     u64 = types.uint64
     compile_ptx(K.digit_kernel, (vec(les), u64, u64, u64, u64, vec(types.int64)))
-    compile_ptx(K.zero_signs_kernel, (vec(les), vec(types.int64)))
 
 
 def test_scan_zero_and_widen_kernels_compile(compile_ptx):

@@ -17,7 +17,7 @@ The volume (flat, in memory order, as on the CPU) is cut into tiles of
    lesion voxels (the scores of lesion-free tiles are never read).
 3. ``digit_kernel`` counts lesion scores per digit (10 to 12 bits) of an
    order key under a fixed prefix: a few passes select the k-th smallest
-   exactly (radix selection); ``zero_signs_kernel`` counts -0.0 and +0.0.
+   exactly (radix selection).
 4. ``mask_kernel`` writes ``scores >= threshold`` as uint8 in place.
 
 Counting is exact: every lesion score is copied as is and every background
@@ -101,7 +101,7 @@ def compact_tile(scores, labels, target, use_target, base, n, slot, out, buf, t)
     for i in range(first, last):
         if is_lesion(labels[i], target, use_target):
             x = np.float64(scores[i])  # exact; see stats_kernel
-            out[o] = x
+            out[o] = x + 0.0  # -0.0 becomes +0.0, as on the CPU
             o += 1
             if x != x:
                 n_nan += 1
@@ -249,24 +249,6 @@ def digit_kernel(values, prefix, prefix_mask, shift, digit_mask, counts):
     for j in range(t, n_digits, cuda.blockDim.x):
         if local[j]:
             cuda.atomic.add(counts, j, np.int64(local[j]))
-
-
-@cuda.jit(cache=True)
-def zero_signs_kernel(values, counts):
-    """``counts[0]`` += number of -0.0, ``counts[1]`` += number of +0.0 in ``values``."""
-    neg = 0
-    pos = 0
-    for i in range(cuda.grid(1), values.size, cuda.gridsize(1)):
-        x = values[i]
-        if x == 0:
-            if order_key(x) >> np.uint64(63):
-                pos += 1
-            else:
-                neg += 1
-    if neg:
-        cuda.atomic.add(counts, 0, neg)
-    if pos:
-        cuda.atomic.add(counts, 1, pos)
 
 
 @cuda.jit(cache=True)

@@ -114,26 +114,16 @@ def lesion_scores(scores, labels, label=None, name=None):
 # -- order statistics of the lesion scores -------------------------------------------
 
 
-def _zero_signs(values):
-    """``(count of -0.0, count of +0.0)`` among device ``values``."""
-    counts = zeros(2)
-    if values.size:
-        launch(K.zero_signs_kernel, blocks_for(values.size, K.TPB, 8), K.TPB, values, counts)
-    neg, pos = counts.copy_to_host()
-    return int(neg), int(pos)
-
-
 def sorted_scores(values):
     """Device ``values`` sorted ascending, on the host, equal to ``np.sort`` of the same array.
 
-    With CuPy or PyTorch the sort runs on the device. Equal values share one bit pattern
-    except -0.0 and +0.0, whose order an unstable sort leaves open: when both
-    occur, the host sorts exactly as the CPU path does.
+    With CuPy or PyTorch the sort runs on the device. The gather stores -0.0 as
+    +0.0, so equal values share one bit pattern and any sort gives the same bits.
     """
     if values.size == 0:
         return values.copy_to_host()
     device_sort = None if config.ENABLE_CUDASIM else _device_sort()
-    if device_sort is None or min(_zero_signs(values)) > 0:
+    if device_sort is None:
         host = values.copy_to_host()
         host.sort()
         return host
@@ -213,18 +203,6 @@ def _scalar_or_array(values, like):
     return values.item() if np.ndim(like) == 0 else values
 
 
-def _host_thresholds(values, eps):
-    """The CPU path's selection, on a host copy of the lesion scores."""
-    lesion = values.copy_to_host()
-    k = largest_rank(eps, lesion.size, lesion.size - 1)
-    distinct = np.unique(k)
-    if distinct.size > SORT_ABOVE:
-        lesion.sort()
-    else:
-        lesion.partition(distinct)
-    return lesion[k].astype(np.float64)
-
-
 def thresholds_from_lesions(lesions, eps):
     """Critical thresholds (float64 array of ``eps``'s shape) for each device lesion array.
 
@@ -247,9 +225,6 @@ def thresholds_from_lesions(lesions, eps):
     for (v, r), value in zip(flat, chosen):
         picked[v, r] = value
     for v, k, distinct in jobs:
-        if any(picked[v, int(r)] == 0 for r in distinct) and min(_zero_signs(lesions[v])) > 0:
-            results[v] = _host_thresholds(lesions[v], eps)  # -0.0 and +0.0 both present: as the CPU orders them
-            continue
         table = np.array([picked[v, int(r)] for r in distinct], np.float64)
         results[v] = table[np.searchsorted(distinct, k)]
     return results
