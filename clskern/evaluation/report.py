@@ -158,6 +158,13 @@ def _json_safe(value):
     return value
 
 
+def _load_plotting():
+    """The plotting module; raises ImportError without matplotlib."""
+    from . import plots
+
+    return plots
+
+
 def write_report(evaluation, outdir, *, overwrite=False, plots=True):
     """Write ``summary.json``, ``report.md`` and the PNG plots of an evaluation.
 
@@ -187,7 +194,7 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
     written, drawn, note = [], [], ""
     if plots:
         try:
-            from . import plots as plotting
+            plotting = _load_plotting()
         except ImportError:
             note = "matplotlib is not installed (`pip install clskern[plot]`): no plots drawn."
         else:
