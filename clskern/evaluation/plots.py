@@ -57,7 +57,7 @@ def ecr_vs_alpha(summary, outdir):
     ax.set_title(f"Coverage against α (ε = {sweep['epsilon']:g}, {summary['inputs']['splits']} splits)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     return _save(fig, outdir, "ecr_vs_alpha.png")
 
@@ -78,7 +78,7 @@ def ecr_vs_cal_fraction(summary, outdir):
     ax.set_title(f"Coverage against calibration size (ε = {sweep['epsilon']:g}, α = {sweep['alpha']:g})")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", ncol=2)
+    ax.legend(fontsize=8, loc="best", ncol=2, framealpha=0.9)
     fig.tight_layout()
     return _save(fig, outdir, "ecr_vs_cal_fraction.png")
 
@@ -129,11 +129,11 @@ def critical_thresholds(evaluation, outdir):
     for method in evaluation.results:
         cut = fixed_cut(method)
         if cut is not None:
-            ax.axvline(cut, color=_COLORS["fixed"], lw=1.5, ls="--", label=f"{method}")
+            ax.axvline(cut, color=_COLORS["fixed"], lw=1.5, ls="--", label=f"{method} cut")
     ax.set_xlabel("score threshold (a case has FNR ≤ ε when cut at or below its λ*)")
     ax.set_ylabel("cases")
     ax.set_title("Where each case stops meeting the FNR tolerance")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, outdir, "critical_thresholds.png")
@@ -159,7 +159,7 @@ def dice_vs_epsilon(summary, outdir):
         ax.set_xticks(eps)
         ax.grid(alpha=0.3)
         if k == 0:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best", framealpha=0.9)
     fig.suptitle(f"Cost of the FNR tolerance (α = {summary['inputs']['alpha']:g})", fontsize=10)
     fig.tight_layout()
     return _save(fig, outdir, "dice_vs_epsilon.png")
