@@ -10,7 +10,7 @@ import pytest
 import clskern
 from clskern.errors import InputError
 from clskern.evaluation import evaluate, write_report
-from clskern.evaluation.cli import add_parser, load_stats_files, run
+from clskern.evaluation.cli import add_parser, load_stats_files, load_stats_from_files, run
 from clskern.evaluation.report import ReportExistsError
 from clskern.evaluation.synthetic_suite import make_dataset
 
@@ -93,6 +93,12 @@ def test_load_stats_files(stats, tmp_path):
         load_stats_files([str(tmp_path / "bad.npz")])
     with pytest.raises(InputError, match="appears twice"):
         load_stats_files(paths[:1] * 2)
+    args = _parser().parse_args(["evaluate", *paths, "--epsilon", "0.2", "-o", str(tmp_path / "r")])
+    assert list(load_stats_from_files(args)) == list(stats)[:3]
+    for argv in (["--store", "s"], []):
+        args = _parser().parse_args(["evaluate", *argv, "--epsilon", "0.2", "-o", "r"])
+        with pytest.raises(InputError):
+            load_stats_from_files(args)
 
 
 def test_report_without_matplotlib(evaluation, tmp_path, monkeypatch):

@@ -72,6 +72,15 @@ def run(args, load_stats):
     return 0
 
 
+def load_stats_from_files(args):
+    """A ``load_stats`` for ``run`` that reads the positional STATS files (no store)."""
+    if args.store is not None:
+        raise InputError("--store needs the statistics-store loader of the clskern command line")
+    if not args.stats:
+        raise InputError("give VolumeStats files or --store PATH")
+    return load_stats_files(args.stats)
+
+
 def load_stats_files(paths):
     """Read ``VolumeStats.to_bytes`` files: dict case id -> VolumeStats (id: stored name or file stem)."""
     out = {}

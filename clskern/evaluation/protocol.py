@@ -98,6 +98,7 @@ class Evaluation:
             "seconds": round(self.seconds, 3),
             "methods": {m: r.summary() for m, r in self.results.items()},
             "sweeps": self.sweeps,
+            "case_ids": list(self.case_ids),
         }
 
 
@@ -207,8 +208,10 @@ def evaluate(
     Parameters
     ----------
     stats : mapping of case id -> VolumeStats, or sequence of VolumeStats
-        Cases without lesion voxels are left out (FNR is undefined there)
-        and counted in ``n_skipped_empty``.
+        Cases without lesion voxels are left out of calibration and test
+        alike (FNR is undefined there) and counted in ``n_skipped_empty``.
+        A ``clskern.evaluation.cases.Cases`` built once may be passed
+        instead, to reuse its cached critical thresholds across calls.
     epsilon : float
         Tolerated FNR, in [0, 1).
     alpha : float

@@ -8,7 +8,6 @@ import json
 import math
 import os
 
-from .methods import fixed_cut
 from .protocol import binomial_se
 
 SUMMARY = "summary.json"
@@ -208,8 +207,3 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
     with open(os.path.join(outdir, REPORT), "w") as f:
         f.write(_markdown(summary, drawn, note))
     return [os.path.join(outdir, SUMMARY), os.path.join(outdir, REPORT)] + written
-
-
-def is_fixed(method):
-    """True for ``fixed-T`` methods."""
-    return fixed_cut(method) is not None
