@@ -112,3 +112,11 @@ def test_report_without_matplotlib(evaluation, tmp_path, monkeypatch):
     assert not [p for p in paths if p.endswith(".png")]
     assert "matplotlib is not installed" in (tmp_path / "report.md").read_text()
     assert clskern.__version__ in (tmp_path / "summary.json").read_text()
+
+
+def test_report_explains_uncertified_splits(stats, tmp_path):
+    result = evaluate(stats, epsilon=0.2, alpha=0.03, splits=4, methods=("cls", "fixed-0.5"), sweeps=False)
+    write_report(result, tmp_path, plots=False)
+    text = (tmp_path / "report.md").read_text()
+    assert "Uncertified splits: `cls` in 4 of 4. With 20 calibration cases" in text
+    assert "| cls | ECR ≥ 0.97 | n/a |" in text

@@ -87,6 +87,8 @@ def fnr_vs_fpr(evaluation, outdir):
     """Per test case FNR against FPR in the first split: CLS versus the fixed cuts."""
     eps = evaluation.inputs["epsilon"]
     shown = [m for m in evaluation.results if m == "cls" or fixed_cut(m) is not None]
+    if not shown:  # neither cls nor a fixed cut was evaluated: show what was
+        shown = list(evaluation.results)[:2]
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     for method in shown:

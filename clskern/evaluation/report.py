@@ -50,6 +50,20 @@ def _main_table(summary):
     return lines
 
 
+def _uncertified_note(summary):
+    failed = {m: r["n_uncertified"] for m, r in summary["methods"].items() if r["n_uncertified"]}
+    if not failed:
+        return []
+    listed = ", ".join(f"`{m}` in {k} of {summary['inputs']['splits']}" for m, k in failed.items())
+    return [
+        "",
+        f"Uncertified splits: {listed}. With {summary['n_calibration']} calibration cases the request "
+        "cannot be certified there (`clskern.calibrate` raises `CalibrationError` and names the "
+        "smallest calibration set that would do); lower the demand (larger epsilon or alpha) or "
+        "raise `--cal-fraction`.",
+    ]
+
+
 def _target(method, inputs):
     eps, alpha, delta = inputs["epsilon"], inputs["alpha"], inputs["delta"]
     if method in ("cls", "authors"):
@@ -121,6 +135,7 @@ def _markdown(summary, plots, plot_note):
         "## Methods at the requested setting",
         "",
         *_main_table(summary),
+        *_uncertified_note(summary),
     ]
     sweeps = summary.get("sweeps") or {}
     if sweeps:
