@@ -133,12 +133,12 @@ def make_volume(kind, backbone, rng, shape=SHAPE):
     for index, radius in enumerate(radii):
         seen = 0.15 if radius < backbone.small_radius else 1.0
         weight[lesion_ids == index + 1] = seen
-    # Half sharp, half blurred: lesion voxels keep at least half their evidence
-    # even in small lesions, and evidence leaks just past the boundary.
-    evidence = 0.5 * weight + 0.5 * _blur(weight, backbone.blur)
     for radius in _mimic_radii(rng, kind):  # lesion-like structures in the background
         box, inside = _ellipsoid(rng, radius, kind.elongation, shape)
         weight[box][inside & (labels[box] == 0)] = rng.uniform(0.3, 0.75)
+    # Half sharp, half blurred: lesion voxels keep at least half their evidence
+    # even in small lesions, and evidence leaks just past the boundary.
+    evidence = 0.5 * weight + 0.5 * _blur(weight, backbone.blur)
     noise = _blur(rng.standard_normal(shape), 1)
     noise /= noise.std()  # smooth, unit variance
     logit = (contrast + _BACKGROUND) * evidence - _BACKGROUND + backbone.noise * noise
