@@ -120,3 +120,12 @@ def test_report_explains_uncertified_splits(stats, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "Uncertified splits: `cls` in 4 of 4. With 20 calibration cases" in text
     assert "| cls | ECR ≥ 0.97 | n/a |" in text
+
+
+def test_importing_the_evaluation_does_not_need_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, clskern.evaluation, clskern.evaluation.cli; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
