@@ -1,0 +1,97 @@
+"""``clskern evaluate``: the argument parser and the runner, for the CLI to mount.
+
+The CLI owns reading statistics (from a store or files); it passes a
+``load_stats(args)`` callable returning a mapping case id -> VolumeStats.
+``load_stats_files`` reads ``VolumeStats.to_bytes`` files for callers
+without a store.
+"""
+
+import os
+
+from ..errors import InputError
+from ..volume import VolumeStats
+from .methods import DEFAULT_METHODS, check_methods
+from .protocol import evaluate
+from .report import REPORT, write_report
+
+
+def _methods(text):
+    try:
+        return check_methods(m.strip() for m in text.split(",") if m.strip())
+    except ValueError as exc:
+        import argparse
+
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(subparsers):
+    """Add the ``evaluate`` sub-command to an argparse ``subparsers`` object; returns it."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="run the paper's validation protocol (random calibration/test splits) and write a report",
+        description=(
+            "Repeat random calibration/test splits of the cases; per split and method calibrate on one part and "
+            "measure ECR, V-FNR, P-FNR, V-FPR, PC and Dice on the other. Writes summary.json, report.md and "
+            "PNG plots (with matplotlib) to OUTDIR."
+        ),
+    )
+    p.add_argument("stats", nargs="*", metavar="STATS", help="VolumeStats files (alternative to --store)")
+    p.add_argument("--store", metavar="PATH", help="statistics store to evaluate")
+    p.add_argument("--epsilon", type=float, required=True, help="tolerated FNR per case, in [0, 1)")
+    p.add_argument("--alpha", type=float, default=0.2, help="miscoverage of cls/cls-pac/authors (default 0.2)")
+    p.add_argument("--delta", type=float, default=0.1, help="confidence parameter of cls-pac and rcps (default 0.1)")
+    p.add_argument("--splits", type=int, default=100, help="random splits (default 100, as the paper)")
+    p.add_argument("--cal-fraction", type=float, default=0.5, help="share of cases that calibrates (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    p.add_argument(
+        "--methods", type=_methods, default=DEFAULT_METHODS,
+        help="comma-separated: cls, cls-pac, crc, rcps, authors, fixed-T (default: %s)" % ",".join(DEFAULT_METHODS),
+    )
+    p.add_argument("--no-sweeps", action="store_true", help="skip the alpha / calibration-fraction / epsilon sweeps")
+    p.add_argument("--no-plots", action="store_true", help="write summary.json and report.md only")
+    p.add_argument("-o", "--outdir", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in OUTDIR")
+    return p
+
+
+def run(args, load_stats):
+    """Run ``clskern evaluate`` with parsed ``args``; returns the exit status (0).
+
+    ``load_stats(args)`` must return a mapping case id -> VolumeStats. Errors
+    (bad parameters, too few cases, an existing report) propagate as
+    ``ValueError`` / ``OSError`` subclasses for the CLI to report.
+    """
+    stats = load_stats(args)
+    evaluation = evaluate(
+        stats, epsilon=args.epsilon, alpha=args.alpha, delta=args.delta, splits=args.splits,
+        cal_fraction=args.cal_fraction, seed=args.seed, methods=args.methods, sweeps=not args.no_sweeps,
+    )
+    write_report(evaluation, args.outdir, overwrite=args.overwrite, plots=not args.no_plots)
+    print(f"evaluated {evaluation.n_cases} cases over {args.splits} splits in {evaluation.seconds:.2f} s")
+    print(f"report: {os.path.join(args.outdir, REPORT)}")
+    return 0
+
+
+def load_stats_from_files(args):
+    """A ``load_stats`` for ``run`` that reads the positional STATS files (no store)."""
+    if args.store is not None:
+        raise InputError("--store needs the statistics-store loader of the clskern command line")
+    if not args.stats:
+        raise InputError("give VolumeStats files or --store PATH")
+    return load_stats_files(args.stats)
+
+
+def load_stats_files(paths):
+    """Read ``VolumeStats.to_bytes`` files: dict case id -> VolumeStats (id: stored name or file stem)."""
+    out = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                stats = VolumeStats.from_bytes(f.read())
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        name = stats.name if stats.name is not None else os.path.splitext(os.path.basename(path))[0]
+        if name in out:
+            raise InputError(f"{path}: case id {name!r} appears twice")
+        out[name] = stats
+    return out
