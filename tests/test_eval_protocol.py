@@ -18,7 +18,7 @@ METHODS = ("cls", "cls-pac", "crc", "rcps", "authors", "fixed-0.5")
 PARAMS = {"cls": {"alpha": 0.2}, "cls-pac": {"alpha": 0.2, "delta": 0.1}, "crc": {}, "rcps": {"delta": 0.1}}
 
 
-def _volumes(n, seed, *, grid=2048, shape=(6, 7, 8)):
+def _volumes(n, seed, *, grid=512, shape=(6, 7, 8)):
     """Random cases whose scores are multiples of 1/grid (histogram bin edges: FP is exact)."""
     rng = np.random.default_rng(seed)
     out = []
