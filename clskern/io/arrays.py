@@ -45,7 +45,7 @@ def read_npz(path, channel=1, key=NPZ_KEY):
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             if key not in z.files:
                 raise FileFormatError(f"{path}: no array {key!r} (it holds {', '.join(z.files) or 'nothing'})")
             array = z[key]

@@ -33,7 +33,6 @@ def split_suffix(name, suffixes):
 
 
 def _listing(names, limit=8):
-    names = sorted(names)
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
