@@ -101,7 +101,7 @@ def _diagnose(data, path):
         if not d.eof:
             raise FileFormatError(f"{path}: truncated gzip file (the compressed stream ends early)")
         rest = d.unused_data
-        if rest and not rest.startswith(b"\x1f\x8b"):
+        if rest and bytes(rest[:2]) != b"\x1f\x8b":
             break  # trailing garbage after a member: gzip(1) ignores it too
     return b"".join(parts)
 
@@ -111,8 +111,8 @@ def gunzip(data, path="<bytes>", backend=None):
 
     Parameters
     ----------
-    data : bytes
-        The file's bytes.
+    data : bytes-like
+        The file's bytes (``bytes``, ``mmap``, ``memoryview``).
     path : str
         Named in error messages.
     backend : {"deflate", "isal", "zlib"}, optional
@@ -127,7 +127,7 @@ def gunzip(data, path="<bytes>", backend=None):
     FileFormatError
         For data that is not gzip, is corrupt or truncated.
     """
-    if not data.startswith(b"\x1f\x8b"):
+    if bytes(data[:2]) != b"\x1f\x8b":
         raise FileFormatError(f"{path}: not a gzip file (the name ends in .gz)")
     out = _backend(backend or default_backend())(data)
     if out is None:  # multi-member, or broken: zlib decides which and says so

@@ -2,11 +2,14 @@
 
 Arrays come back as nibabel lays them out, ``(x, y, z, ...)`` in Fortran
 order, and unscaled volumes are never copied: a ``.nii`` is memory-mapped,
-a ``.nii.gz`` is decompressed once (``clskern.io._gzip``) and the array is a
-read-only view of those bytes. Volumes with a scale factor go through
+a ``.nii.gz`` is decompressed once from a memory map of the file
+(``clskern.io._gzip``) and the array is a view of the decompressed bytes; only
+the header bytes go through nibabel's parser. Volumes with a scale factor go through
 ``np.asanyarray(img.dataobj)``, which applies it as nibabel does.
 """
 
+import io
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass
@@ -41,31 +44,41 @@ def _image_class(data, path):
     raise FileFormatError(f"{path}: not a NIfTI file (unreadable header)")
 
 
-def _unscaled(proxy):
-    return proxy.slope == 1 and proxy.inter == 0
+_HEAD = 1 << 16  # header and the usual extensions; more is read when vox_offset says so
+
+
+def _parse_header(klass, data, path):
+    """The header from the first bytes only (no copy of the voxel data)."""
+    try:
+        header = klass.header_class.from_fileobj(io.BytesIO(bytes(data[:_HEAD])))
+        offset = int(header.get_data_offset())
+        if offset > _HEAD and len(data) >= offset:  # long extensions
+            header = klass.header_class.from_fileobj(io.BytesIO(bytes(data[:offset])))
+        shape = tuple(int(n) for n in header.get_data_shape())
+        return header, shape, header.get_data_dtype(), offset
+    except Exception as exc:  # nibabel raises many kinds on a broken header
+        raise FileFormatError(f"{path}: unreadable NIfTI header ({exc})") from None
 
 
 def _from_bytes(data, path):
+    """``(header, affine, array)`` of a NIfTI image held in memory."""
     klass = _image_class(data, path)
-    try:
-        img = klass.from_bytes(data)
-        proxy = img.dataobj
-        shape, dtype, offset = tuple(proxy.shape), img.header.get_data_dtype(), int(proxy.offset)
-    except Exception as exc:  # nibabel raises many kinds on a broken header
-        raise FileFormatError(f"{path}: unreadable NIfTI header ({exc})") from None
+    header, shape, dtype, offset = _parse_header(klass, data, path)
     needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) < needed:
         raise FileFormatError(
             f"{path}: truncated NIfTI file ({len(data)} bytes of data, the header needs {needed})"
         )
-    if _unscaled(proxy):
+    slope, inter = header.get_slope_inter()
+    if slope in (None, 1) and inter in (None, 0):
         array = np.ndarray(shape, dtype=dtype, buffer=data, offset=offset, order="F")
-    else:
-        array = np.asanyarray(proxy)
-    return img, array
+    else:  # scaled: let nibabel apply the scale factors exactly as it does
+        array = np.asanyarray(klass.from_bytes(bytes(data)).dataobj)
+    return header, np.asarray(header.get_best_affine(), dtype=np.float64), array
 
 
 def _from_file(path):
+    """An uncompressed ``.nii``: nibabel memory-maps unscaled data."""
     try:
         img = nib.load(path, mmap=True)
         array = np.asanyarray(img.dataobj)
@@ -101,14 +114,21 @@ def read_nifti(path, *, backend=None):
     """
     path = os.fspath(path)
     if path.endswith(".gz"):
-        with open(path, "rb") as f:
-            raw = f.read()
-        img, array = _from_bytes(gunzip(raw, path, backend), path)
-    else:
-        with open(path, "rb") as f:
-            _image_class(f.read(4), path)
-        img, array = _from_file(path)
+        header, affine, array = _from_bytes(_gunzip_file(path, backend), path)
+        return NiftiVolume(array, affine, header, path)
+    with open(path, "rb") as f:
+        _image_class(f.read(4), path)
+    img, array = _from_file(path)
     return NiftiVolume(array, np.asarray(img.affine, dtype=np.float64), img.header, path)
+
+
+def _gunzip_file(path, backend):
+    """Decompress a file through a read-only memory map (no copy of the compressed bytes)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise FileFormatError(f"{path}: empty file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as compressed:
+            return gunzip(compressed, path, backend)
 
 
 def read_header(path):
