@@ -6,14 +6,20 @@ options that change the statistics (label value, channel). ``clskern stats``
 skips cases whose fingerprint is stored, so an interrupted run resumes where
 it stopped; every case is written in its own transaction, so a crash loses at
 most the case in flight and never leaves a half-written row. Calibrating
-from a store needs no pass over the volumes.
+from a store needs no pass over the volumes, and (``lesion_stats``) reads only
+the sorted lesion scores out of each stored record, not the background
+histogram that makes up most of its bytes.
 """
 
 import hashlib
+import io
 import json
 import os
 import sqlite3
 import time
+import zipfile
+
+import numpy as np
 
 from ._version import __version__
 from .errors import InputError
@@ -174,3 +180,62 @@ class StatsStore:
             missing = sorted(wanted - set(out))
             raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
         return out
+
+    def lesion_stats(self, case_ids=None):
+        """``{case_id: VolumeStats}`` holding only the lesion side, read fast.
+
+        Every calibration method needs only the sorted lesion scores
+        (critical thresholds, FNR curves), so this reads just that member of
+        each stored record. The results have no background: ``n_voxels``
+        equals ``n_fg`` and FP, FPR, Dice and PC are not meaningful; use
+        ``load`` for those.
+        """
+        wanted = None if case_ids is None else set(case_ids)
+        out = {}
+        for case_id, rowid, n_fg in self._query("SELECT case_id, rowid, n_fg FROM cases ORDER BY case_id"):
+            if wanted is not None and case_id not in wanted:
+                continue
+            try:
+                lesion = self._read_lesion(rowid)
+                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id)
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                raise StoreError(f"{self.path}: case {case_id!r}: unreadable statistics ({exc})") from None
+        if wanted is not None and len(out) < len(wanted):
+            missing = sorted(wanted - set(out))
+            raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
+        return out
+
+    def _read_lesion(self, rowid):
+        if hasattr(self._db, "blobopen"):  # Python 3.11+: read only that member's bytes
+            with self._db.blobopen("cases", "stats", rowid, readonly=True) as blob:
+                with zipfile.ZipFile(_BlobFile(blob)) as z, z.open("lesion_scores.npy") as f:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+        blob = self._query("SELECT stats FROM cases WHERE rowid=?", (rowid,)).fetchone()[0]
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return z["lesion_scores"]
+
+
+class _BlobFile(io.RawIOBase):
+    """A seekable file over a SQLite blob, for ``zipfile``."""
+
+    def __init__(self, blob):
+        super().__init__()
+        self._blob = blob
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        self._blob.seek(offset, whence)
+        return self._blob.tell()
+
+    def tell(self):
+        return self._blob.tell()
+
+    def readinto(self, buffer):
+        data = self._blob.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

@@ -115,3 +115,23 @@ def test_a_failing_case_leaves_the_stored_ones(tmp_path):
         assert store.case_ids() == ["k0", "k1"]
         result = collect_stats(pairs, store=store, keep_going=True)
         assert [c for c, _ in result.failed] == ["k2"] and store.case_ids() == ["k0", "k1", "k3"]
+
+
+def test_lesion_stats_calibrate_like_full_stats(tmp_path):
+    full = {f"c{i}": _stats(i, f"c{i}") for i in range(12)}
+    full["c_empty"] = clskern.volume_stats(np.ones((3, 3, 3), np.float32), np.zeros((3, 3, 3), bool), name="c_empty")
+    with StatsStore(tmp_path / "s.sqlite") as store:
+        for k, v in full.items():
+            store.put(k, "f", v)
+        lesion = store.lesion_stats()
+        assert list(lesion) == sorted(full)
+        full = dict(sorted(full.items()))  # case order is part of the calibration record
+        for k, v in full.items():
+            assert lesion[k].lesion_scores.dtype == v.lesion_scores.dtype
+            np.testing.assert_array_equal(lesion[k].lesion_scores, v.lesion_scores)
+            assert lesion[k].n_fg == v.n_fg
+        for method, kw in [("cls", {"alpha": 0.2}), ("cls-pac", {"alpha": 0.3, "delta": 0.2}),
+                           ("crc", {}), ("rcps", {"delta": 0.3})]:
+            assert clskern.calibrate(lesion, epsilon=0.3, method=method, **kw) == clskern.calibrate(
+                full, epsilon=0.3, method=method, **kw)
+        assert list(store.lesion_stats(["c3"])) == ["c3"]

@@ -57,7 +57,7 @@ def run(args):
     refuse_existing([args.output], args.overwrite)
     if args.store is not None:
         with StatsStore(args.store, create=False) as store:
-            volumes = store.load()
+            volumes = store.lesion_stats()  # all any method needs, without the histograms
         if not volumes:
             raise ValueError(f"{args.store}: the store holds no cases")
     else:
