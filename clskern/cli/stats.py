@@ -25,7 +25,7 @@ def add_parser(subparsers):
     add_empty(p)
     p.add_argument("--keep-going", action="store_true",
                    help="report a case that fails and go on (exit 1 at the end)")
-    add_overwrite(p)
+    add_overwrite(p, help="start STORE afresh (default: resume it)")
     add_quiet(p)
     return p
 
