@@ -40,11 +40,25 @@ LAUNCH = (
 )
 
 
-def clskern_cmd(*argv):
-    """Run the command in a fresh process; (seconds, peak RSS in MB)."""
+PLAIN = (
+    "import os, sys\n"
+    "import nibabel as nib, numpy as np\n"
+    "scores, labels = sys.argv[1:3]\n"
+    "for name in sorted(os.listdir(scores)):\n"
+    "    p = np.asanyarray(nib.load(os.path.join(scores, name)).dataobj)\n"
+    "    y = np.asanyarray(nib.load(os.path.join(labels, name)).dataobj)\n"
+    "    lesion = p[y > 0]\n"
+    "    if lesion.size:\n"
+    "        np.partition(lesion, min(int(0.2 * lesion.size), lesion.size - 1))\n"
+    "print('MAXRSS_KB', 0, file=sys.stderr)\n"
+)
+
+
+def clskern_cmd(*argv, script=LAUNCH):
+    """Run the command (or ``script``) in a fresh process; (seconds, peak RSS in MB)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", LAUNCH, *map(str, argv)], capture_output=True, text=True, env=env)
+    run = subprocess.run([sys.executable, "-c", script, *map(str, argv)], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     if run.returncode:
         raise SystemExit(f"clskern {' '.join(map(str, argv))} failed:\n{run.stderr}")
@@ -157,7 +171,8 @@ def main():
                         default=["throughput", "memory", "recalibration"])
     args = parser.parse_args()
     os.makedirs(args.data, exist_ok=True)
-    print(f"clskern {clskern.__version__}, {os.cpu_count()} CPUs, numpy {np.__version__}, nibabel {nib.__version__}")
+    print(f"clskern {clskern.__version__}, {os.cpu_count()} CPUs, numpy {np.__version__}, nibabel {nib.__version__}, "
+          f"gzip backends {', '.join(gzip_backends())}; load average at start {os.getloadavg()[0]:.1f}")
 
     if "throughput" in args.only:
         throughput(args)
@@ -182,11 +197,15 @@ def throughput(args):
     clskern_cmd("stats", "--scores", s, "--labels", l, "-o", store, "--overwrite", "-q")  # warm caches
     print(f"\n2. {args.cases} cases of {'x'.join(map(str, args.shape))} .nii.gz: wall time, CPU time, and MB/s of "
           f"decompressed scores + labels (best of {args.repeat}, runs interleaved)")
-    runs = {"plain": [], **{jobs: [] for jobs in args.jobs}, "inproc": []}
+    runs = {"plain": [], "plain-process": [], **{jobs: [] for jobs in args.jobs}, "inproc": []}
     for _ in range(args.repeat):  # interleaved, so that a busy machine hits every variant alike
         cpu = time.process_time()
         wall, nbytes = plain_loop(s, l)
         runs["plain"].append((wall, time.process_time() - cpu))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall, _ = clskern_cmd(s, l, script=PLAIN)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        runs["plain-process"].append((wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
         for jobs in args.jobs:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall, _ = clskern_cmd("stats", "--scores", s, "--labels", l, "-o", store, "--overwrite", "-q",
@@ -197,14 +216,17 @@ def throughput(args):
         started = time.perf_counter()
         collect_stats(pair_cases(s, l)[0], jobs=max(args.jobs))
         runs["inproc"].append((time.perf_counter() - started, time.process_time() - cpu))
-    base = min(runs["plain"])[0]
-    rows = [("plain loop: nibabel.load + p[y>0] + np.partition", runs["plain"])]
-    rows += [(f"clskern stats --jobs {jobs} (process start included)", runs[jobs]) for jobs in args.jobs]
-    rows += [(f"collect_stats(jobs={max(args.jobs)}) in process (no start-up)", runs["inproc"])]
-    for name, values in rows:
+    rows = [("plain loop as a script (process start included)", runs["plain-process"], "plain-process")]
+    rows += [(f"clskern stats --jobs {jobs} (process start included)", runs[jobs], "plain-process")
+             for jobs in args.jobs]
+    rows += [("plain loop in process (nibabel.load + p[y>0] + np.partition)", runs["plain"], "plain")]
+    rows += [(f"collect_stats(jobs={max(args.jobs)}) in process", runs["inproc"], "plain")]
+    print(f"   {'':62s} {'wall':>8s} {'CPU':>8s} {'MB/s':>6s} {'vs plain':>8s}")
+    for name, values, against in rows:
         wall = min(v[0] for v in values)
         cpu = min(v[1] for v in values)
-        print(f"   {name:58s} {wall:6.2f} s wall {cpu:6.2f} s CPU {nbytes / 1e6 / wall:6.0f} MB/s {base / wall:5.2f} x")
+        base = min(v[0] for v in runs[against])
+        print(f"   {name:62s} {wall:6.2f} s {cpu:6.2f} s {nbytes / 1e6 / wall:6.0f} {base / wall:7.2f} x")
     resumed = clskern_cmd("stats", "--scores", s, "--labels", l, "-o", store, "-q")[0]
     print(f"   clskern stats again, every case already stored: {resumed:.2f} s")
 
@@ -224,6 +246,9 @@ def memory(args):
                                  os.path.join(args.data, "big.sqlite"), "--overwrite", "-q", "--jobs", jobs)
             print(f"   --jobs {jobs}: peak {rss:6.0f} MB, above the interpreter {rss - base_rss:6.0f} MB"
                   f" = {(rss - base_rss) / volume:4.2f} x one volume  ({t:.1f} s)")
+
+
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other work on the machine slows every row)")
 
 
 if __name__ == "__main__":
