@@ -128,7 +128,7 @@ def decompression(path):
     raw = open(path, "rb").read()
     rows = []
     for backend in gzip_backends():
-        best = min(_timed(lambda: gunzip(raw, path, backend)) for _ in range(3))
+        best = min(_timed(lambda b=backend: gunzip(raw, path, b)) for _ in range(3))
         rows.append((backend, len(gunzip(raw, path, backend)) / 1e6 / best))
     return rows
 

@@ -45,7 +45,8 @@ def run(args):
         n_stored = len(store)
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        rate = f", {result.nbytes / 1e6:.0f} MB in {elapsed:.1f} s ({result.nbytes / 1e6 / max(elapsed, 1e-9):.0f} MB/s)"
+        mb = result.nbytes / 1e6
+        rate = f", {mb:.0f} MB in {elapsed:.1f} s ({mb / max(elapsed, 1e-9):.0f} MB/s)"
         print(
             f"stats: {n_stored} case(s) in {args.store}: {result.read} read, {result.reused} already stored"
             + (f", {len(result.empty)} without lesion voxels" if result.empty else "")
