@@ -41,7 +41,7 @@ def run(args):
         _remove_store(args.store)
     started = time.perf_counter()
     with StatsStore(args.store) as store:
-        result = gather(args, store=store, what="stats", load_stored=False)
+        result = gather(args, store=store, what="stats", keep_stats=False)
         n_stored = len(store)
     elapsed = time.perf_counter() - started
     if not args.quiet:

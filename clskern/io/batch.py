@@ -44,7 +44,7 @@ class BatchResult:
 
 
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
-                  keep_going=False, on_case=None, load_stored=True, backend=None, affine_atol=AFFINE_ATOL):
+                  keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL):
     """``VolumeStats`` of every case pair, from the store where already there.
 
     Parameters
@@ -65,15 +65,18 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         Record failing cases in ``failed`` and go on instead of raising.
     on_case : callable, optional
         Called with a ``CaseEvent`` after each case.
-    load_stored : bool
-        Put the statistics of cases found in the store into the result
-        (False: only count them, as ``clskern stats`` does).
+    keep_stats : bool
+        Return every case's statistics in ``BatchResult.stats``. False (with
+        a store): only store and count them, as ``clskern stats`` does, so
+        memory does not grow with the number of cases.
 
     Returns
     -------
     BatchResult
     """
     check_empty_policy(empty)
+    if store is None and not keep_stats:
+        raise ValueError("keep_stats=False needs a store: the statistics would be lost")
     options = {"label": label, "channel": channel}
     known = store.fingerprints() if store is not None else {}
     n_fg = store.lesion_counts() if store is not None else {}
@@ -82,7 +85,7 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
     for pair in pairs:
         key = fingerprint(pair.scores, pair.labels, **options)
         if known.get(pair.case_id) == key:
-            if load_stored:
+            if keep_stats:
                 result.stats[pair.case_id] = store.get(pair.case_id)
             result.reused += 1
             if n_fg[pair.case_id] == 0:
@@ -96,7 +99,7 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         started = time.perf_counter()
         return load_case(item[0], channel=channel, backend=backend, affine_atol=affine_atol), started
 
-    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs, meanwhile=_warm_up):
+    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None):
         try:
             if error is not None:
                 raise error
@@ -115,7 +118,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
             if on_case:
                 on_case(CaseEvent(pair.case_id, "failed", error=exc))
             continue
-        result.stats[pair.case_id] = stats
+        if keep_stats:
+            result.stats[pair.case_id] = stats
         result.read += 1
         result.nbytes += nbytes
         if stats.n_fg == 0:
