@@ -218,3 +218,23 @@ def test_reading_options_with_a_store_are_refused(root, capsys):
     line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--label", 2, "--epsilon", 0.2,
                  "-o", root / "c.json")
     assert "--label applies to --scores folders" in line
+
+
+def test_a_failing_case_in_apply_leaves_whole_masks_only(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
+    cal = root / "cal.json"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    assert os.stat(cal).st_mode & 0o777 == 0o666 & ~_umask()
+    path = root / "scores" / "ok3.nii.gz"
+    path.write_bytes(path.read_bytes()[:-50])
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m", "-q")
+    assert "ok3.nii.gz: truncated" in line
+    assert sorted(os.listdir(root / "m")) == ["ok0.nii.gz", "ok1.nii.gz", "ok2.nii.gz"]
+    assert os.stat(root / "m" / "ok0.nii.gz").st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,9 +1,9 @@
 """Outputs that never exist half-written, and never replace work unasked."""
 
 import os
-import tempfile
 
 from ..errors import ClsKernError
+from ..io._atomic import atomic_path
 
 
 class OutputExistsError(ClsKernError):
@@ -23,16 +23,9 @@ def refuse_existing(paths, overwrite):
 def write_text_atomic(path, text):
     """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -11,12 +11,12 @@ the header bytes go through nibabel's parser. Volumes with a scale factor go thr
 import io
 import mmap
 import os
-import tempfile
 from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 
+from ._atomic import atomic_path
 from ._gzip import gunzip
 from .errors import FileFormatError
 
@@ -161,14 +161,5 @@ def mask_image(mask, affine, header=None):
 def write_atomic(img, path):
     """Save a nibabel image to ``path`` through a temporary file and ``os.replace``."""
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    suffix = ".nii.gz" if name.endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".nii.gz" if path.endswith(".gz") else ".nii") as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
