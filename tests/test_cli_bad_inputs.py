@@ -113,6 +113,7 @@ def test_affine_mismatch(root, capsys):
     _write_case(root, "moved", p, (p > 0.5).astype(np.uint8), affine=np.diag([1.0, 1.0, 3.0, 1.0]))
     line = fails(capsys, *stats(root))
     assert "affine mismatch" in line and "scores/moved.nii.gz" in line and "labels/moved.nii.gz" in line
+    assert main([str(a) for a in stats(root, "--affine-tolerance", 2.5)]) == 0  # the user's call
 
 
 def test_unmatched_files(root, capsys):

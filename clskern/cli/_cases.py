@@ -24,7 +24,7 @@ def gather(args, *, store=None, what="stats", keep_stats=True):
         return collect_stats(
             pairs, store=store, label=args.label, channel=args.channel, empty=args.empty,
             jobs=args.jobs, keep_going=getattr(args, "keep_going", False), on_case=on_case,
-            keep_stats=keep_stats,
+            keep_stats=keep_stats, affine_atol=args.affine_tolerance,
         )
     finally:
         progress.close()

@@ -3,6 +3,7 @@
 import argparse
 
 from .._validate import EMPTY_POLICIES
+from ..io.cases import AFFINE_ATOL
 
 
 def positive_int(text):
@@ -73,6 +74,9 @@ def add_case_options(parser):
     add_channel(parser)
     parser.add_argument("--allow-unmatched", action="store_true",
                         help="leave out cases found on one side only (default: an error listing them)")
+    parser.add_argument("--affine-tolerance", type=float, default=AFFINE_ATOL, metavar="MM",
+                        help=f"largest difference allowed between the scores' and labels' NIfTI affines "
+                             f"(default {AFFINE_ATOL:g})")
     add_jobs(parser)
 
 
