@@ -239,3 +239,24 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_npy_scores_need_a_reference_for_masks(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
+    cal = root / "cal.json"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    raw = root / "raw"
+    raw.mkdir()
+    p = np.asanyarray(nib.load(root / "scores" / "ok1.nii.gz").dataobj)
+    np.save(raw / "ok1.npy", p)
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", raw, "-o", root / "m")
+    assert "ok1.npy: no geometry for the mask" in line and "--reference" in line and not (root / "m").exists()
+    assert main(["apply", "--calibration", str(cal), "--scores", str(raw), "-o", str(root / "m"),
+                 "--reference", str(root / "labels"), "-q"]) == 0
+    threshold = json.loads(cal.read_text())["threshold"]
+    np.testing.assert_array_equal(np.asanyarray(nib.load(root / "m" / "ok1.nii.gz").dataobj), p >= threshold)
+    np.save(raw / "ok1.npy", p[:, :, :3])
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", raw, "-o", root / "m", "--overwrite",
+                 "--reference", root / "labels")
+    assert "shape" in line and "ok1.npy" in line and "labels/ok1.nii.gz" in line
