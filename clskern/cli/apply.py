@@ -80,8 +80,9 @@ def run(args):
 
     threshold = calibration.threshold
     n_voxels = n_on = 0
+    stream = prefetch(plan, load, jobs=args.jobs)
     try:
-        for (case_id, _, geometry, out), volume, error in prefetch(plan, load, jobs=args.jobs):
+        for (case_id, _, geometry, out), volume, error in stream:
             if error is not None:
                 raise error
             mask = apply_threshold(volume.array, threshold, name=case_id)
@@ -90,6 +91,7 @@ def run(args):
             n_on += int(mask.sum(dtype="int64"))
             progress.step(case_id, "done", volume.array.nbytes)
     finally:
+        stream.close()
         progress.close()
     if not args.quiet:
         print(f"apply: {len(plan)} mask(s) at threshold {threshold!r} -> {args.output} "

@@ -99,34 +99,38 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         started = time.perf_counter()
         return load_case(item[0], channel=channel, backend=backend, affine_atol=affine_atol), started
 
-    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None):
-        try:
-            if error is not None:
-                raise error
-            case, started = loaded
-            stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
-            if stats.n_fg == 0 and empty == "error":
-                raise empty_error(pair.case_id)
-            nbytes = case.nbytes
-            del case, loaded
-            if store is not None:
-                store.put(pair.case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
-        except Exception as exc:
-            if not keep_going or not isinstance(exc, (ValueError, OSError)):
-                raise
-            result.failed.append((pair.case_id, exc))
+    stream = prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None)
+    try:
+        for (pair, key), loaded, error in stream:
+            try:
+                if error is not None:
+                    raise error
+                case, started = loaded
+                stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
+                if stats.n_fg == 0 and empty == "error":
+                    raise empty_error(pair.case_id)
+                nbytes = case.nbytes
+                del case, loaded
+                if store is not None:
+                    store.put(pair.case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
+            except Exception as exc:
+                if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                    raise
+                result.failed.append((pair.case_id, exc))
+                if on_case:
+                    on_case(CaseEvent(pair.case_id, "failed", error=exc))
+                continue
+            if keep_stats:
+                result.stats[pair.case_id] = stats
+            result.read += 1
+            result.nbytes += nbytes
+            if stats.n_fg == 0:
+                result.empty.append(pair.case_id)
             if on_case:
-                on_case(CaseEvent(pair.case_id, "failed", error=exc))
-            continue
-        if keep_stats:
-            result.stats[pair.case_id] = stats
-        result.read += 1
-        result.nbytes += nbytes
-        if stats.n_fg == 0:
-            result.empty.append(pair.case_id)
-        if on_case:
-            on_case(CaseEvent(pair.case_id, "stored" if store is not None else "done", nbytes,
-                              time.perf_counter() - started))
+                on_case(CaseEvent(pair.case_id, "stored" if store is not None else "done", nbytes,
+                                  time.perf_counter() - started))
+    finally:  # cancel reads still queued, now rather than when the generator is collected
+        stream.close()
     result.stats = dict(sorted(result.stats.items()))
     return result
 
