@@ -173,8 +173,12 @@ def test_too_few_cases_for_alpha(root, capsys):
 
 
 def test_missing_inputs(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
     assert "nowhere: scores directory not found" in fails(
-        capsys, "stats", "--scores", root / "nowhere", "--labels", root / "labels", "-o", root / "s.sqlite")
+        capsys, "stats", "--scores", root / "nowhere", "--labels", root / "labels", "-o", root / "st.sqlite",
+        "--overwrite")
+    with StatsStore(root / "st.sqlite") as st:
+        assert len(st) == 5  # a failed --overwrite run keeps the old store
     assert "no statistics store" in fails(
         capsys, "calibrate", "--store", root / "none.sqlite", "--epsilon", 0.2, "-o", root / "c.json")
     assert "missing.json: No such file" in fails(

@@ -6,9 +6,17 @@ from ..io import collect_stats, pair_cases
 from ._progress import Progress
 
 
-def gather(args, *, store=None, what="stats", keep_stats=True):
-    """Pair the folders in ``args`` and collect statistics; returns the ``BatchResult``."""
-    pairs, unmatched = pair_cases(args.scores, args.labels, allow_unmatched=args.allow_unmatched)
+def pairs_of(args):
+    """``(pairs, unmatched)`` of the --scores and --labels folders."""
+    return pair_cases(args.scores, args.labels, allow_unmatched=args.allow_unmatched)
+
+
+def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
+    """Pair the folders in ``args`` (unless ``paired`` is given) and collect statistics.
+
+    Returns the ``BatchResult``.
+    """
+    pairs, unmatched = paired if paired is not None else pairs_of(args)
     if unmatched and not args.quiet:
         print(f"{what}: left out {len(unmatched)} unmatched file(s)", file=sys.stderr)
     progress = Progress(len(pairs), what, quiet=args.quiet)

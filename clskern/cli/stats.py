@@ -5,7 +5,7 @@ import sys
 import time
 
 from ..store import StatsStore
-from ._cases import gather
+from ._cases import gather, pairs_of
 from ._common import add_empty, add_overwrite, add_quiet, add_reading
 
 HELP = "read each case once and keep its statistics in a store (resumable)"
@@ -37,11 +37,12 @@ def _remove_store(path):
 
 
 def run(args):
+    paired = pairs_of(args)  # bad folders fail before an old store is removed
     if args.overwrite:
         _remove_store(args.store)
     started = time.perf_counter()
     with StatsStore(args.store) as store:
-        result = gather(args, store=store, what="stats", keep_stats=False)
+        result = gather(args, store=store, what="stats", keep_stats=False, paired=paired)
         n_stored = len(store)
     elapsed = time.perf_counter() - started
     if not args.quiet:
