@@ -202,3 +202,13 @@ def test_truncated_and_corrupt_npz(tmp_path):
     (tmp_path / "bad.npz").write_bytes(bytes(broken))
     with pytest.raises(FileFormatError, match=r"bad\.npz"):
         read_npz(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("size", [100, 100_000])  # the second runs past the first 64 KiB read
+def test_header_extensions_of_any_size(tmp_path, size):
+    img = nib.Nifti1Image(_scores(), _affine())
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * size))
+    nib.save(img, tmp_path / "e.nii.gz")
+    vol = read_nifti(tmp_path / "e.nii.gz")
+    np.testing.assert_array_equal(vol.array, _scores())
+    assert vol.header.get_data_offset() > size

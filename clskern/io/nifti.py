@@ -44,16 +44,21 @@ def _image_class(data, path):
     raise FileFormatError(f"{path}: not a NIfTI file (unreadable header)")
 
 
-_HEAD = 1 << 16  # header and the usual extensions; more is read when vox_offset says so
+def _vox_offset(data, klass):
+    """Where the voxels start, read from the raw header (NIfTI-1: float32 at 108, -2: int64 at 168)."""
+    order = "<" if int.from_bytes(data[:4], "little") in _HEADER_SIZES else ">"
+    if klass is nib.Nifti1Image:
+        return int(np.frombuffer(bytes(data[108:112]), f"{order}f4")[0])
+    return int(np.frombuffer(bytes(data[168:176]), f"{order}i8")[0])
 
 
 def _parse_header(klass, data, path):
-    """The header from the first bytes only (no copy of the voxel data)."""
+    """The header (and extensions) from the bytes before the voxels only: no copy of the voxels."""
     try:
-        header = klass.header_class.from_fileobj(io.BytesIO(bytes(data[:_HEAD])))
+        size = 352 if klass is nib.Nifti1Image else 544
+        head = bytes(data[: max(size, min(_vox_offset(data, klass), len(data)))])
+        header = klass.header_class.from_fileobj(io.BytesIO(head))
         offset = int(header.get_data_offset())
-        if offset > _HEAD and len(data) >= offset:  # long extensions
-            header = klass.header_class.from_fileobj(io.BytesIO(bytes(data[:offset])))
         shape = tuple(int(n) for n in header.get_data_shape())
         return header, shape, header.get_data_dtype(), offset
     except Exception as exc:  # nibabel raises many kinds on a broken header
