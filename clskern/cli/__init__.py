@@ -1,0 +1,1 @@
+"""The ``clskern`` command line (``clskern.cli.main:main``)."""

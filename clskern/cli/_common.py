@@ -1,0 +1,84 @@
+"""Options shared by several subcommands, and their checks."""
+
+import argparse
+
+from .._validate import EMPTY_POLICIES
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value:g}")
+    return value
+
+
+def label_value(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a label value, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def add_quiet(parser):
+    parser.add_argument("-q", "--quiet", action="store_true", help="print no progress, only errors")
+
+
+def add_overwrite(parser):
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_jobs(parser):
+    parser.add_argument(
+        "-j", "--jobs", type=positive_int, default=1, metavar="N",
+        help="cases read in parallel (at most N+1 volumes in memory; default 1: read the next case "
+             "while the current one is processed)",
+    )
+
+
+def add_channel(parser):
+    parser.add_argument(
+        "--channel", type=int, default=None, metavar="C",
+        help="class channel of multi-channel scores (nnU-Net .npz, 4-D NIfTI); default 1 "
+             "(0 for single-channel files)",
+    )
+
+
+def add_reading(parser):
+    """--scores/--labels folders and the options that decide how cases are read."""
+    parser.add_argument("--scores", metavar="DIR", required=True,
+                        help="folder of score files (.nii.gz, .nii, nnU-Net .npz, .npy)")
+    parser.add_argument("--labels", metavar="DIR", required=True,
+                        help="folder of label NIfTI files, paired with the scores by case id")
+    add_case_options(parser)
+
+
+def add_case_options(parser):
+    """How cases are read: lesion label, channel, unmatched files, reader threads."""
+    parser.add_argument("--label", type=label_value, default=None, metavar="V",
+                        help="lesion label value in multi-label masks (default: every label > 0)")
+    add_channel(parser)
+    parser.add_argument("--allow-unmatched", action="store_true",
+                        help="leave out cases found on one side only (default: an error listing them)")
+    add_jobs(parser)
+
+
+def add_empty(parser, default="skip"):
+    parser.add_argument(
+        "--empty", choices=EMPTY_POLICIES, default=default,
+        help="cases without lesion voxels: skip them, let them pass any threshold, or stop "
+             f"with an error (default {default})",
+    )

@@ -1,0 +1,97 @@
+"""``clskern apply``: masks ``score >= threshold`` written as NIfTI."""
+
+import os
+import sys
+
+from .._calibration_record import Calibration
+from ..apply import apply_threshold
+from ..errors import InputError
+from ..io import SCORE_SUFFIXES, find_files, prefetch, read_scores, split_suffix
+from ..io.errors import FileFormatError
+from ..io.masks import reference_index, resolve_geometry, save_mask
+from ._common import add_channel, add_jobs, add_overwrite, add_quiet
+from ._output import refuse_existing
+from ._progress import Progress
+
+HELP = "write masks score >= the calibrated threshold"
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "apply", help=HELP, description=(
+            "Cut score volumes at a calibrated threshold: uint8 NIfTI masks (score >= threshold) "
+            "with the source affine and header (for .npz/.npy scores: --reference DIR, or "
+            "nnU-Net's CASE.pkl beside CASE.npz)."
+        ),
+    )
+    p.add_argument("--calibration", required=True, metavar="JSON", help="written by clskern calibrate")
+    p.add_argument("--scores", required=True, metavar="DIR_OR_FILE", help="score file or folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for CASE.nii.gz masks")
+    p.add_argument("--reference", metavar="DIR", help="NIfTI files giving .npz/.npy masks their geometry")
+    add_channel(p)
+    add_jobs(p)
+    add_overwrite(p)
+    add_quiet(p)
+    return p
+
+
+def load_calibration(path):
+    """A ``Calibration`` from a JSON file; errors name the file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: not a calibration file (not text)") from None
+    try:
+        return Calibration.from_json(text)
+    except InputError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: not a clskern calibration file ({type(exc).__name__}: {exc})") from None
+
+
+def _inputs(scores):
+    if os.path.isdir(scores):
+        return find_files(scores, SCORE_SUFFIXES, "scores")
+    split = split_suffix(os.path.basename(scores), SCORE_SUFFIXES)
+    if split is None:
+        if not os.path.exists(scores):
+            raise FileNotFoundError(2, "No such file or directory", scores)
+        raise FileFormatError(f"{scores}: not a score file ({', '.join(SCORE_SUFFIXES)})")
+    if not os.path.isfile(scores):
+        raise FileNotFoundError(2, "No such file or directory", scores)
+    return {split[0]: scores}
+
+
+def run(args):
+    calibration = load_calibration(args.calibration)
+    inputs = _inputs(args.scores)
+    references = reference_index(args.reference) if args.reference else None
+    plan = []
+    for case_id, path in inputs.items():
+        out = os.path.join(args.output, case_id + ".nii.gz")
+        plan.append((case_id, path, resolve_geometry(path, case_id, references), out))
+    refuse_existing([out for *_, out in plan], args.overwrite)
+    os.makedirs(args.output, exist_ok=True)
+    progress = Progress(len(plan), "apply", quiet=args.quiet)
+
+    def load(item):
+        return read_scores(item[1], channel=args.channel)
+
+    threshold = calibration.threshold
+    n_voxels = n_on = 0
+    try:
+        for (case_id, path, geometry, out), volume, error in prefetch(plan, load, jobs=args.jobs):
+            if error is not None:
+                raise error
+            mask = apply_threshold(volume.array, threshold, name=case_id)
+            save_mask(mask, out, geometry, volume)
+            n_voxels += mask.size
+            n_on += int(mask.sum(dtype="int64"))
+            progress.step(case_id, "done", volume.array.nbytes)
+    finally:
+        progress.close()
+    if not args.quiet:
+        print(f"apply: {len(plan)} mask(s) at threshold {threshold!r} -> {args.output} "
+              f"({100 * n_on / max(n_voxels, 1):.2f} % of voxels on)", file=sys.stdout)
+    return 0

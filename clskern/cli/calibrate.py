@@ -1,0 +1,73 @@
+"""``clskern calibrate``: a threshold from a store (no pass over volumes) or from folders."""
+
+from ..calibration import METHODS, calibrate
+from ..store import StatsStore
+from ._cases import gather
+from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction
+from ._output import refuse_existing, write_text_atomic
+
+HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
+DEFAULT_ALPHA = 0.1
+DEFAULT_DELTA = 0.1
+_USES = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "calibrate", help=HELP, description=(
+            "Calibrate the score threshold on held-out cases, from a statistics store (any "
+            "epsilon, alpha or method without reading the volumes again) or from folders."
+        ),
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--store", metavar="STORE", help="statistics store written by clskern stats")
+    source.add_argument("--scores", metavar="DIR", help="folder of score files (with --labels)")
+    p.add_argument("--labels", metavar="DIR", help="folder of label files (with --scores)")
+    reading = p.add_argument_group("reading folders (with --scores/--labels)")
+    add_case_options(reading)
+    p.add_argument("--epsilon", type=fraction, required=True, metavar="E", help="tolerated FNR per case")
+    p.add_argument("--alpha", type=fraction, default=None, metavar="A",
+                   help=f"miscoverage for cls and cls-pac (default {DEFAULT_ALPHA})")
+    p.add_argument("--method", choices=METHODS, default="cls", help="calibration method (default cls)")
+    p.add_argument("--delta", type=fraction, default=None, metavar="D",
+                   help=f"confidence level for cls-pac and rcps (default {DEFAULT_DELTA})")
+    add_empty(p)
+    p.add_argument("-o", "--output", required=True, metavar="JSON", help="calibration file to write")
+    add_overwrite(p)
+    add_quiet(p)
+    return p
+
+
+def _parameters(args):
+    uses = _USES[args.method]
+    for name in ("alpha", "delta"):
+        if name not in uses and getattr(args, name) is not None:
+            raise ValueError(f"method {args.method} takes no --{name}: its guarantee does not involve one")
+    alpha = (DEFAULT_ALPHA if args.alpha is None else args.alpha) if "alpha" in uses else None
+    delta = (DEFAULT_DELTA if args.delta is None else args.delta) if "delta" in uses else None
+    return alpha, delta
+
+
+def run(args):
+    if args.scores is not None and args.labels is None:
+        raise ValueError("--scores needs --labels")
+    if args.store is not None and args.labels is not None:
+        raise ValueError("--labels goes with --scores, not --store")
+    alpha, delta = _parameters(args)
+    refuse_existing([args.output], args.overwrite)
+    if args.store is not None:
+        with StatsStore(args.store, create=False) as store:
+            volumes = store.lesion_stats()  # all any method needs, without the histograms
+        if not volumes:
+            raise ValueError(f"{args.store}: the store holds no cases")
+    else:
+        volumes = gather(args, what="calibrate").stats
+    result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
+                       empty=args.empty)
+    write_text_atomic(args.output, result.to_json() + "\n")
+    if not args.quiet:
+        k = f", k={result.k}" if result.k is not None else ""
+        print(f"calibrate: threshold {result.threshold!r} ({result.method}, n={result.n}{k}"
+              f", {result.n_skipped} skipped) -> {args.output}")
+        print(f"  {result.guarantee}")
+    return 0

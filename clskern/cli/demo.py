@@ -1,0 +1,148 @@
+"""``clskern demo``: synthetic cases through stats -> calibrate -> apply, and a table."""
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ..io import pair_cases, read_labels, read_nifti, read_scores
+from ..synthetic import DEMO_SHAPE, write_dataset
+from ._common import add_overwrite, positive_int
+from ._output import refuse_existing
+
+HELP = "run stats -> calibrate -> apply on a synthetic data set and compare with the 0.5 cut"
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "demo", help=HELP, description=(
+            "Generate realistic synthetic cases (lesions of varied size, over- and under-confident "
+            "score maps, missed small lesions, lesion-free cases), calibrate on half of them with "
+            "clskern stats and calibrate, cut the other half with clskern apply, and print how the "
+            "calibrated threshold and the 0.5 cut do on the test half."
+        ),
+    )
+    p.add_argument("--dir", metavar="DIR", help="keep the data, store, calibration and masks here "
+                   "(default: a temporary folder, removed afterwards)")
+    p.add_argument("--cases", type=positive_int, default=40, metavar="N",
+                   help="cases in all, half for calibration (default 40)")
+    p.add_argument("--shape", type=positive_int, nargs=3, default=list(DEMO_SHAPE), metavar=("X", "Y", "Z"),
+                   help="volume shape (default %(default)s)")
+    p.add_argument("--epsilon", type=float, default=0.2, help="tolerated FNR (default 0.2)")
+    p.add_argument("--alpha", type=float, default=0.2, help="miscoverage (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_overwrite(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    return p
+
+
+def _metrics(labels, mask):
+    """FNR (None without lesion voxels) and Dice of a boolean mask."""
+    lesion = labels > 0
+    n_fg = int(np.count_nonzero(lesion))
+    tp = int(np.count_nonzero(lesion & mask))
+    fp = int(np.count_nonzero(mask)) - tp
+    fnr = None if n_fg == 0 else (n_fg - tp) / n_fg
+    denominator = n_fg + tp + fp
+    return fnr, (2 * tp / denominator if denominator else 1.0)
+
+
+def evaluate(test_dir, masks_dir, epsilon):
+    """Per-column (0.5 cut, calibrated) mean FNR, mean Dice and share with FNR <= epsilon."""
+    pairs, _ = pair_cases(os.path.join(test_dir, "scores"), os.path.join(test_dir, "labels"))
+    rows = {"cut": [], "cls": []}
+    n_empty = 0
+    for pair in pairs:
+        labels = read_labels(pair.labels)[0]
+        scores = read_scores(pair.scores).array
+        mask = read_nifti(os.path.join(masks_dir, pair.case_id + ".nii.gz")).array.astype(bool)
+        for key, m in (("cut", scores >= 0.5), ("cls", mask)):
+            rows[key].append(_metrics(labels, m))
+        n_empty += not np.any(labels)
+    out = {}
+    for key, values in rows.items():
+        fnr = np.array([f for f, _ in values if f is not None])
+        dice = np.array([d for f, d in values if f is not None])
+        out[key] = (fnr.mean(), dice.mean(), np.mean(fnr <= epsilon))
+    return out, len(pairs), n_empty
+
+
+def _run(argv, main):
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def _table(calibration, results, args, n_test, n_empty):
+    cut, cls = results["cut"], results["cls"]
+    name = f"calibrated ({calibration.method})"
+    lines = [
+        f"{'':22s}{'0.5 cut':>10s}{name:>20s}",
+        f"{'threshold':22s}{0.5:10.4f}{calibration.threshold:20.4f}",
+        f"{'mean FNR (test)':22s}{cut[0]:10.3f}{cls[0]:20.3f}",
+        f"{'mean Dice (test)':22s}{cut[1]:10.3f}{cls[1]:20.3f}",
+        f"{f'FNR <= {args.epsilon:g} (test)':22s}{cut[2]:10.0%}{cls[2]:20.0%}"
+        f"   target >= {1 - args.alpha:.0%}",
+        "",
+        f"{n_test} test cases ({n_empty} without lesions: left out of FNR and Dice); "
+        f"calibrated on {calibration.n} cases ({calibration.n_skipped} lesion-free skipped).",
+        calibration.guarantee,
+    ]
+    return "\n".join(lines)
+
+
+def run(args):
+    from .apply import load_calibration
+    from .main import main
+
+    if args.cases < 4:
+        raise ValueError("demo needs --cases 4 or more (half calibrate, half test)")
+    started = time.perf_counter()
+    keep = args.dir is not None
+    root = args.dir if keep else tempfile.mkdtemp(prefix="clskern-demo-")
+    try:
+        if keep:
+            parts = [os.path.join(root, p) for p in ("calibration", "test", "stats.sqlite",
+                                                    "calibration.json", "masks")]
+            refuse_existing(parts, args.overwrite)
+            for p in parts:
+                if os.path.isdir(p):
+                    shutil.rmtree(p)
+                elif os.path.lexists(p):
+                    os.unlink(p)
+        n_cal = args.cases // 2
+        cal_dir, test_dir = os.path.join(root, "calibration"), os.path.join(root, "test")
+        rng = np.random.SeedSequence(args.seed).spawn(2)
+        write_dataset(cal_dir, n_cal, shape=args.shape, seed=rng[0], prefix="cal")
+        write_dataset(test_dir, args.cases - n_cal, shape=args.shape, seed=rng[1], prefix="test")
+        store, cal_json, masks = (os.path.join(root, p) for p in ("stats.sqlite", "calibration.json", "masks"))
+        commands = [
+            ["stats", "--scores", os.path.join(cal_dir, "scores"), "--labels", os.path.join(cal_dir, "labels"),
+             "-o", store],
+            ["calibrate", "--store", store, "--epsilon", str(args.epsilon), "--alpha", str(args.alpha),
+             "-o", cal_json],
+            ["apply", "--calibration", cal_json, "--scores", os.path.join(test_dir, "scores"), "-o", masks],
+        ]
+        if not args.quiet:
+            shape = "x".join(map(str, args.shape))
+            print(f"clskern demo: {n_cal} calibration + {args.cases - n_cal} test synthetic cases of {shape} "
+                  f"in {root}:")
+        for argv in commands:
+            if not args.quiet:
+                print("  $ clskern " + " ".join(os.path.relpath(a, root) if a.startswith(root) else a for a in argv))
+            _run(argv + ["--quiet"], main)
+        calibration = load_calibration(cal_json)
+        results, n_test, n_empty = evaluate(test_dir, masks, args.epsilon)
+        if not args.quiet:
+            print()
+        print(_table(calibration, results, args, n_test, n_empty))
+        if not args.quiet:
+            print(f"({time.perf_counter() - started:.1f} s" + (f"; files kept in {root})" if keep else ")"))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,59 @@
+"""``clskern stats``: one pass per case, statistics kept in a store."""
+
+import os
+import sys
+import time
+
+from ..store import StatsStore
+from ._cases import gather
+from ._common import add_empty, add_overwrite, add_quiet, add_reading
+
+HELP = "read each case once and keep its statistics in a store (resumable)"
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "stats", help=HELP, description=(
+            "Pass once over every case (scores paired with labels by case id) and keep its "
+            "statistics in STORE, a SQLite file. Re-running skips cases already stored with the "
+            "same input files, so an interrupted run resumes; every case is written atomically."
+        ),
+    )
+    add_reading(p)
+    p.add_argument("-o", "--output", "--store", dest="store", required=True, metavar="STORE",
+                   help="statistics store to create or resume")
+    add_empty(p)
+    p.add_argument("--keep-going", action="store_true",
+                   help="report a case that fails and go on (exit 1 at the end)")
+    add_overwrite(p)
+    add_quiet(p)
+    return p
+
+
+def _remove_store(path):
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.lexists(path + suffix):
+            os.unlink(path + suffix)
+
+
+def run(args):
+    if args.overwrite:
+        _remove_store(args.store)
+    started = time.perf_counter()
+    with StatsStore(args.store) as store:
+        result = gather(args, store=store, what="stats")
+        n_stored = len(store)
+    elapsed = time.perf_counter() - started
+    if not args.quiet:
+        rate = f", {result.nbytes / 1e6:.0f} MB in {elapsed:.1f} s ({result.nbytes / 1e6 / max(elapsed, 1e-9):.0f} MB/s)"
+        print(
+            f"stats: {n_stored} case(s) in {args.store}: {result.read} read, {result.reused} already stored"
+            + (f", {len(result.empty)} without lesion voxels" if result.empty else "")
+            + (f", {len(result.failed)} failed" if result.failed else "")
+            + (rate if result.read else "")
+        )
+    if result.failed:
+        print(f"clskern stats: error: {len(result.failed)} case(s) failed, first {result.failed[0][0]!r}: "
+              f"{result.failed[0][1]}", file=sys.stderr)
+        return 1
+    return 0

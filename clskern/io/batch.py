@@ -1,0 +1,123 @@
+"""Statistics for a folder of cases: read, gather, store, one case at a time.
+
+``collect_stats`` is what ``clskern stats`` and ``clskern calibrate
+--scores/--labels`` run: pairs are read ahead on ``jobs`` threads
+(``prefetch``), each volume is passed once through ``volume_stats`` on the
+calling thread, and, with a store, written there before the next case, so
+stopping loses at most the cases in flight. Stored cases whose fingerprint
+still matches are not read again.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from .._validate import check_empty_policy, empty_error
+from ..store import fingerprint
+from ..volume import volume_stats
+from .cases import AFFINE_ATOL, load_case
+from .prefetch import prefetch
+
+
+@dataclass
+class CaseEvent:
+    """What happened to one case, for progress reports."""
+
+    case_id: str
+    status: str  # "done", "stored", "skipped" (already stored), "failed"
+    nbytes: int = 0
+    seconds: float = 0.0
+    error: Exception | None = None
+
+
+@dataclass
+class BatchResult:
+    """Statistics gathered (and stored) by ``collect_stats``."""
+
+    stats: dict = field(default_factory=dict)
+    read: int = 0
+    reused: int = 0
+    empty: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (case_id, exception)
+    nbytes: int = 0
+
+
+def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
+                  keep_going=False, on_case=None, backend=None, affine_atol=AFFINE_ATOL):
+    """``VolumeStats`` of every case pair, from the store where already there.
+
+    Parameters
+    ----------
+    pairs : sequence of CasePair
+        From ``pair_cases``.
+    store : StatsStore, optional
+        Cases with a matching fingerprint are taken from it; new ones are
+        written to it as soon as they are done.
+    label, channel
+        Lesion label value and score channel (see ``load_case``).
+    empty : {"skip", "pass", "error"}
+        ``"error"`` stops at a case without lesion voxels; otherwise such
+        cases are kept (and stored), and the calibration's policy decides.
+    jobs : int
+        Reader threads; at most ``jobs + 1`` cases are in memory.
+    keep_going : bool
+        Record failing cases in ``failed`` and go on instead of raising.
+    on_case : callable, optional
+        Called with a ``CaseEvent`` after each case.
+
+    Returns
+    -------
+    BatchResult
+    """
+    check_empty_policy(empty)
+    options = {"label": label, "channel": channel}
+    known = store.fingerprints() if store is not None else {}
+    result = BatchResult()
+    todo = []
+    for pair in pairs:
+        key = fingerprint(pair.scores, pair.labels, **options)
+        if known.get(pair.case_id) == key:
+            result.stats[pair.case_id] = store.get(pair.case_id)
+            result.reused += 1
+            _note(result, pair.case_id, result.stats[pair.case_id])
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "skipped"))
+        else:
+            todo.append((pair, key))
+
+    def load(item):
+        started = time.perf_counter()
+        return load_case(item[0], channel=channel, backend=backend, affine_atol=affine_atol), started
+
+    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs):
+        try:
+            if error is not None:
+                raise error
+            case, started = loaded
+            stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
+            if stats.n_fg == 0 and empty == "error":
+                raise empty_error(pair.case_id)
+            nbytes = case.nbytes
+            del case, loaded
+            if store is not None:
+                store.put(pair.case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
+        except Exception as exc:
+            if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                raise
+            result.failed.append((pair.case_id, exc))
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "failed", error=exc))
+            continue
+        result.stats[pair.case_id] = stats
+        result.read += 1
+        result.nbytes += nbytes
+        _note(result, pair.case_id, stats)
+        if on_case:
+            on_case(CaseEvent(pair.case_id, "stored" if store is not None else "done", nbytes,
+                              time.perf_counter() - started))
+    result.stats = dict(sorted(result.stats.items()))
+    return result
+
+
+def _note(result, case_id, stats):
+    if stats.n_fg == 0:
+        result.empty.append(case_id)

@@ -1,0 +1,228 @@
+"""Finding cases on disk, pairing scores with labels by id, loading a pair.
+
+A case id is a file name without its suffix. Scores pair with the label file
+of the same id; a score file named like an nnU-Net image channel
+(``CASE_0000.nii.gz``) pairs with ``CASE`` when no label is called
+``CASE_0000``. In a folder holding both ``CASE.npz`` and ``CASE.nii.gz`` (what
+nnU-Net's ``--save_probabilities`` writes: probabilities and segmentation),
+the ``.npz`` is the score file.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrays import read_npy, read_npz
+from .errors import FileFormatError, MismatchError, PairingError
+from .nifti import NIFTI_SUFFIXES, read_nifti
+
+SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")  # preference order for one id
+LABEL_SUFFIXES = NIFTI_SUFFIXES
+_CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
+AFFINE_ATOL = 1e-3  # world units (mm): float32 sform/qform round-off stays far below
+
+
+def split_suffix(name, suffixes):
+    """``(stem, suffix)`` of a file name with one of ``suffixes``, else None."""
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    return None
+
+
+def _listing(names, limit=8):
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def find_files(directory, suffixes, what):
+    """``{stem: path}`` of the files in ``directory`` with one of ``suffixes``.
+
+    One stem with several suffixes keeps the first in ``suffixes`` order
+    between ``.npz`` and NIfTI (see the module docstring); ``.nii`` beside
+    ``.nii.gz`` is ambiguous and an error. Hidden files are ignored.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(2, f"{what} directory not found", directory)
+    found = {}
+    for name in sorted(os.listdir(directory)):
+        split = split_suffix(name, suffixes)
+        if name.startswith(".") or split is None:
+            continue
+        stem, suffix = split
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        if stem in found:
+            other = found[stem]
+            kinds = {split_suffix(os.path.basename(p), suffixes)[1] for p in (other, path)}
+            if kinds == {".nii", ".nii.gz"} or ".npy" in kinds:
+                raise PairingError(f"{what}: case {stem!r} has two files, {other} and {path}; keep one")
+            if suffixes.index(suffix) < suffixes.index(split_suffix(os.path.basename(other), suffixes)[1]):
+                found[stem] = path
+            continue
+        found[stem] = path
+    if not found:
+        raise PairingError(f"{directory}: no {what} files ({', '.join(suffixes)})")
+    return found
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """A case id with its score file and label file."""
+
+    case_id: str
+    scores: str
+    labels: str
+
+
+def pair_cases(scores_dir, labels_dir, *, allow_unmatched=False):
+    """Pair score and label files by case id.
+
+    Parameters
+    ----------
+    scores_dir, labels_dir : str or os.PathLike
+        Folders of score files (``.nii.gz``, ``.nii``, ``.npz``, ``.npy``)
+        and label files (``.nii.gz``, ``.nii``).
+    allow_unmatched : bool
+        Leave out cases found on one side only instead of raising.
+
+    Returns
+    -------
+    pairs : list of CasePair
+        Sorted by case id.
+    unmatched : list of str
+        Files without a partner (empty unless ``allow_unmatched``).
+
+    Raises
+    ------
+    PairingError
+        Listing the unmatched files, or naming two score files of one case.
+    """
+    scores = find_files(scores_dir, SCORE_SUFFIXES, "scores")
+    labels = find_files(labels_dir, LABEL_SUFFIXES, "labels")
+    by_id = {}
+    for stem, path in scores.items():
+        case_id = stem
+        if stem not in labels:
+            m = _CHANNEL_SUFFIX.match(stem)
+            if m and m.group(1) in labels:
+                case_id = m.group(1)
+        if case_id in by_id:
+            raise PairingError(f"case {case_id!r} has two score files, {by_id[case_id]} and {path}; keep one")
+        by_id[case_id] = path
+    pairs = [CasePair(i, by_id[i], labels[i]) for i in sorted(by_id) if i in labels]
+    unmatched = [by_id[i] for i in sorted(by_id) if i not in labels]
+    unmatched += [labels[i] for i in sorted(labels) if i not in by_id]
+    if unmatched and not allow_unmatched:
+        raise PairingError(
+            f"{len(unmatched)} unmatched file(s) (no partner with the same case id): "
+            f"{_listing(unmatched)}; pass --allow-unmatched to leave them out"
+        )
+    if not pairs:
+        raise PairingError(f"no case pairs between {scores_dir} and {labels_dir}")
+    return pairs, unmatched
+
+
+def _squeeze_trailing(array):
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return array
+
+
+def _pick_channel(array, channel, path, ndim):
+    """Last-axis channel of a NIfTI score volume with one more axis than the labels."""
+    if array.ndim != ndim + 1:
+        return array
+    n = array.shape[-1]
+    c = (1 if n > 1 else 0) if channel is None else channel
+    if not -n <= c < n:
+        raise MismatchError(f"{path}: channel {c} does not exist (the last axis has {n} channels)")
+    return array[..., c]
+
+
+@dataclass
+class ScoreVolume:
+    """Scores of one case, aligned to nibabel's axes, with geometry when known."""
+
+    array: np.ndarray
+    path: str
+    affine: np.ndarray | None = None
+    header: object = None
+
+
+def read_scores(path, *, channel=None, ndim=3, backend=None):
+    """Read a score file of any supported format, aligned to nibabel's ``(x, y, z)``.
+
+    ``channel`` picks the class of a multi-channel file (default: 1, or 0
+    when there is a single channel); ``ndim`` is the label volume's number
+    of axes (3 unless known otherwise).
+    """
+    path = os.fspath(path)
+    split = split_suffix(os.path.basename(path), SCORE_SUFFIXES)
+    if split is None:
+        raise FileFormatError(f"{path}: not a score file ({', '.join(SCORE_SUFFIXES)})")
+    suffix = split[1]
+    if suffix == ".npz":
+        return ScoreVolume(read_npz(path, 1 if channel is None else channel), path)
+    if suffix == ".npy":
+        return ScoreVolume(read_npy(path, channel, ndim), path)
+    vol = read_nifti(path, backend=backend)
+    array = _pick_channel(_squeeze_trailing(vol.array), channel, path, ndim)
+    return ScoreVolume(array, path, vol.affine, vol.header)
+
+
+def read_labels(path, *, backend=None):
+    """A label NIfTI: ``(array, affine, header)``, trailing singleton axes dropped."""
+    vol = read_nifti(path, backend=backend)
+    return _squeeze_trailing(vol.array), vol.affine, vol.header
+
+
+def check_affines(a, b, path_a, path_b, atol=AFFINE_ATOL):
+    """Raise ``MismatchError`` unless two affines agree within ``atol``."""
+    if not np.allclose(a, b, rtol=0, atol=atol):
+        worst = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        raise MismatchError(
+            f"affine mismatch between {path_a} and {path_b} (largest difference {worst:.3g} > {atol:g})"
+        )
+
+
+@dataclass
+class LoadedCase:
+    """A case read from disk, ready for ``volume_stats``."""
+
+    case_id: str
+    scores: np.ndarray
+    labels: np.ndarray
+    pair: CasePair
+
+    @property
+    def nbytes(self):
+        """Decompressed bytes of scores and labels (for throughput)."""
+        return self.scores.nbytes + self.labels.nbytes
+
+
+def load_case(pair, *, channel=None, backend=None, affine_atol=AFFINE_ATOL):
+    """Read a case's scores and labels and check that they line up.
+
+    Raises
+    ------
+    MismatchError
+        Shapes (or, for two NIfTI files, affines) that disagree; both files
+        are named.
+    FileFormatError
+        For a file that cannot be read.
+    """
+    labels, label_affine, _ = read_labels(pair.labels, backend=backend)
+    scores = read_scores(pair.scores, channel=channel, ndim=labels.ndim, backend=backend)
+    if scores.array.shape != labels.shape:
+        raise MismatchError(
+            f"case {pair.case_id!r}: scores {pair.scores} have shape {scores.array.shape} "
+            f"but labels {pair.labels} have shape {labels.shape}"
+        )
+    if scores.affine is not None:
+        check_affines(scores.affine, label_affine, pair.scores, pair.labels, affine_atol)
+    return LoadedCase(pair.case_id, scores.array, labels, pair)

@@ -1,0 +1,241 @@
+"""A statistics store: each case's ``VolumeStats``, kept on disk between runs.
+
+One SQLite file, one row per case, keyed by the case id and a fingerprint of
+both input files (names, sizes, modification times) and of the reading
+options that change the statistics (label value, channel). ``clskern stats``
+skips cases whose fingerprint is stored, so an interrupted run resumes where
+it stopped; every case is written in its own transaction, so a crash loses at
+most the case in flight and never leaves a half-written row. Calibrating
+from a store needs no pass over the volumes, and (``lesion_stats``) reads only
+the sorted lesion scores out of each stored record, not the background
+histogram that makes up most of its bytes.
+"""
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import time
+import zipfile
+
+import numpy as np
+
+from ._version import __version__
+from .errors import InputError
+from .volume import VolumeStats
+
+STORE_FORMAT = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    n_voxels INTEGER NOT NULL,
+    n_fg INTEGER NOT NULL,
+    stats BLOB NOT NULL,
+    scores_path TEXT,
+    labels_path TEXT,
+    stored_at REAL NOT NULL
+);
+"""
+
+
+class StoreError(InputError):
+    """A statistics store that cannot be opened or read."""
+
+
+def _file_identity(path):
+    st = os.stat(path)
+    return [os.path.basename(os.fspath(path)), st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(scores_path, labels_path, **options):
+    """A hex digest naming both input files' identity and the reading options.
+
+    A file that is replaced or modified gets a new size or modification
+    time, and so a new fingerprint; moving a folder keeps it.
+    """
+    record = {
+        "scores": _file_identity(scores_path),
+        "labels": _file_identity(labels_path),
+        "options": {k: options[k] for k in sorted(options)},
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class StatsStore:
+    """Per-case ``VolumeStats`` in a SQLite file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store file.
+    create : bool
+        Create the file if missing (else a missing store is an error).
+
+    Use as a context manager, or call ``close``.
+    """
+
+    def __init__(self, path, *, create=True):
+        self.path = os.fspath(path)
+        if not create and not os.path.isfile(self.path):
+            raise StoreError(f"{self.path}: no statistics store there (run clskern stats first)")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='store_format'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('store_format', ?), ('created_by', ?)",
+                    (str(STORE_FORMAT), f"clskern {__version__}"),
+                )
+            elif row[0] != str(STORE_FORMAT):
+                raise StoreError(
+                    f"{self.path}: statistics store of format {row[0]}; this clskern reads format {STORE_FORMAT}"
+                )
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(cases)")}
+            if not {"case_id", "fingerprint", "stats"} <= cols:
+                raise StoreError(f"{self.path}: not a clskern statistics store (table 'cases' differs)")
+        except sqlite3.Error as exc:
+            self._close_quietly()
+            raise StoreError(f"{self.path}: not a clskern statistics store ({exc})") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self):
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None
+
+    def close(self):
+        """Close the file (committed cases are already on disk)."""
+        self._close_quietly()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self):
+        return self._query("SELECT COUNT(*) FROM cases").fetchone()[0]
+
+    def __contains__(self, case_id):
+        return self._query("SELECT 1 FROM cases WHERE case_id=?", (case_id,)).fetchone() is not None
+
+    def _query(self, sql, args=()):
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from None
+
+    def fingerprints(self):
+        """``{case_id: fingerprint}`` of the stored cases."""
+        return dict(self._query("SELECT case_id, fingerprint FROM cases"))
+
+    def case_ids(self):
+        """Stored case ids, sorted."""
+        return [r[0] for r in self._query("SELECT case_id FROM cases ORDER BY case_id")]
+
+    def put(self, case_id, fingerprint, stats, *, scores_path=None, labels_path=None):
+        """Store (or replace) one case, atomically."""
+        if not isinstance(stats, VolumeStats):
+            raise TypeError(f"stats must be VolumeStats, got {type(stats).__name__}")
+        self._query(
+            "INSERT OR REPLACE INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(case_id), fingerprint, stats.n_voxels, stats.n_fg, stats.to_bytes(),
+                None if scores_path is None else os.fspath(scores_path),
+                None if labels_path is None else os.fspath(labels_path),
+                time.time(),
+            ),
+        )
+
+    def get(self, case_id):
+        """The stored ``VolumeStats`` of one case (KeyError if absent)."""
+        row = self._query("SELECT stats FROM cases WHERE case_id=?", (case_id,)).fetchone()
+        if row is None:
+            raise KeyError(case_id)
+        return self._decode(case_id, row[0])
+
+    def _decode(self, case_id, blob):
+        try:
+            return VolumeStats.from_bytes(blob)
+        except InputError as exc:
+            raise StoreError(f"{self.path}: case {case_id!r}: {exc}") from None
+
+    def load(self, case_ids=None):
+        """``{case_id: VolumeStats}`` for all (or the given) cases, sorted by id."""
+        wanted = None if case_ids is None else set(case_ids)
+        out = {}
+        for case_id, blob in self._query("SELECT case_id, stats FROM cases ORDER BY case_id"):
+            if wanted is None or case_id in wanted:
+                out[case_id] = self._decode(case_id, blob)
+        if wanted is not None and len(out) < len(wanted):
+            missing = sorted(wanted - set(out))
+            raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
+        return out
+
+    def lesion_stats(self, case_ids=None):
+        """``{case_id: VolumeStats}`` holding only the lesion side, read fast.
+
+        Every calibration method needs only the sorted lesion scores
+        (critical thresholds, FNR curves), so this reads just that member of
+        each stored record. The results have no background: ``n_voxels``
+        equals ``n_fg`` and FP, FPR, Dice and PC are not meaningful; use
+        ``load`` for those.
+        """
+        wanted = None if case_ids is None else set(case_ids)
+        out = {}
+        for case_id, rowid, n_fg in self._query("SELECT case_id, rowid, n_fg FROM cases ORDER BY case_id"):
+            if wanted is not None and case_id not in wanted:
+                continue
+            try:
+                lesion = self._read_lesion(rowid)
+                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id)
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                raise StoreError(f"{self.path}: case {case_id!r}: unreadable statistics ({exc})") from None
+        if wanted is not None and len(out) < len(wanted):
+            missing = sorted(wanted - set(out))
+            raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
+        return out
+
+    def _read_lesion(self, rowid):
+        if hasattr(self._db, "blobopen"):  # Python 3.11+: read only that member's bytes
+            with self._db.blobopen("cases", "stats", rowid, readonly=True) as blob:
+                with zipfile.ZipFile(_BlobFile(blob)) as z, z.open("lesion_scores.npy") as f:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+        blob = self._query("SELECT stats FROM cases WHERE rowid=?", (rowid,)).fetchone()[0]
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            return z["lesion_scores"]
+
+
+class _BlobFile(io.RawIOBase):
+    """A seekable file over a SQLite blob, for ``zipfile``."""
+
+    def __init__(self, blob):
+        super().__init__()
+        self._blob = blob
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        self._blob.seek(offset, whence)
+        return self._blob.tell()
+
+    def tell(self):
+        return self._blob.tell()
+
+    def readinto(self, buffer):
+        data = self._blob.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

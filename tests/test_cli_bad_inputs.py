@@ -1,0 +1,211 @@
+"""Every bad input: exit 1, one line naming the file or case and the problem, nothing half-written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import clskern.io.batch
+from clskern.cli.main import main
+from clskern.store import StatsStore
+
+SHAPE = (8, 7, 6)
+
+
+def _write_case(root, case, p, y, affine=None):
+    affine = np.eye(4) if affine is None else affine
+    nib.save(nib.Nifti1Image(p, affine), root / "scores" / f"{case}.nii.gz")
+    nib.save(nib.Nifti1Image(y, np.eye(4)), root / "labels" / f"{case}.nii.gz")
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        p = rng.random(SHAPE, dtype=np.float32)
+        _write_case(tmp_path, f"ok{i}", p, (p > 0.7).astype(np.uint8))
+    return tmp_path
+
+
+def fails(capsys, *argv):
+    """Run, expect exit 1 and exactly one error line; return it."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 1, (out, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"clskern {argv[0]}: error: ")
+    return lines[0]
+
+
+def stats(root, *extra):
+    return ("stats", "--scores", root / "scores", "--labels", root / "labels", "-o", root / "st.sqlite", "-q", *extra)
+
+
+def _no_temporaries(directory):
+    return not [f for f in os.listdir(directory) if f.startswith(".")]
+
+
+def test_corrupt_gzip(root, capsys):
+    path = root / "scores" / "ok3.nii.gz"
+    data = bytearray(path.read_bytes())
+    for i in range(200, 260):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+    line = fails(capsys, *stats(root))
+    assert "scores/ok3.nii.gz" in line and ("corrupt" in line or "truncated" in line)
+    with StatsStore(root / "st.sqlite") as st:
+        assert st.case_ids() == ["ok0", "ok1", "ok2"]  # finished cases kept
+
+
+def test_truncated_file(root, capsys):
+    path = root / "labels" / "ok1.nii.gz"
+    path.write_bytes(path.read_bytes()[:-30])
+    line = fails(capsys, *stats(root))
+    assert "labels/ok1.nii.gz: truncated" in line
+
+
+def test_unreadable_header(root, capsys):
+    (root / "scores" / "ok2.nii.gz").write_bytes(__import__("gzip").compress(b"\x00" * 400))
+    line = fails(capsys, *stats(root))
+    assert "scores/ok2.nii.gz: not a NIfTI file" in line
+
+
+def test_nan_scores(root, capsys):
+    p = np.random.default_rng(2).random(SHAPE, dtype=np.float32)
+    p[1, 2, 3] = p[4, 4, 4] = np.nan
+    _write_case(root, "nan_case", p, (p > 0.5).astype(np.uint8))
+    line = fails(capsys, *stats(root))
+    assert "'nan_case'" in line and "2 NaN scores" in line
+
+
+def test_empty_labels_follow_the_policy(root, capsys):
+    p = np.random.default_rng(3).random(SHAPE, dtype=np.float32)
+    _write_case(root, "ok9_empty", p, np.zeros(SHAPE, np.uint8))
+    line = fails(capsys, *stats(root, "--empty", "error"))
+    assert "'ok9_empty' has no lesion voxels" in line
+    assert main([str(a) for a in stats(root)]) == 0  # skip (default): stored, left out when calibrating
+    capsys.readouterr()
+    cal = root / "cal.json"
+    line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--epsilon", 0.2, "--alpha", 0.2,
+                 "--empty", "error", "-o", cal)
+    assert "'ok9_empty' has no lesion voxels" in line and not cal.exists()
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    assert json.loads(cal.read_text())["n_skipped"] == 1
+
+
+def test_shape_mismatch(root, capsys):
+    p = np.random.default_rng(4).random((8, 7, 5), dtype=np.float32)
+    _write_case(root, "bad_shape", p, np.ones(SHAPE, np.uint8))
+    line = fails(capsys, *stats(root))
+    assert "'bad_shape'" in line and "scores/bad_shape.nii.gz" in line and "labels/bad_shape.nii.gz" in line
+
+
+def test_affine_mismatch(root, capsys):
+    p = np.random.default_rng(5).random(SHAPE, dtype=np.float32)
+    _write_case(root, "moved", p, (p > 0.5).astype(np.uint8), affine=np.diag([1.0, 1.0, 3.0, 1.0]))
+    line = fails(capsys, *stats(root))
+    assert "affine mismatch" in line and "scores/moved.nii.gz" in line and "labels/moved.nii.gz" in line
+
+
+def test_unmatched_files(root, capsys):
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), np.eye(4)), root / "scores" / "stray.nii.gz")
+    line = fails(capsys, *stats(root))
+    assert "stray.nii.gz" in line and "--allow-unmatched" in line
+    assert main([str(a) for a in stats(root, "--allow-unmatched")]) == 0
+
+
+def test_existing_outputs_are_refused_without_overwrite(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
+    cal = root / "cal.json"
+    cal.write_text("precious")
+    line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--epsilon", 0.2, "--alpha", 0.2, "-o", cal)
+    assert "cal.json: output exists" in line and cal.read_text() == "precious"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q", "--overwrite"]) == 0
+    masks = root / "masks"
+    masks.mkdir()
+    (masks / "ok2.nii.gz").write_bytes(b"precious")
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks)
+    assert "masks/ok2.nii.gz: output exists" in line
+    assert sorted(os.listdir(masks)) == ["ok2.nii.gz"]  # nothing written before refusing
+    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(masks),
+                 "-q", "--overwrite"]) == 0
+    assert len(os.listdir(masks)) == 5 and _no_temporaries(masks)
+    (root / "notastore.sqlite").write_text("my notes " * 50)
+    line = fails(capsys, "stats", "--scores", root / "scores", "--labels", root / "labels",
+                 "-o", root / "notastore.sqlite")
+    assert "notastore.sqlite: not a clskern statistics store" in line
+
+
+def test_calibration_of_another_format_version(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
+    cal = root / "cal.json"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    record = json.loads(cal.read_text())
+    record["format_version"] = 2
+    cal.write_text(json.dumps(record))
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
+    assert "cal.json" in line and "format version 2" in line and not (root / "m").exists()
+    cal.write_text("{not json")
+    assert "cal.json: calibration is not valid JSON" in fails(
+        capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
+    cal.write_text('{"format_version": 1}')
+    assert "cal.json: not a clskern calibration" in fails(
+        capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
+
+
+def test_too_few_cases_for_alpha(root, capsys):
+    cal = root / "cal.json"
+    line = fails(capsys, "calibrate", "--scores", root / "scores", "--labels", root / "labels",
+                 "--epsilon", 0.2, "--alpha", 0.05, "-o", cal, "-q")
+    assert "alpha=0.05 with n=5" in line and "n >= 19" in line
+    assert not cal.exists() and _no_temporaries(root)
+
+
+def test_missing_inputs(root, capsys):
+    assert "nowhere: scores directory not found" in fails(
+        capsys, "stats", "--scores", root / "nowhere", "--labels", root / "labels", "-o", root / "s.sqlite")
+    assert "no statistics store" in fails(
+        capsys, "calibrate", "--store", root / "none.sqlite", "--epsilon", 0.2, "-o", root / "c.json")
+    assert "missing.json: No such file" in fails(
+        capsys, "apply", "--calibration", root / "missing.json", "--scores", root / "scores", "-o", root / "m")
+    assert "method crc takes no --alpha" in fails(
+        capsys, "calibrate", "--store", root / "none.sqlite", "--epsilon", 0.2, "--alpha", 0.1,
+        "--method", "crc", "-o", root / "c.json")
+
+
+def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
+    real = clskern.io.batch.volume_stats
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clskern.io.batch, "volume_stats", interrupted)
+    assert main([str(a) for a in stats(root)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    with StatsStore(root / "st.sqlite") as st:
+        assert st.case_ids() == ["ok0", "ok1"]
+    monkeypatch.setattr(clskern.io.batch, "volume_stats", real)
+    assert main([str(a) for a in stats(root)[:-1]]) == 0
+    assert "3 read, 2 already stored" in capsys.readouterr().out
+
+
+def test_no_traceback_from_the_console(root):
+    (root / "scores" / "ok0.nii.gz").write_bytes(b"\x1f\x8b garbage")
+    run = subprocess.run([sys.executable, "-m", "clskern", *map(str, stats(root))], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and "ok0.nii.gz" in run.stderr
