@@ -149,7 +149,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
                                    key=f"clskern-stats-{key}-{case_id}")
             futures[future] = case_id
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 case_id = futures[future]
                 pair, key = todo[case_id]
                 try:

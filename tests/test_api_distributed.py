@@ -159,3 +159,11 @@ def test_failing_case_is_reported_or_raised(dataset, client, tmp_path):
 def test_bad_scheduler_argument(dataset, tmp_path):
     with StatsStore(tmp_path / "s.sqlite") as store, pytest.raises(TypeError, match="scheduler"):
         stats_to_store(dataset[:1], store, 42)
+
+
+def test_scheduler_address_and_no_default_client(dataset, reference, client, tmp_path):
+    path = tmp_path / "by_address.sqlite"
+    with StatsStore(path) as store:
+        result = stats_to_store(dataset, store, client.scheduler.address, numba_threads=1)
+    assert result.read == N_CASES
+    _assert_same_as_reference(path, reference)
