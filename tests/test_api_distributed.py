@@ -167,3 +167,16 @@ def test_scheduler_address_and_no_default_client(dataset, reference, client, tmp
         result = stats_to_store(dataset, store, client.scheduler.address, numba_threads=1)
     assert result.read == N_CASES
     _assert_same_as_reference(path, reference)
+
+
+def test_cli_stats_on_the_cluster(dataset, reference, client, tmp_path, capsys):
+    from clskern.cli.main import build_parser, main
+
+    stats_parser = build_parser()._subparsers._group_actions[0].choices["stats"]
+    if "--scheduler" not in stats_parser.format_help():
+        pytest.skip("this clskern's CLI has no `clskern stats --scheduler` yet")
+    scores, labels = os.path.dirname(dataset[0].scores), os.path.dirname(dataset[0].labels)
+    path = tmp_path / "cli.sqlite"
+    assert main(["stats", "--scores", scores, "--labels", labels, "-o", str(path), "-q",
+                 "--scheduler", client.scheduler.address]) == 0
+    _assert_same_as_reference(path, reference)
