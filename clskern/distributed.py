@@ -46,20 +46,30 @@ def usable_cores():
 
 
 def numba_thread_plan(client):
-    """``{worker address: Numba threads}``: each machine's cores shared among its worker processes."""
+    """``{machine: Numba threads per worker process}``: each machine's cores shared among its workers.
+
+    Keyed by host, so a worker the nanny restarts on the same machine gets
+    the same share; a worker on a machine that joins later takes all of its
+    cores.
+    """
     workers = client.scheduler_info(n_workers=-1)["workers"]
     cores = client.run(usable_cores)
     per_host = Counter(info["host"] for info in workers.values())
-    return {address: max(1, cores.get(address, 1) // per_host[info["host"]]) for address, info in workers.items()}
+    plan = {}
+    for address, info in workers.items():
+        share = max(1, cores.get(address, 1) // per_host[info["host"]])
+        plan[info["host"]] = min(share, plan.get(info["host"], share))
+    return plan
 
 
 def _worker_threads(plan):
-    """This worker's share of Numba threads (for workers that joined after the plan: cores / 1)."""
+    """This worker's Numba threads under ``plan`` (an int, or a ``numba_thread_plan``)."""
     if isinstance(plan, int):
         return plan
     from distributed import get_worker
+    from distributed.comm import get_address_host
 
-    return plan.get(get_worker().address) or usable_cores()
+    return plan.get(get_address_host(get_worker().address)) or usable_cores()
 
 
 def case_stats(pair, label, channel, affine_atol, numba_threads):

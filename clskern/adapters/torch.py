@@ -104,9 +104,10 @@ class CalibratedThreshold:
         pass; MONAI's ``AsDiscrete`` returns the score dtype, so pass
         ``torch.float32`` to match it (one more pass over the mask).
 
-    Call it on a ``torch.Tensor`` (CPU, or CUDA with clskern's GPU kernels),
-    a MONAI ``MetaTensor`` (metadata kept) or a NumPy array; you get the same
-    kind back. The threshold is compared in float64, exactly as
+    Call it on one case's channel-first scores ``(C, ...)`` (MONAI's post
+    transforms see cases after ``decollate_batch``): a ``torch.Tensor`` (CPU,
+    or CUDA with clskern's GPU kernels), a MONAI ``MetaTensor`` (metadata
+    kept) or a NumPy array; you get the same kind back. The threshold is compared in float64, exactly as
     ``clskern.apply_threshold`` does, so the mask is the one the calibration's
     guarantee speaks about. NaN scores raise ``NaNScoresError``.
     """
