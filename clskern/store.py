@@ -138,6 +138,10 @@ class StatsStore:
         """``{case_id: fingerprint}`` of the stored cases."""
         return dict(self._query("SELECT case_id, fingerprint FROM cases"))
 
+    def lesion_counts(self):
+        """``{case_id: n_fg}`` of the stored cases (no statistics decoded)."""
+        return dict(self._query("SELECT case_id, n_fg FROM cases"))
+
     def case_ids(self):
         """Stored case ids, sorted."""
         return [r[0] for r in self._query("SELECT case_id FROM cases ORDER BY case_id")]

@@ -63,8 +63,8 @@ def synthetic_case(rng, shape=DEMO_SHAPE, *, lesion_free=False):
     for _ in range(n_lesions):
         radii = np.clip(rng.lognormal(np.log(3.5 * scale), 0.5) * rng.uniform(0.7, 1.3, 3), 1.2, min(shape) / 4)
         radii[2] /= SPACING[2]  # anisotropic voxels, as in CT/MR
-        centre = [rng.uniform(r + 1, n - r - 2) for r, n in zip(radii, shape)]
-        rho = np.sqrt(sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)))
+        centre = [rng.uniform(r + 1, n - r - 2) for r, n in zip(radii, shape, strict=True)]
+        rho = np.sqrt(sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)))
         labels[rho <= 1.0] = 1
         distance = (rho - 1.0) * float(radii.min())  # ~ signed distance to the boundary, voxels
         missed = radii.max() < 3.0 * scale and rng.random() < 0.35
@@ -78,7 +78,7 @@ def synthetic_case(rng, shape=DEMO_SHAPE, *, lesion_free=False):
 def affine(shape=DEMO_SHAPE, spacing=SPACING):
     """A plausible voxel-to-world affine (RAS, centred on the volume)."""
     a = np.diag([*spacing, 1.0])
-    a[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(shape, spacing)]
+    a[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(shape, spacing, strict=True)]
     return a
 
 

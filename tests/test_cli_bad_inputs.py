@@ -188,6 +188,8 @@ def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
     calls = []
 
     def interrupted(*args, **kwargs):
+        if kwargs.get("name") is None:  # the start-up warm-up, not a case
+            return real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
@@ -209,3 +211,10 @@ def test_no_traceback_from_the_console(root):
                          text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1 and "ok0.nii.gz" in run.stderr
+
+
+def test_reading_options_with_a_store_are_refused(root, capsys):
+    assert main([str(a) for a in stats(root)]) == 0
+    line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--label", 2, "--epsilon", 0.2,
+                 "-o", root / "c.json")
+    assert "--label applies to --scores folders" in line

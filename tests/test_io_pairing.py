@@ -70,7 +70,7 @@ def test_duplicate_and_missing(tmp_path):
     _write(s / "a.nii.gz", p)
     _write(s / "a.nii", p)
     _write(l / "a.nii.gz", y)
-    with pytest.raises(PairingError, match="two files"):
+    with pytest.raises(PairingError, match="several files"):
         pair_cases(s, l)
     with pytest.raises(FileNotFoundError):
         pair_cases(tmp_path / "nowhere", l)
@@ -136,3 +136,20 @@ def test_prefetch_keeps_order_bounds_work_and_reports_errors():
     assert peak[0] <= 2
     with pytest.raises(ValueError):
         next(prefetch([1], load, jobs=0))
+
+
+def test_prefetch_runs_meanwhile_after_starting_the_first_loads():
+    started = threading.Event()
+    order = []
+
+    def load(i):
+        started.set()
+        return i
+
+    def meanwhile():
+        assert started.wait(5)  # a load is under way before the start-up work
+        order.append("meanwhile")
+
+    for _, result, _ in prefetch(range(3), load, jobs=1, meanwhile=meanwhile):
+        order.append(result)
+    assert order == ["meanwhile", 0, 1, 2]

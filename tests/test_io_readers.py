@@ -162,3 +162,43 @@ def test_pkl_affines(tmp_path):
         pickle.dump({"spacing": (1, 1, 1)}, f)
     with pytest.raises(FileFormatError, match="no geometry"):
         read_pkl_affine(tmp_path / "e.pkl")
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_npz_fast_path_matches_np_load(tmp_path, save, dtype):
+    xyz = _scores(5)
+    probs = np.stack([1 - xyz.T, xyz.T]).astype(dtype)
+    save(tmp_path / "c.npz", probabilities=probs, other=np.arange(3))
+    np.testing.assert_array_equal(read_npz(tmp_path / "c.npz"), np.load(tmp_path / "c.npz")["probabilities"][1].T)
+    save(tmp_path / "f.npz", probabilities=np.asfortranarray(probs))  # a Fortran-ordered member
+    np.testing.assert_array_equal(read_npz(tmp_path / "f.npz"), probs[1].T)
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+def test_inflate_raw_backends(backend):
+    import zlib
+
+    from clskern.io._gzip import inflate_raw
+
+    data = np.random.default_rng(6).integers(0, 5, 100_000, dtype=np.uint8).tobytes()
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    raw = c.compress(data) + c.flush()
+    assert bytes(inflate_raw(raw, len(data), backend=backend)) == data
+    with pytest.raises(FileFormatError, match="x.npz: (truncated|corrupt)"):
+        inflate_raw(raw[: len(raw) // 2], len(data), "x.npz", backend)
+
+
+def test_truncated_and_corrupt_npz(tmp_path):
+    probs = np.stack([1 - _scores().T, _scores().T])
+    np.savez_compressed(tmp_path / "c.npz", probabilities=probs)
+    blob = (tmp_path / "c.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(FileFormatError, match=r"cut\.npz"):
+        read_npz(tmp_path / "cut.npz")
+    broken = bytearray(blob)
+    for i in range(100, 140):
+        broken[i] ^= 0x5A
+    (tmp_path / "bad.npz").write_bytes(bytes(broken))
+    with pytest.raises(FileFormatError, match=r"bad\.npz"):
+        read_npz(tmp_path / "bad.npz")

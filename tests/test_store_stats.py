@@ -135,3 +135,15 @@ def test_lesion_stats_calibrate_like_full_stats(tmp_path):
             assert clskern.calibrate(lesion, epsilon=0.3, method=method, **kw) == clskern.calibrate(
                 full, epsilon=0.3, method=method, **kw)
         assert list(store.lesion_stats(["c3"])) == ["c3"]
+
+
+def test_collect_stats_can_store_without_keeping(tmp_path):
+    s, l = _dataset(tmp_path)
+    pairs, _ = pair_cases(s, l)
+    with StatsStore(tmp_path / "st.sqlite") as store:
+        result = collect_stats(pairs, store=store, keep_stats=False)
+        assert result.stats == {} and result.read == 4 and len(store) == 4
+        again = collect_stats(pairs, store=store, keep_stats=False)
+        assert (again.read, again.reused, again.stats) == (0, 4, {})
+    with pytest.raises(ValueError, match="needs a store"):
+        collect_stats(pairs, keep_stats=False)

@@ -6,7 +6,7 @@ from ..io import collect_stats, pair_cases
 from ._progress import Progress
 
 
-def gather(args, *, store=None, what="stats"):
+def gather(args, *, store=None, what="stats", keep_stats=True):
     """Pair the folders in ``args`` and collect statistics; returns the ``BatchResult``."""
     pairs, unmatched = pair_cases(args.scores, args.labels, allow_unmatched=args.allow_unmatched)
     if unmatched and not args.quiet:
@@ -24,6 +24,7 @@ def gather(args, *, store=None, what="stats"):
         return collect_stats(
             pairs, store=store, label=args.label, channel=args.channel, empty=args.empty,
             jobs=args.jobs, keep_going=getattr(args, "keep_going", False), on_case=on_case,
+            keep_stats=keep_stats,
         )
     finally:
         progress.close()

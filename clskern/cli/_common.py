@@ -37,8 +37,8 @@ def add_quiet(parser):
     parser.add_argument("-q", "--quiet", action="store_true", help="print no progress, only errors")
 
 
-def add_overwrite(parser):
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+def add_overwrite(parser, help="replace existing outputs"):
+    parser.add_argument("--overwrite", action="store_true", help=help)
 
 
 def add_jobs(parser):

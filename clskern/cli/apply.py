@@ -81,7 +81,7 @@ def run(args):
     threshold = calibration.threshold
     n_voxels = n_on = 0
     try:
-        for (case_id, path, geometry, out), volume, error in prefetch(plan, load, jobs=args.jobs):
+        for (case_id, _, geometry, out), volume, error in prefetch(plan, load, jobs=args.jobs):
             if error is not None:
                 raise error
             mask = apply_threshold(volume.array, threshold, name=case_id)

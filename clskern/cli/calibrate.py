@@ -30,7 +30,8 @@ def add_parser(subparsers):
                    help=f"miscoverage for cls and cls-pac (default {DEFAULT_ALPHA})")
     p.add_argument("--method", choices=METHODS, default="cls", help="calibration method (default cls)")
     p.add_argument("--delta", type=fraction, default=None, metavar="D",
-                   help=f"confidence level for cls-pac and rcps (default {DEFAULT_DELTA})")
+                   help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
+                        f"calibration draw (default {DEFAULT_DELTA})")
     add_empty(p)
     p.add_argument("-o", "--output", required=True, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
@@ -51,8 +52,11 @@ def _parameters(args):
 def run(args):
     if args.scores is not None and args.labels is None:
         raise ValueError("--scores needs --labels")
-    if args.store is not None and args.labels is not None:
-        raise ValueError("--labels goes with --scores, not --store")
+    if args.store is not None:
+        given = [flag for flag, value in (("--labels", args.labels), ("--label", args.label),
+                                          ("--channel", args.channel)) if value is not None]
+        if given:
+            raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
     refuse_existing([args.output], args.overwrite)
     if args.store is not None:

@@ -25,7 +25,7 @@ def add_parser(subparsers):
     add_empty(p)
     p.add_argument("--keep-going", action="store_true",
                    help="report a case that fails and go on (exit 1 at the end)")
-    add_overwrite(p)
+    add_overwrite(p, help="start STORE afresh (default: resume it)")
     add_quiet(p)
     return p
 
@@ -41,11 +41,12 @@ def run(args):
         _remove_store(args.store)
     started = time.perf_counter()
     with StatsStore(args.store) as store:
-        result = gather(args, store=store, what="stats")
+        result = gather(args, store=store, what="stats", keep_stats=False)
         n_stored = len(store)
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        rate = f", {result.nbytes / 1e6:.0f} MB in {elapsed:.1f} s ({result.nbytes / 1e6 / max(elapsed, 1e-9):.0f} MB/s)"
+        mb = result.nbytes / 1e6
+        rate = f", {mb:.0f} MB in {elapsed:.1f} s ({mb / max(elapsed, 1e-9):.0f} MB/s)"
         print(
             f"stats: {n_stored} case(s) in {args.store}: {result.read} read, {result.reused} already stored"
             + (f", {len(result.empty)} without lesion voxels" if result.empty else "")

@@ -133,3 +133,24 @@ def gunzip(data, path="<bytes>", backend=None):
     if out is None:  # multi-member, or broken: zlib decides which and says so
         out = _diagnose(data, path)
     return out
+
+
+def inflate_raw(data, size, path="<bytes>", backend=None):
+    """Decompress a raw deflate stream (a zip member) of known decompressed ``size``."""
+    backend = backend or default_backend()
+    try:
+        if backend == "deflate":
+            import deflate
+
+            out = deflate.deflate_decompress(data, size)
+        elif backend == "isal":
+            from isal import isal_zlib
+
+            out = isal_zlib.decompress(data, -15, size)
+        else:
+            out = zlib.decompress(data, -15, size)
+    except Exception as exc:  # each library has its own error type
+        raise FileFormatError(f"{path}: corrupt compressed data ({exc})") from None
+    if len(out) != size:
+        raise FileFormatError(f"{path}: truncated compressed data ({len(out)} of {size} bytes)")
+    return out

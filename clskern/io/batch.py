@@ -11,6 +11,8 @@ still matches are not read again.
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .._validate import check_empty_policy, empty_error
 from ..store import fingerprint
 from ..volume import volume_stats
@@ -42,7 +44,7 @@ class BatchResult:
 
 
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
-                  keep_going=False, on_case=None, backend=None, affine_atol=AFFINE_ATOL):
+                  keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL):
     """``VolumeStats`` of every case pair, from the store where already there.
 
     Parameters
@@ -63,22 +65,31 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         Record failing cases in ``failed`` and go on instead of raising.
     on_case : callable, optional
         Called with a ``CaseEvent`` after each case.
+    keep_stats : bool
+        Return every case's statistics in ``BatchResult.stats``. False (with
+        a store): only store and count them, as ``clskern stats`` does, so
+        memory does not grow with the number of cases.
 
     Returns
     -------
     BatchResult
     """
     check_empty_policy(empty)
+    if store is None and not keep_stats:
+        raise ValueError("keep_stats=False needs a store: the statistics would be lost")
     options = {"label": label, "channel": channel}
     known = store.fingerprints() if store is not None else {}
+    n_fg = store.lesion_counts() if store is not None else {}
     result = BatchResult()
     todo = []
     for pair in pairs:
         key = fingerprint(pair.scores, pair.labels, **options)
         if known.get(pair.case_id) == key:
-            result.stats[pair.case_id] = store.get(pair.case_id)
+            if keep_stats:
+                result.stats[pair.case_id] = store.get(pair.case_id)
             result.reused += 1
-            _note(result, pair.case_id, result.stats[pair.case_id])
+            if n_fg[pair.case_id] == 0:
+                result.empty.append(pair.case_id)
             if on_case:
                 on_case(CaseEvent(pair.case_id, "skipped"))
         else:
@@ -88,7 +99,7 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         started = time.perf_counter()
         return load_case(item[0], channel=channel, backend=backend, affine_atol=affine_atol), started
 
-    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs):
+    for (pair, key), loaded, error in prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None):
         try:
             if error is not None:
                 raise error
@@ -107,10 +118,12 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
             if on_case:
                 on_case(CaseEvent(pair.case_id, "failed", error=exc))
             continue
-        result.stats[pair.case_id] = stats
+        if keep_stats:
+            result.stats[pair.case_id] = stats
         result.read += 1
         result.nbytes += nbytes
-        _note(result, pair.case_id, stats)
+        if stats.n_fg == 0:
+            result.empty.append(pair.case_id)
         if on_case:
             on_case(CaseEvent(pair.case_id, "stored" if store is not None else "done", nbytes,
                               time.perf_counter() - started))
@@ -118,6 +131,12 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
     return result
 
 
-def _note(result, case_id, stats):
-    if stats.n_fg == 0:
-        result.empty.append(case_id)
+def _warm_up():
+    """Start Numba's thread pool and load the usual kernels while the first cases are read.
+
+    The first parallel call of a process costs about half a second; float32
+    scores with uint8 labels are the common case (others load their own
+    cached kernels on first use, a small cost once the pool is up).
+    """
+    volume_stats(np.zeros(8, np.float32), np.ones(8, np.uint8))
+

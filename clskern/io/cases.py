@@ -18,7 +18,7 @@ from .arrays import read_npy, read_npz
 from .errors import FileFormatError, MismatchError, PairingError
 from .nifti import NIFTI_SUFFIXES, read_nifti
 
-SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")  # preference order for one id
+SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")
 LABEL_SUFFIXES = NIFTI_SUFFIXES
 _CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
 AFFINE_ATOL = 1e-3  # world units (mm): float32 sform/qform round-off stays far below
@@ -40,31 +40,28 @@ def _listing(names, limit=8):
 def find_files(directory, suffixes, what):
     """``{stem: path}`` of the files in ``directory`` with one of ``suffixes``.
 
-    One stem with several suffixes keeps the first in ``suffixes`` order
-    between ``.npz`` and NIfTI (see the module docstring); ``.nii`` beside
-    ``.nii.gz`` is ambiguous and an error. Hidden files are ignored.
+    A stem with an ``.npz`` and NIfTI files keeps the ``.npz`` (nnU-Net's
+    probabilities beside its segmentation); any other stem with two files
+    (``.nii`` beside ``.nii.gz``, say) is ambiguous and an error. Hidden files
+    and other suffixes are ignored.
     """
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(2, f"{what} directory not found", directory)
-    found = {}
+    by_stem = {}
     for name in sorted(os.listdir(directory)):
         split = split_suffix(name, suffixes)
-        if name.startswith(".") or split is None:
-            continue
-        stem, suffix = split
         path = os.path.join(directory, name)
-        if not os.path.isfile(path):
+        if name.startswith(".") or split is None or not os.path.isfile(path):
             continue
-        if stem in found:
-            other = found[stem]
-            kinds = {split_suffix(os.path.basename(p), suffixes)[1] for p in (other, path)}
-            if kinds == {".nii", ".nii.gz"} or ".npy" in kinds:
-                raise PairingError(f"{what}: case {stem!r} has two files, {other} and {path}; keep one")
-            if suffixes.index(suffix) < suffixes.index(split_suffix(os.path.basename(other), suffixes)[1]):
-                found[stem] = path
-            continue
-        found[stem] = path
+        by_stem.setdefault(split[0], {})[split[1]] = path
+    found = {}
+    for stem, files in by_stem.items():
+        if ".npz" in files and set(files) <= {".npz", *NIFTI_SUFFIXES}:
+            files = {".npz": files[".npz"]}
+        if len(files) > 1:
+            raise PairingError(f"{what}: case {stem!r} has several files ({', '.join(files.values())}); keep one")
+        found[stem] = next(iter(files.values()))
     if not found:
         raise PairingError(f"{directory}: no {what} files ({', '.join(suffixes)})")
     return found

@@ -10,7 +10,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 
-def prefetch(items, load, *, jobs=1):
+def prefetch(items, load, *, jobs=1, meanwhile=None):
     """Yield ``(item, result, error)`` for each item, in order.
 
     Parameters
@@ -20,6 +20,9 @@ def prefetch(items, load, *, jobs=1):
         Called as ``load(item)`` on a worker thread.
     jobs : int
         Worker threads, and loads allowed ahead of the consumer.
+    meanwhile : callable, optional
+        Called once on the calling thread after the first loads have
+        started, before waiting for them (start-up work that can overlap).
 
     Yields
     ------
@@ -36,6 +39,8 @@ def prefetch(items, load, *, jobs=1):
             pending.append((item, pool.submit(load, item)))
             if len(pending) >= jobs:
                 break
+        if meanwhile is not None:
+            meanwhile()
         while pending:
             item, future = pending.popleft()
             error = future.exception()
