@@ -103,7 +103,7 @@ def _connect(scheduler):
 
 
 def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, empty="skip", numba_threads=None,
-                   keep_going=False, on_case=None, affine_atol=AFFINE_ATOL):
+                   keep_going=False, on_case=None, keep_stats=True, affine_atol=AFFINE_ATOL):
     """Gather every case's ``VolumeStats`` on a Dask cluster into a statistics store.
 
     Parameters
@@ -119,8 +119,10 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
         a ``LocalCluster`` of one single-threaded worker process per core,
         for this call. An address (``"tcp://10.0.0.5:8786"``) or a
         ``Client``: that cluster.
-    label, channel, empty, keep_going, on_case, affine_atol
-        As in ``clskern.io.collect_stats``.
+    label, channel, empty, keep_going, on_case, keep_stats, affine_atol
+        As in ``clskern.io.collect_stats`` (``keep_stats=False``: the
+        statistics are only stored, so memory stays flat in the number of
+        cases).
     numba_threads : int or dict, optional
         Numba threads per worker. Default: each machine's cores divided by
         its worker processes (``numba_thread_plan``).
@@ -133,19 +135,23 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     check_empty_policy(empty)
     if scheduler is None:
         return collect_stats(pairs, store=store, label=label, channel=channel, empty=empty,
-                             keep_going=keep_going, on_case=on_case, affine_atol=affine_atol)
+                             keep_going=keep_going, on_case=on_case, keep_stats=keep_stats,
+                             affine_atol=affine_atol)
     from distributed import as_completed
 
     options = {"label": label, "channel": channel}
     known = store.fingerprints()
+    n_fg = store.lesion_counts()
     result = BatchResult()
     todo = {}
     for pair in pairs:
         key = fingerprint(pair.scores, pair.labels, **options)
         if known.get(pair.case_id) == key:
-            result.stats[pair.case_id] = stats = store.get(pair.case_id)
+            if keep_stats:
+                result.stats[pair.case_id] = store.get(pair.case_id)
             result.reused += 1
-            _note(result, pair.case_id, stats)
+            if n_fg[pair.case_id] == 0:
+                result.empty.append(pair.case_id)
             if on_case:
                 on_case(CaseEvent(pair.case_id, "skipped"))
         else:
@@ -153,7 +159,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     client, owned = _connect(scheduler)
     try:
         plan = numba_threads if numba_threads is not None else numba_thread_plan(client)
-        futures = {}
+        futures, finished = {}, set()
         for case_id, (pair, key) in todo.items():
             future = client.submit(case_stats, pair, label, channel, affine_atol, plan, pure=False,
                                    key=f"clskern-stats-{key}-{case_id}")
@@ -161,6 +167,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
         try:
             for future in as_completed(futures, loop=client.loop):
                 case_id = futures[future]
+                finished.add(case_id)
                 pair, key = todo[case_id]
                 try:
                     blob, nbytes, seconds, _ = future.result()
@@ -177,14 +184,16 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
                     continue
                 finally:
                     future.release()
-                result.stats[case_id] = stats
+                if keep_stats:
+                    result.stats[case_id] = stats
                 result.read += 1
                 result.nbytes += nbytes
-                _note(result, case_id, stats)
+                if stats.n_fg == 0:
+                    result.empty.append(case_id)
                 if on_case:
                     on_case(CaseEvent(case_id, "stored", nbytes, seconds))
         except BaseException:  # stopped: drop the queued cases (the stored ones stay stored)
-            client.cancel([f for f, case_id in futures.items() if case_id not in result.stats])
+            client.cancel([f for f, case_id in futures.items() if case_id not in finished])
             raise
     finally:
         for resource in owned:
@@ -192,8 +201,3 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     result.stats = dict(sorted(result.stats.items()))
     result.empty.sort()
     return result
-
-
-def _note(result, case_id, stats):
-    if stats.n_fg == 0:
-        result.empty.append(case_id)
