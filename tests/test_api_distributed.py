@@ -17,7 +17,7 @@ from clskern.store import StatsStore
 from clskern.synthetic import synthetic_case
 
 distributed = pytest.importorskip("distributed")
-from clskern.distributed import case_stats, numba_thread_plan, stats_to_store  # noqa: E402
+from clskern.distributed import case_stats, numba_thread_plan, stats_to_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_CASES = 24

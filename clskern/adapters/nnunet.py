@@ -12,8 +12,8 @@ geometry of ``CASE.pkl``: beside nnU-Net's files by default, never over them.
 
 import os
 
-from ..calibration import calibrate
 from ..apply import apply_threshold
+from ..calibration import calibrate
 from ..errors import InputError
 from ..io import ScoreVolume, collect_stats, find_files, pair_cases, read_npz
 from ..io.errors import PairingError

@@ -234,11 +234,8 @@ class ValidationStats:
         if labels.shape[0] != b:
             raise InputError(f"scores hold {b} cases but labels hold {labels.shape[0]}")
         spatial = tuple(scores.shape[2:])
-        if tuple(labels.shape[1:]) == (1, *spatial):
-            label_at = lambda i: labels[i, 0]  # noqa: E731
-        elif tuple(labels.shape[1:]) == spatial:
-            label_at = lambda i: labels[i]  # noqa: E731
-        else:
+        labels_have_channel = tuple(labels.shape[1:]) == (1, *spatial)
+        if not labels_have_channel and tuple(labels.shape[1:]) != spatial:
             raise InputError(
                 f"labels of shape {tuple(labels.shape)} do not match scores of shape {tuple(scores.shape)}: "
                 f"expected ({b}, 1, *spatial) or ({b}, *spatial)"
@@ -251,7 +248,8 @@ class ValidationStats:
         done = []
         for i, case_id in enumerate(ids):
             s, s_device = read_in_place(scores[i, channel], name=case_id)
-            y, y_device = read_in_place(label_at(i), name=case_id, what="labels")
+            y, y_device = read_in_place(labels[i, 0] if labels_have_channel else labels[i], name=case_id,
+                                        what="labels")
             if "cuda" in (s_device, y_device):
                 stats = volume_stats(s, y, label=self.label, name=case_id, backend="cuda")
             else:
