@@ -52,7 +52,10 @@ def numba_thread_plan(client):
     the same share; a worker on a machine that joins later takes all of its
     cores.
     """
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]  # every worker, not a sample
+    except TypeError:  # older distributed: no n_workers, and it lists every worker
+        workers = client.scheduler_info()["workers"]
     cores = client.run(usable_cores)
     per_host = Counter(info["host"] for info in workers.values())
     plan = {}
