@@ -1,0 +1,206 @@
+"""Statistics of many cases on a Dask cluster: ``stats_to_store``.
+
+The per-case pass (read a score/label pair from shared storage,
+``volume_stats``) runs on the workers of a ``dask.distributed`` cluster; the
+calling process owns the statistics store and writes each case as its
+result arrives, one transaction per case. What crosses the network per case
+is the pair of file paths out and the case's statistics back (its sorted
+lesion scores and sparse background histogram, a ``VolumeStats.to_bytes``
+image: kilobytes to a few MB), never the volume.
+
+Losing nothing: a worker that dies mid-run has its cases recomputed on the
+others by the scheduler; if the calling process itself stops, every case
+already written stays in the store, and running again reads only the rest
+(stored cases whose input files are unchanged are skipped, exactly as in
+``clskern.io.collect_stats``). The stored statistics equal the in-process
+ones bit for bit: the pass is deterministic and independent of thread counts.
+
+Cores: each worker process runs one pass at a time (a per-process lock
+around the kernels; ``threads_per_worker > 1`` only overlaps reading the
+next files) with ``cores on its machine // worker processes on that machine``
+Numba threads, so workers sharing a machine do not oversubscribe it.
+
+``dask[distributed]`` is imported only when a scheduler is given.
+"""
+
+import os
+import threading
+import time
+from collections import Counter
+
+from ._validate import check_empty_policy, empty_error
+from .io import BatchResult, CaseEvent, collect_stats, load_case
+from .io.cases import AFFINE_ATOL
+from .store import fingerprint
+from .volume import VolumeStats, volume_stats
+
+_PASS_LOCK = threading.Lock()  # one kernel pass at a time per worker process
+
+
+def usable_cores():
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def numba_thread_plan(client):
+    """``{machine: Numba threads per worker process}``: each machine's cores shared among its workers.
+
+    Keyed by host, so a worker the nanny restarts on the same machine gets
+    the same share; a worker on a machine that joins later takes all of its
+    cores.
+    """
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]  # every worker, not a sample
+    except TypeError:  # older distributed: no n_workers, and it lists every worker
+        workers = client.scheduler_info()["workers"]
+    cores = client.run(usable_cores)
+    per_host = Counter(info["host"] for info in workers.values())
+    plan = {}
+    for address, info in workers.items():
+        share = max(1, cores.get(address, 1) // per_host[info["host"]])
+        plan[info["host"]] = min(share, plan.get(info["host"], share))
+    return plan
+
+
+def _worker_threads(plan):
+    """This worker's Numba threads under ``plan`` (an int, or a ``numba_thread_plan``)."""
+    if isinstance(plan, int):
+        return plan
+    from distributed import get_worker
+    from distributed.comm import get_address_host
+
+    return plan.get(get_address_host(get_worker().address)) or usable_cores()
+
+
+def case_stats(pair, label, channel, affine_atol, numba_threads):
+    """One case's pass, on a worker: ``(stats bytes, bytes read, seconds, numba threads used)``."""
+    import numba
+
+    started = time.perf_counter()
+    case = load_case(pair, channel=channel, affine_atol=affine_atol)
+    n = max(1, min(int(_worker_threads(numba_threads)), numba.config.NUMBA_NUM_THREADS))
+    with _PASS_LOCK:
+        numba.set_num_threads(n)  # thread-local in Numba: set on the thread that runs the kernels
+        stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
+    return stats.to_bytes(), case.nbytes, time.perf_counter() - started, n
+
+
+def _connect(scheduler):
+    """``(client, owned resources to close)`` for a scheduler address, "local", or a Client."""
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, []
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=usable_cores(), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster, set_as_default=False)
+        return client, [client, cluster]
+    if isinstance(scheduler, str):
+        client = Client(scheduler, set_as_default=False)
+        return client, [client]
+    raise TypeError(f"scheduler must be None, 'local', an address or a distributed.Client, got {scheduler!r}")
+
+
+def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, empty="skip", numba_threads=None,
+                   keep_going=False, on_case=None, keep_stats=True, affine_atol=AFFINE_ATOL):
+    """Gather every case's ``VolumeStats`` on a Dask cluster into a statistics store.
+
+    Parameters
+    ----------
+    pairs : sequence of CasePair
+        From ``clskern.io.pair_cases``; the paths must be readable by the
+        workers (shared storage).
+    store : clskern.store.StatsStore
+        Written by this process only; cases already stored with the same
+        input files are not read again (resume).
+    scheduler : None, "local", str or distributed.Client
+        ``None``: in this process (``clskern.io.collect_stats``). ``"local"``:
+        a ``LocalCluster`` of one single-threaded worker process per core,
+        for this call. An address (``"tcp://10.0.0.5:8786"``) or a
+        ``Client``: that cluster.
+    label, channel, empty, keep_going, on_case, keep_stats, affine_atol
+        As in ``clskern.io.collect_stats`` (``keep_stats=False``: the
+        statistics are only stored, so memory stays flat in the number of
+        cases).
+    numba_threads : int or dict, optional
+        Numba threads per worker. Default: each machine's cores divided by
+        its worker processes (``numba_thread_plan``).
+
+    Returns
+    -------
+    BatchResult
+        As ``collect_stats`` returns it, ``stats`` sorted by case id.
+    """
+    check_empty_policy(empty)
+    if scheduler is None:
+        return collect_stats(pairs, store=store, label=label, channel=channel, empty=empty,
+                             keep_going=keep_going, on_case=on_case, keep_stats=keep_stats,
+                             affine_atol=affine_atol)
+    from distributed import as_completed
+
+    options = {"label": label, "channel": channel}
+    known = store.fingerprints()
+    n_fg = store.lesion_counts()
+    result = BatchResult()
+    todo = {}
+    for pair in pairs:
+        key = fingerprint(pair.scores, pair.labels, **options)
+        if known.get(pair.case_id) == key:
+            if keep_stats:
+                result.stats[pair.case_id] = store.get(pair.case_id)
+            result.reused += 1
+            if n_fg[pair.case_id] == 0:
+                result.empty.append(pair.case_id)
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "skipped"))
+        else:
+            todo[pair.case_id] = (pair, key)
+    client, owned = _connect(scheduler)
+    try:
+        plan = numba_threads if numba_threads is not None else numba_thread_plan(client)
+        futures, finished = {}, set()
+        for case_id, (pair, key) in todo.items():
+            future = client.submit(case_stats, pair, label, channel, affine_atol, plan, pure=False,
+                                   key=f"clskern-stats-{key}-{case_id}")
+            futures[future] = case_id
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                case_id = futures[future]
+                finished.add(case_id)
+                pair, key = todo[case_id]
+                try:
+                    blob, nbytes, seconds, _ = future.result()
+                    stats = VolumeStats.from_bytes(blob)
+                    if stats.n_fg == 0 and empty == "error":
+                        raise empty_error(case_id)
+                    store.put(case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
+                except Exception as exc:
+                    if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                        raise
+                    result.failed.append((case_id, exc))
+                    if on_case:
+                        on_case(CaseEvent(case_id, "failed", error=exc))
+                    continue
+                finally:
+                    future.release()
+                if keep_stats:
+                    result.stats[case_id] = stats
+                result.read += 1
+                result.nbytes += nbytes
+                if stats.n_fg == 0:
+                    result.empty.append(case_id)
+                if on_case:
+                    on_case(CaseEvent(case_id, "stored", nbytes, seconds))
+        except BaseException:  # stopped: drop the queued cases (the stored ones stay stored)
+            client.cancel([f for f, case_id in futures.items() if case_id not in finished])
+            raise
+    finally:
+        for resource in owned:
+            resource.close()
+    result.stats = dict(sorted(result.stats.items()))
+    result.empty.sort()
+    return result
