@@ -149,7 +149,9 @@ class VolumeStats:
         inside = j > 0
         i = np.where(inside, j - 1, 0)
         width = upper[i] - lower[i]
-        share = np.where(inside & np.isfinite(width) & (upper[i] > t), (upper[i] - t) / width, 0.0)
+        partial = inside & np.isfinite(width) & (upper[i] > t)  # the end bins are infinitely wide
+        with np.errstate(invalid="ignore", divide="ignore"):  # inf - inf where not partial
+            share = np.where(partial, (upper[i] - t) / width, 0.0)
         count += share * self.bg_counts[i]
         return _scalar_or_array(count, t)
 
@@ -270,7 +272,8 @@ def volume_stats(scores, labels, *, label=None, name=None, backend="auto"):
     lesion = np.empty(offsets[-1], _lesion_dtype(flat_s))
     n_blocks = offsets.size - 1
     # int32 rows (half the cache footprint of int64) hold at most 2**30 voxels each.
-    n_chunks = max(1, min(n_blocks, max(numba.get_num_threads(), -(-flat_s.size // 2**30))))
+    n_groups = -(-n_blocks // kernels.GROUP)
+    n_chunks = max(1, min(n_groups, max(numba.get_num_threads(), -(-flat_s.size // 2**30))))
     hist = np.zeros((n_chunks, N_BINS), np.int32)
     kernels.stats_pass(flat_s, flat_l, target, use_target, offsets, lesion, hist)
     counts = hist.sum(axis=0, dtype=np.int64)

@@ -45,7 +45,7 @@ def test_fp_exact_at_edges_and_bounded_inside_bins(volume, thresholds):
     stats = clskern.volume_stats(scores, labels, label=label)
     edges = bin_lower_edges()
     # Exact at bin edges, including the ones users meet most.
-    for t in [0.0, 0.5, 0.75, 1.0, 2.0**-20, -1.0]:
+    for t in [0.0, 0.5, 0.75, 1.0, 2.0**-20, -1.0, -np.inf]:  # +inf shares the top bin: not an edge
         assert stats.fp(t) == naive.fp(scores, labels, t, label)
     # Inside a bin: between the exact counts at its two edges.
     for t in thresholds:
