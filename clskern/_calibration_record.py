@@ -99,12 +99,12 @@ class Calibration:
                 f"calibration of format version {version!r}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
             )
         fields = dict(d)
-        fields["threshold"] = _decode(fields["threshold"])
-        fields["critical_thresholds"] = [_decode(x) for x in fields["critical_thresholds"]]
         try:
+            fields["threshold"] = _decode(fields["threshold"])
+            fields["critical_thresholds"] = [_decode(x) for x in fields["critical_thresholds"]]
             return cls(**fields)
-        except TypeError as exc:
-            raise InputError(f"calibration with unexpected fields ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"calibration with missing or unexpected fields ({exc!r})") from None
 
     @classmethod
     def from_json(cls, text):

@@ -52,8 +52,8 @@ class VolumeStats:
         The case id, used in error messages and stores.
 
     Exactness: ``fn``, ``tp``, ``fnr`` and ``critical_threshold`` are exact at
-    every threshold. ``fp`` is exact when ``t`` is a bin edge (1024 bins per
-    power of two: 0, 0.5, every multiple of 2**-11 in [0.5, 1) ...) and linearly
+    every threshold. ``fp`` is exact when ``t`` is a bin edge (256 bins per
+    power of two: 0, 0.5, every multiple of 2**-9 in [0.5, 1) ...) and linearly
     interpolated inside a bin otherwise, so it errs by less than that one bin's
     count; ``fpr``, ``dice`` and ``pc`` inherit this.
     """

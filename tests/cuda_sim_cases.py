@@ -308,8 +308,9 @@ def test_kernel_grid_covers_many_tiles():
 def test_real_gpu_block_sizes(monkeypatch):
     # The simulator reads the kernels' module constants at run time, so the
     # block, tile and window sizes of a real GPU can be simulated too.
-    sizes = {"TPB": 256, "ITEMS": 16, "WINDOW": 10240, "SCAN_TPB": 1024}
-    sizes.update(TILE=256 * 16, WINDOW_SLOTS=10241, WINDOW_LO=_kernels._BIN_OF_ONE + _kernels._OCTAVE - 10240)
+    window = 33 * _kernels._OCTAVE
+    sizes = {"TPB": 256, "ITEMS": 16, "WINDOW": window, "SCAN_TPB": 1024}
+    sizes.update(TILE=256 * 16, WINDOW_SLOTS=window + 1, WINDOW_LO=_kernels._BIN_OF_ONE + _kernels._OCTAVE - window)
     for key, value in sizes.items():
         monkeypatch.setattr(_kernels, key, value)
     rng = np.random.default_rng(1)

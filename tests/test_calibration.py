@@ -189,6 +189,14 @@ def test_json_round_trip(method, kwargs):
     assert again.guarantee and str(result.n) in again.guarantee
 
 
+@pytest.mark.parametrize("drop", ["threshold", "critical_thresholds", "method"])
+def test_json_with_missing_fields_refused(drop):
+    d = clskern.calibrate([0.5] * 30, epsilon=0.2, alpha=0.1).to_dict()
+    del d[drop]
+    with pytest.raises(clskern.InputError, match="missing or unexpected"):
+        clskern.Calibration.from_dict(d)
+
+
 def test_json_of_another_format_refused():
     result = clskern.calibrate([0.5] * 30, epsilon=0.2, alpha=0.1)
     d = result.to_dict()

@@ -29,6 +29,14 @@ def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
         progress.step(event.case_id, event.status, event.nbytes)
 
     try:
+        if getattr(args, "scheduler", None):
+            from ..distributed import stats_to_store
+
+            return stats_to_store(
+                pairs, store, args.scheduler, label=args.label, channel=args.channel, empty=args.empty,
+                keep_going=getattr(args, "keep_going", False), on_case=on_case, keep_stats=keep_stats,
+                affine_atol=args.affine_tolerance,
+            )
         return collect_stats(
             pairs, store=store, label=args.label, channel=args.channel, empty=args.empty,
             jobs=args.jobs, keep_going=getattr(args, "keep_going", False), on_case=on_case,

@@ -94,6 +94,38 @@ def _table(calibration, results, args, n_test, n_empty):
     return "\n".join(lines)
 
 
+EVALUATION_SPLITS = 50
+
+
+def _evaluation(args, main, cal_dir, test_dir, root, keep):
+    """A short ``clskern evaluate`` over every demo case; returns the report's path.
+
+    The report outlives a temporary demo folder: without ``--dir`` it goes to
+    a new folder of its own, which the output names.
+    """
+    store = os.path.join(root, "all-cases.sqlite")
+    for folder in (cal_dir, test_dir):
+        _run(["stats", "--scores", os.path.join(folder, "scores"), "--labels", os.path.join(folder, "labels"),
+              "-o", store, "--quiet"], main)
+    outdir = os.path.join(root, "report") if keep else tempfile.mkdtemp(prefix="clskern-demo-report-")
+    if not args.quiet:
+        print(f"\n  $ clskern evaluate --store all-cases.sqlite --epsilon {args.epsilon} --alpha {args.alpha} "
+              f"--splits {EVALUATION_SPLITS} -o {os.path.relpath(outdir, root) if keep else outdir}")
+    _run(["evaluate", "--store", store, "--epsilon", str(args.epsilon), "--alpha", str(args.alpha),
+          "--splits", str(EVALUATION_SPLITS), "--seed", str(args.seed), "-o", outdir, "--overwrite"],
+         lambda argv: _quietly(main, argv))
+    return os.path.join(outdir, "report.md")
+
+
+def _quietly(main, argv):
+    """Run a subcommand with its stdout swallowed (evaluate has no --quiet)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return main(argv)
+
+
 def run(args):
     from .apply import load_calibration
     from .main import main
@@ -106,7 +138,7 @@ def run(args):
     try:
         if keep:
             parts = [os.path.join(root, p) for p in ("calibration", "test", "stats.sqlite",
-                                                    "calibration.json", "masks")]
+                                                    "calibration.json", "masks", "all-cases.sqlite", "report")]
             refuse_existing(parts, args.overwrite)
             for p in parts:
                 if os.path.isdir(p):
@@ -139,6 +171,8 @@ def run(args):
         if not args.quiet:
             print()
         print(_table(calibration, results, args, n_test, n_empty))
+        report = _evaluation(args, main, cal_dir, test_dir, root, keep)
+        print(f"\nvalidation report ({EVALUATION_SPLITS} random splits of all {args.cases} cases): {report}")
         if not args.quiet:
             print(f"({time.perf_counter() - started:.1f} s" + (f"; files kept in {root})" if keep else ")"))
     finally:

@@ -1,4 +1,4 @@
-"""The ``clskern`` command: subcommands stats, calibrate, apply, demo.
+"""The ``clskern`` command: subcommands stats, calibrate, apply, evaluate, demo.
 
 Each subcommand is a module with ``add_parser(subparsers)`` and
 ``run(args) -> exit code``; ``SUBCOMMANDS`` lists them in help order, so a new
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "stats": "clskern.cli.stats",
     "calibrate": "clskern.cli.calibrate",
     "apply": "clskern.cli.apply",
+    "evaluate": "clskern.cli.evaluate",
     "demo": "clskern.cli.demo",
 }
 

@@ -25,6 +25,9 @@ def add_parser(subparsers):
     add_empty(p)
     p.add_argument("--keep-going", action="store_true",
                    help="report a case that fails and go on (exit 1 at the end)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the per-case pass on a Dask cluster: a scheduler address (tcp://HOST:8786) or "
+                   "'local' (needs dask[distributed]); the store is written here")
     add_overwrite(p, help="start STORE afresh (default: resume it)")
     add_quiet(p)
     return p

@@ -32,13 +32,13 @@ from .._binning import EXP_LOW, MANTISSA_BITS, N_BINS
 from ._bins import bin_index, order_key
 
 _OCTAVE = 1 << MANTISSA_BITS  # bins per power of two
-_BIN_OF_ONE = N_BINS // 2 + 1 + (-EXP_LOW) * _OCTAVE  # the bin [1, 1 + 2**-10)
+_BIN_OF_ONE = N_BINS // 2 + 1 + (-EXP_LOW) * _OCTAVE  # the bin [1, 1 + 2**-MANTISSA_BITS)
 if config.ENABLE_CUDASIM:  # tiny blocks keep the simulator quick
     TPB, ITEMS, WINDOW, SCAN_TPB = 8, 2, 64, 8
-    WINDOW_LO = _BIN_OF_ONE - _OCTAVE  # [0.5, 0.53125): tests put scores there
+    WINDOW_LO = _BIN_OF_ONE - _OCTAVE  # [0.5, 0.625): tests put scores there
 else:
-    TPB, ITEMS, WINDOW, SCAN_TPB = 256, 16, 10240, 1024
-    WINDOW_LO = _BIN_OF_ONE + _OCTAVE - WINDOW  # the 10 octaves [2**-9, 2)
+    TPB, ITEMS, WINDOW, SCAN_TPB = 256, 16, 33 * _OCTAVE, 1024
+    WINDOW_LO = _BIN_OF_ONE + _OCTAVE - WINDOW  # the 33 octaves [2**-32, 2): 33 KB of shared memory
 TILE = TPB * ITEMS
 DIGITS_MAX = 1 << 12  # radix selection: digits of up to 12 bits
 # The shared window of the histogram: WINDOW bins from ``window_lo`` (a kernel

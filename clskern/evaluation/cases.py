@@ -75,7 +75,7 @@ class Cases:
         histogram bin, so its minimum is taken as the lower edge of the lowest
         occupied bin and its maximum as the lower edge of the highest one
         (exact when those scores are bin edges, e.g. 0.0 or 1.0; otherwise
-        off by less than one bin, at most 2**-10 of the value).
+        off by less than one bin, at most 2**-8 of the value).
         """
         if self._range is None:
             edges = _edges()

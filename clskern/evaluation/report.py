@@ -130,7 +130,7 @@ def _markdown(summary, plots, plot_note):
         "- Entries are mean ± standard deviation over the splits. *uncertified*: splits whose",
         "  calibration set was too small to certify the request (clskern refuses rather than clip);",
         "  their metrics are left out of the means. V-FPR, PC and Dice use the background histogram",
-        "  (relative resolution 2^-10); FNR and ECR are exact.",
+        "  (relative resolution 2^-8); FNR and ECR are exact.",
         "",
         "## Methods at the requested setting",
         "",

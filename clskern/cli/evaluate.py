@@ -1,0 +1,25 @@
+"""``clskern evaluate``: the paper's validation protocol on a statistics store."""
+
+from ..evaluation import cli as evaluation_cli
+from ..store import StatsStore
+
+
+def add_parser(subparsers):
+    return evaluation_cli.add_parser(subparsers)
+
+
+def load_stats(args):
+    """Case id -> VolumeStats from ``--store`` (whole statistics: FPR, Dice and PC need the histograms)."""
+    if args.store is None:
+        return evaluation_cli.load_stats_from_files(args)
+    if args.stats:
+        raise ValueError("give either --store or VolumeStats files, not both")
+    with StatsStore(args.store, create=False) as store:
+        stats = store.load()
+    if not stats:
+        raise ValueError(f"{args.store}: the store holds no cases")
+    return stats
+
+
+def run(args):
+    return evaluation_cli.run(args, load_stats)
