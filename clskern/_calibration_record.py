@@ -104,7 +104,7 @@ class Calibration:
             fields["critical_thresholds"] = [_decode(x) for x in fields["critical_thresholds"]]
             return cls(**fields)
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"calibration with missing or unexpected fields ({exc!r})") from None
+            raise InputError(f"not a clskern calibration: missing or unexpected fields ({exc!r})") from None
 
     @classmethod
     def from_json(cls, text):

@@ -30,8 +30,8 @@ from collections import Counter
 
 from ._validate import check_empty_policy, empty_error
 from .io import BatchResult, CaseEvent, collect_stats, load_case
+from .io.batch import split_stored
 from .io.cases import AFFINE_ATOL
-from .store import fingerprint
 from .volume import VolumeStats, volume_stats
 
 _PASS_LOCK = threading.Lock()  # one kernel pass at a time per worker process
@@ -142,23 +142,12 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
                              affine_atol=affine_atol)
     from distributed import as_completed
 
-    options = {"label": label, "channel": channel}
-    known = store.fingerprints()
-    n_fg = store.lesion_counts()
     result = BatchResult()
-    todo = {}
-    for pair in pairs:
-        key = fingerprint(pair.scores, pair.labels, **options)
-        if known.get(pair.case_id) == key:
-            if keep_stats:
-                result.stats[pair.case_id] = store.get(pair.case_id)
-            result.reused += 1
-            if n_fg[pair.case_id] == 0:
-                result.empty.append(pair.case_id)
-            if on_case:
-                on_case(CaseEvent(pair.case_id, "skipped"))
-        else:
-            todo[pair.case_id] = (pair, key)
+    todo = {
+        pair.case_id: (pair, key)
+        for pair, key in split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
+                                      on_case=on_case)
+    }
     client, owned = _connect(scheduler)
     try:
         plan = numba_threads if numba_threads is not None else numba_thread_plan(client)

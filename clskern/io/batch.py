@@ -43,6 +43,27 @@ class BatchResult:
     nbytes: int = 0
 
 
+def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case):
+    """``[(pair, fingerprint)]`` of the cases still to read; cases stored with the
+    same inputs count as reused in ``result`` (and are loaded when ``keep_stats``)."""
+    known = store.fingerprints() if store is not None else {}
+    n_fg = store.lesion_counts() if store is not None else {}
+    todo = []
+    for pair in pairs:
+        key = fingerprint(pair.scores, pair.labels, label=label, channel=channel)
+        if known.get(pair.case_id) == key:
+            if keep_stats:
+                result.stats[pair.case_id] = store.get(pair.case_id)
+            result.reused += 1
+            if n_fg[pair.case_id] == 0:
+                result.empty.append(pair.case_id)
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "skipped"))
+        else:
+            todo.append((pair, key))
+    return todo
+
+
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
                   keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL):
     """``VolumeStats`` of every case pair, from the store where already there.
@@ -77,23 +98,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
     check_empty_policy(empty)
     if store is None and not keep_stats:
         raise ValueError("keep_stats=False needs a store: the statistics would be lost")
-    options = {"label": label, "channel": channel}
-    known = store.fingerprints() if store is not None else {}
-    n_fg = store.lesion_counts() if store is not None else {}
     result = BatchResult()
-    todo = []
-    for pair in pairs:
-        key = fingerprint(pair.scores, pair.labels, **options)
-        if known.get(pair.case_id) == key:
-            if keep_stats:
-                result.stats[pair.case_id] = store.get(pair.case_id)
-            result.reused += 1
-            if n_fg[pair.case_id] == 0:
-                result.empty.append(pair.case_id)
-            if on_case:
-                on_case(CaseEvent(pair.case_id, "skipped"))
-        else:
-            todo.append((pair, key))
+    todo = split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats, on_case=on_case)
 
     def load(item):
         started = time.perf_counter()
