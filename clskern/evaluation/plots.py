@@ -102,7 +102,7 @@ def fnr_vs_fpr(evaluation, outdir):
         ax.scatter(fpr, fnr, s=14, alpha=0.6, color=style["color"], marker=style["marker"],
                    label=f"{method}: {covered:.0%} of cases with FNR ≤ {eps:g}")
     ax.axhline(eps, color="black", ls="--", lw=1, label=f"ε = {eps:g}")
-    ax.set_xlabel("FPR per case (% of background voxels predicted lesion)")
+    ax.set_xlabel("FPR per case (share of background voxels predicted lesion)")
     ax.set_ylabel("FNR per case (share of lesion voxels missed)")
     ax.set_title("Per-case errors, one split's test cases")
     ax.set_ylim(-0.02, 1.02)
