@@ -322,6 +322,7 @@ def breakdown(repeat):
     from numba import cuda
 
     from clskern._ranks import largest_rank
+    from clskern._binning import N_BINS
     from clskern.cuda import _kernels as K
     from clskern.cuda import _launch, _ops
     from clskern.cuda._intake import device_volume
@@ -333,7 +334,7 @@ def breakdown(repeat):
     offsets, n_fg = _ops._offsets(vol)
     lesion, n_nan = _ops.launch_gather(vol, offsets, n_fg)
     k = int(largest_rank(EPS, n_fg, n_fg - 1))
-    hist = _launch.zeros(131076, np.uint64)
+    hist = _launch.zeros(N_BINS, np.uint64)
     out = cuda.device_array(n_fg, lesion.dtype)
 
     def stats_kernel():
@@ -348,7 +349,7 @@ def breakdown(repeat):
         ("lesion gather (+ NaN check)", lambda: _ops.check_gather(*_ops.launch_gather(vol, offsets, n_fg), None)),
         ("radix selection of one rank", lambda: _ops.select_ranks([lesion], [k])),
         ("stats kernel alone", stats_kernel),
-        ("histogram copy to host (1 MB)", lambda: hist.copy_to_host()),
+        (f"histogram copy to host ({N_BINS * 8 // 1024} kB)", lambda: hist.copy_to_host()),
         ("lesion scores sorted, to host", lambda: _ops.sorted_scores(lesion)),
     ]
     print(f"  {n_fg} lesion voxels")

@@ -39,10 +39,6 @@ GROUP = 16  # blocks per unit of parallel work (2048 voxels)
 HISTOGRAM_RUN = 256  # bins computed ahead of the scatter (fits L1 with the row)
 
 
-def n_blocks_of(n):
-    return (n + BLOCK - 1) // BLOCK
-
-
 @njit(cache=True, inline="always")
 def _count_block(labels, target, use_target):
     # int32 lanes: a block holds far fewer than 2**31 voxels, and narrow

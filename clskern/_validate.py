@@ -80,8 +80,12 @@ def flat_labels(labels, shape, order, name=None):
         raise InputError(
             f"{volume_name(name)}: scores have shape {tuple(shape)} but labels have shape {array.shape}"
         )
-    if array.dtype == np.float16:  # Numba's CPU target has no float16; labels are small
-        array = array.astype(np.float32, order="K")
+    if array.dtype.kind == "f":
+        n_nan = int(np.count_nonzero(np.isnan(array)))
+        if n_nan:
+            raise InputError(f"{volume_name(name)}: {n_nan} NaN labels; a voxel is lesion or not")
+        if array.dtype == np.float16:  # Numba's CPU target has no float16; labels are small
+            array = array.astype(np.float32, order="K")
     flat = native(array).ravel(order=order)
     if flat.dtype == np.bool_:
         flat = flat.view(np.uint8)

@@ -24,7 +24,7 @@ _EDGES = None
 
 
 def _edges():
-    """Lower bin edges of the background histogram, built once (1 MB)."""
+    """Lower bin edges of the background histogram, built once (262 kB)."""
     global _EDGES
     if _EDGES is None:
         _EDGES = bin_lower_edges()
@@ -64,12 +64,35 @@ class VolumeStats:
         self.n_voxels = int(n_voxels)
         self.n_fg = int(n_fg)
         self.lesion_scores = np.asarray(lesion_scores)
-        self.bg_bins = np.asarray(bg_bins, dtype=np.uint32)
-        self.bg_counts = np.asarray(bg_counts, dtype=np.int64)
+        self.bg_bins = np.asarray(bg_bins)
+        self.bg_counts = np.asarray(bg_counts)
         self.name = name
         self._fp_table = None
-        if self.lesion_scores.size != self.n_fg or int(self.bg_counts.sum()) != self.n_voxels - self.n_fg:
-            raise InputError(f"{volume_name(name)}: inconsistent statistics (counts do not add up)")
+        problem = self._inconsistency()
+        if problem:
+            raise InputError(f"{volume_name(name)}: inconsistent statistics ({problem})")
+        self.bg_bins = self.bg_bins.astype(np.uint32, copy=False)
+        self.bg_counts = self.bg_counts.astype(np.int64, copy=False)
+
+    def _inconsistency(self):
+        """What is wrong with these statistics (a damaged store, say), or None.
+
+        Cheap next to the pass that made them: one look at each array.
+        """
+        scores, bins, counts = self.lesion_scores, self.bg_bins, self.bg_counts
+        if scores.ndim != 1 or scores.dtype not in (np.float32, np.float64):
+            return f"lesion scores must be a 1-D float32/float64 array, not {scores.dtype} of shape {scores.shape}"
+        if not 0 <= self.n_fg == scores.size <= self.n_voxels:
+            return f"n_fg={self.n_fg}, {scores.size} lesion scores, n_voxels={self.n_voxels}"
+        if np.isnan(scores).any() or np.any(scores[1:] < scores[:-1]):
+            return "lesion scores must be sorted and free of NaN"
+        if bins.ndim != 1 or bins.shape != counts.shape or bins.dtype.kind not in "iu" or counts.dtype.kind not in "iu":
+            return "histogram bins and counts must be integer arrays of one length"
+        if bins.size and (bins[0] < 0 or bins[-1] >= N_BINS or np.any(bins[1:] <= bins[:-1]) or counts.min() <= 0):
+            return "histogram bins must be increasing and in range, counts positive"
+        if int(counts.sum()) != self.n_voxels - self.n_fg:
+            return "counts do not add up"
+        return None
 
     def __repr__(self):
         return (

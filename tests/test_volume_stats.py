@@ -121,6 +121,35 @@ def test_from_bytes_rejects_garbage():
         clskern.VolumeStats.from_bytes(b"definitely not an npz")
 
 
-def test_inconsistent_statistics_refused():
-    with pytest.raises(clskern.InputError, match="inconsistent"):
-        clskern.VolumeStats(10, 2, np.array([0.1], np.float32), [5], [8])
+GOOD = dict(n_voxels=10, n_fg=2, lesion_scores=np.float32([0.1, 0.3]), bg_bins=[5, 9], bg_counts=[3, 5])
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(lesion_scores=np.float32([0.1])), "lesion scores"),
+        (dict(lesion_scores=np.float32([0.3, 0.1])), "sorted"),
+        (dict(lesion_scores=np.float32([0.1, np.nan])), "NaN"),
+        (dict(lesion_scores=np.array([1, 3])), "float32/float64"),
+        (dict(n_voxels=1, n_fg=2), "n_voxels=1"),
+        (dict(bg_bins=[5, N_BINS]), "in range"),
+        (dict(bg_bins=[9, 5]), "increasing"),
+        (dict(bg_counts=[9, -1]), "counts positive"),
+        (dict(bg_counts=[3, 4]), "do not add up"),
+        (dict(bg_bins=[5]), "one length"),
+    ],
+)
+def test_inconsistent_statistics_refused(change, message):
+    assert clskern.VolumeStats(**GOOD).n_bg == 8
+    with pytest.raises(clskern.InputError, match=message):
+        clskern.VolumeStats(**{**GOOD, **change})
+
+
+def test_damaged_bytes_refused():
+    stats = clskern.VolumeStats(**GOOD, name="c1")
+    damaged = clskern.VolumeStats.__new__(clskern.VolumeStats)
+    for slot in clskern.VolumeStats.__slots__:
+        setattr(damaged, slot, getattr(stats, slot))
+    damaged.lesion_scores = np.float32([0.3, 0.1])
+    with pytest.raises(clskern.InputError, match="c1.*sorted"):
+        clskern.VolumeStats.from_bytes(damaged.to_bytes())
