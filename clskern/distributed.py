@@ -146,7 +146,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     todo = {
         pair.case_id: (pair, key)
         for pair, key in split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
-                                      on_case=on_case)
+                                      on_case=on_case, empty=empty)
     }
     client, owned = _connect(scheduler)
     try:

@@ -86,7 +86,8 @@ class VolumeStats:
             return f"n_fg={self.n_fg}, {scores.size} lesion scores, n_voxels={self.n_voxels}"
         if np.isnan(scores).any() or np.any(scores[1:] < scores[:-1]):
             return "lesion scores must be sorted and free of NaN"
-        if bins.ndim != 1 or bins.shape != counts.shape or bins.dtype.kind not in "iu" or counts.dtype.kind not in "iu":
+        integral = bins.size == counts.size == 0 or (bins.dtype.kind in "iu" and counts.dtype.kind in "iu")
+        if bins.ndim != 1 or bins.shape != counts.shape or not integral:
             return "histogram bins and counts must be integer arrays of one length"
         if bins.size and (bins[0] < 0 or bins[-1] >= N_BINS or np.any(bins[1:] <= bins[:-1]) or counts.min() <= 0):
             return "histogram bins must be increasing and in range, counts positive"

@@ -264,3 +264,72 @@ def test_npy_scores_need_a_reference_for_masks(root, capsys):
     line = fails(capsys, "apply", "--calibration", cal, "--scores", raw, "-o", root / "m", "--overwrite",
                  "--reference", root / "labels")
     assert "shape" in line and "ok1.npy" in line and "labels/ok1.nii.gz" in line
+
+
+def _calibration(path, threshold=0.5):
+    from clskern._calibration_record import Calibration
+
+    cal = Calibration.build("cls", 0.5, 0.2, 0.2, None, 5, 0, 1, critical_thresholds=[0.5] * 5, case_ids=list("abcde"))
+    d = cal.to_dict()
+    d["threshold"] = threshold
+    path.write_text(json.dumps(d))
+    return path
+
+
+def test_apply_never_writes_over_its_inputs(root, capsys):
+    cal = _calibration(root / "cal.json")
+    before = {p.name: p.read_bytes() for p in (root / "scores").iterdir()}
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "scores", "--overwrite")
+    assert "scores: output folder is an input folder" in line
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores" / "ok1.nii.gz",
+                 "-o", root / "scores" / ".", "--overwrite")
+    assert "ok1.nii.gz: output would replace an input file" in line
+    assert {p.name: p.read_bytes() for p in (root / "scores").iterdir()} == before
+
+
+@pytest.mark.parametrize("threshold", ["nan", None, [0.5], True])
+def test_apply_refuses_a_bad_threshold_before_writing(root, capsys, threshold):
+    cal = _calibration(root / "cal.json", threshold)
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "masks")
+    assert "cal.json: threshold must be a number" in line
+    assert not (root / "masks").exists()
+
+
+def test_apply_accepts_infinite_thresholds(root, capsys):
+    cal = _calibration(root / "cal.json", "Infinity")
+    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(root / "m"), "-q"]) == 0
+    assert not nib.load(root / "m" / "ok0.nii.gz").get_fdata().any()
+
+
+def test_stored_empty_cases_follow_the_error_policy(root, capsys):
+    p = np.random.default_rng(3).random(SHAPE, dtype=np.float32)
+    _write_case(root, "ok9_empty", p, np.zeros(SHAPE, np.uint8))
+    assert main([str(a) for a in stats(root)]) == 0  # skip: stored
+    capsys.readouterr()
+    line = fails(capsys, *stats(root, "--empty", "error"))  # reused from the store, still refused
+    assert "'ok9_empty' has no lesion voxels" in line
+
+
+def test_channel_the_file_lacks(root, capsys):
+    line = fails(capsys, *stats(root, "--channel", 5))
+    assert "scores/ok0.nii.gz: channel 5 does not exist (the file has 1 channel)" in line
+    assert main([str(a) for a in stats(root, "--channel", 0, "--overwrite")]) == 0
+
+
+@pytest.mark.parametrize("argv", [("--channel", "-2"), ("--affine-tolerance", "nan"),
+                                  ("--affine-tolerance", "inf"), ("--affine-tolerance", "-1")])
+def test_bad_option_values_are_usage_errors(root, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in stats(root, *argv)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert argv[0] in err and len(err.strip().splitlines()) == 1
+    assert not (root / "st.sqlite").exists()
+
+
+def test_calibrate_checks_parameters_with_the_library_table():
+    import clskern.calibration
+    import clskern.cli.calibrate
+
+    assert clskern.cli.calibrate._NEEDS is clskern.calibration._NEEDS
+    assert not hasattr(clskern.cli.calibrate, "_USES")

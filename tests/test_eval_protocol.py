@@ -193,3 +193,41 @@ def test_sweeps_have_every_grid_point(small):
     # the fixed cut's FNR does not depend on epsilon, its coverage does
     v_fnr = sweeps["epsilon"]["methods"]["fixed-0.5"]["v_fnr"]["mean"]
     assert v_fnr[0] == pytest.approx(v_fnr[1])
+
+
+@pytest.mark.parametrize("method", ["fixed-nan", "fixed-NaN", "fixed-inf", "fixed--inf", "fixed-1e999"])
+def test_non_finite_fixed_cuts_are_refused(small, method):
+    from clskern.evaluation.methods import check_methods
+
+    with pytest.raises(ValueError, match="must be a finite number"):
+        check_methods(("cls", method))
+    _, stats = small
+    with pytest.raises(ValueError, match="finite"):
+        evaluate(stats, epsilon=0.2, alpha=0.2, splits=3, sweeps=False, methods=("cls", method))
+    assert check_methods(("fixed-0.5", "fixed-1e-3")) == ("fixed-0.5", "fixed-1e-3")
+
+
+def test_huge_split_requests_are_refused_before_allocating(small):
+    from clskern.evaluation.splits import MAX_SPLIT_CELLS
+
+    # 10**12 cells would need ~16 TB: refused at once instead of OOM-killed
+    with pytest.raises(ValueError, match="splits x cases"):
+        random_splits(10**6, 10**6, 0.5, 0)
+    with pytest.raises(ValueError, match="use fewer splits"):
+        random_splits(1000, MAX_SPLIT_CELLS // 1000 + 1, 0.5, 0)
+    _, stats = small
+    with pytest.raises(ValueError, match="splits x cases"):
+        evaluate(stats, epsilon=0.2, alpha=0.2, splits=100_000_000, sweeps=False)
+    assert random_splits(10, 3, 0.5, 0)[0].shape == (3, 5)
+
+
+def test_cached_hb_pvalue_equals_the_core():
+    from clskern._binomial import hoeffding_bentkus_pvalue
+    from clskern.evaluation.fast_calibration import _hb_pvalue
+
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 50, 333):
+        for eps in (0.05, 0.2, 0.5):
+            sums = np.concatenate([[0.0, n * eps, n * eps / 2], rng.uniform(0, n, 40), np.arange(n + 1.0)])
+            for s in sums:
+                assert _hb_pvalue(float(s), n, eps) == hoeffding_bentkus_pvalue(float(s), n, eps), (n, eps, s)

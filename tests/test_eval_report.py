@@ -129,3 +129,69 @@ def test_importing_the_evaluation_does_not_need_matplotlib():
     code = "import sys, clskern.evaluation, clskern.evaluation.cli; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_rejects_non_finite_fixed_cuts(capsys):
+    for method in ("fixed-nan", "fixed-inf"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["evaluate", "--epsilon", "0.2", "--methods", f"cls,{method}", "-o", "x"])
+        assert "must be a finite number" in capsys.readouterr().err
+
+
+def test_existing_pngs_are_not_replaced_without_overwrite(evaluation, tmp_path):
+    pytest.importorskip("matplotlib")
+    old = tmp_path / "dice_vs_epsilon.png"
+    old.write_bytes(b"someone else's figure")
+    with pytest.raises(ReportExistsError, match="dice_vs_epsilon.png exists"):
+        write_report(evaluation, tmp_path)
+    assert old.read_bytes() == b"someone else's figure"
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "report.md").exists()
+    # without plots the PNG is not written, so it does not block
+    write_report(evaluation, tmp_path, plots=False)
+    paths = write_report(evaluation, tmp_path, overwrite=True)
+    assert old.read_bytes()[:4] == b"\x89PNG" and str(old) in paths
+
+
+def test_plot_names_match_what_is_drawn(evaluation, tmp_path):
+    pytest.importorskip("matplotlib")
+    from clskern.evaluation.report import PLOTS, SWEEP_PLOTS
+
+    drawn = [pathlib.Path(p).name for p in write_report(evaluation, tmp_path) if p.endswith(".png")]
+    assert sorted(drawn) == sorted(PLOTS + SWEEP_PLOTS)
+    no_sweeps = evaluate(make_dataset("liver", "overconfident", 10, seed=2), epsilon=0.2, alpha=0.2, splits=2,
+                         methods=("cls",), sweeps=False)
+    drawn = [pathlib.Path(p).name for p in write_report(no_sweeps, tmp_path / "b") if p.endswith(".png")]
+    assert sorted(drawn) == sorted(PLOTS)
+
+
+def test_failed_rewrite_leaves_the_old_report_intact(evaluation, tmp_path, monkeypatch):
+    from clskern.evaluation import report
+
+    write_report(evaluation, tmp_path, plots=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_markdown", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(evaluation, tmp_path, plots=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no truncation, no temp files
+
+
+def test_failed_plot_leaves_the_old_png_intact(evaluation, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    write_report(evaluation, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def half_written(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(evaluation, tmp_path, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -73,6 +73,29 @@ def test_gzip_backends_agree(backend):
 
 
 @pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("members", [2, 4])
+def test_nifti_of_equal_sized_gzip_members(tmp_path, backend, members):
+    # libdeflate reads the first member only; its size equals the last one's ISIZE here
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32) + _scores()[:1, :1, :1], _affine()), tmp_path / "a.nii")
+    raw = (tmp_path / "a.nii").read_bytes()
+    raw += bytes(-len(raw) % members)  # trailing padding after the data: harmless
+    n = len(raw) // members
+    path = tmp_path / "multi.nii.gz"
+    path.write_bytes(b"".join(gzip.compress(raw[i * n : (i + 1) * n]) for i in range(members)))
+    assert gunzip(path.read_bytes(), backend=backend) == raw
+    np.testing.assert_array_equal(read_nifti(path, backend=backend).array, nib.load(tmp_path / "a.nii").get_fdata())
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("members", [2, 4])
+def test_gzip_members_with_identical_bytes(backend, members):
+    # same size *and* CRC as the last member: only the member boundary tells them apart
+    part = np.random.default_rng(3).bytes(5000)
+    assert gunzip(gzip.compress(part) * members, backend=backend) == part * members
+    assert gunzip(memoryview(gzip.compress(part) * members), backend=backend) == part * members
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
 def test_gzip_errors_name_file_and_problem(backend):
     blob = gzip.compress(np.random.default_rng(2).bytes(100_000))
     with pytest.raises(FileFormatError, match=r"f\.gz: truncated"):
@@ -212,3 +235,21 @@ def test_header_extensions_of_any_size(tmp_path, size):
     vol = read_nifti(tmp_path / "e.nii.gz")
     np.testing.assert_array_equal(vol.array, _scores())
     assert vol.header.get_data_offset() > size
+
+
+def test_an_explicit_channel_must_exist(tmp_path):
+    from clskern.io.errors import MismatchError
+
+    probs = np.random.default_rng(4).random((2, 5, 6, 7), dtype=np.float32)
+    np.savez_compressed(tmp_path / "c.npz", probabilities=probs)
+    np.save(tmp_path / "c.npy", probs)
+    np.save(tmp_path / "one.npy", probs[1].T)
+    nib.save(nib.Nifti1Image(_scores(), _affine()), tmp_path / "one.nii.gz")
+    for name in ("c.npz", "c.npy"):
+        with pytest.raises(MismatchError, match=rf"{name}: channel -2 does not exist .*2 channels"):
+            read_scores(tmp_path / name, channel=-2)
+        np.testing.assert_array_equal(read_scores(tmp_path / name).array, probs[1].T if name == "c.npz" else probs[1])
+    for name in ("one.npy", "one.nii.gz"):
+        with pytest.raises(MismatchError, match=rf"{name}: channel 5 does not exist \(the file has 1 channel\)"):
+            read_scores(tmp_path / name, channel=5)
+        assert read_scores(tmp_path / name).array.shape == read_scores(tmp_path / name, channel=0).array.shape

@@ -1,6 +1,7 @@
 """Options shared by several subcommands, and their checks."""
 
 import argparse
+import math
 
 from .._validate import EMPTY_POLICIES
 from ..io.cases import AFFINE_ATOL
@@ -13,6 +14,26 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def channel_index(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a channel number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def tolerance(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
@@ -52,7 +73,7 @@ def add_jobs(parser):
 
 def add_channel(parser):
     parser.add_argument(
-        "--channel", type=int, default=None, metavar="C",
+        "--channel", type=channel_index, default=None, metavar="C",
         help="class channel of multi-channel scores (nnU-Net .npz, 4-D NIfTI); default 1 "
              "(0 for single-channel files)",
     )
@@ -74,7 +95,7 @@ def add_case_options(parser):
     add_channel(parser)
     parser.add_argument("--allow-unmatched", action="store_true",
                         help="leave out cases found on one side only (default: an error listing them)")
-    parser.add_argument("--affine-tolerance", type=float, default=AFFINE_ATOL, metavar="MM",
+    parser.add_argument("--affine-tolerance", type=tolerance, default=AFFINE_ATOL, metavar="MM",
                         help=f"largest difference allowed between the scores' and labels' NIfTI affines "
                              f"(default {AFFINE_ATOL:g})")
     add_jobs(parser)

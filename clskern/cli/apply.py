@@ -1,5 +1,6 @@
 """``clskern apply``: masks ``score >= threshold`` written as NIfTI."""
 
+import math
 import os
 import sys
 
@@ -61,14 +62,36 @@ def _inputs(scores):
     return {split[0]: scores}
 
 
+def check_threshold(threshold, path):
+    """A calibration's threshold must be a real number (+-inf allowed), not NaN or a bool."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or math.isnan(threshold):
+        raise FileFormatError(f"{path}: threshold must be a number (or +-Infinity), got {threshold!r}")
+    return float(threshold)
+
+
+def refuse_inputs_as_outputs(output_dir, outputs, inputs, folders):
+    """Raise unless every output path differs from every input file and input folder."""
+    if os.path.realpath(output_dir) in {os.path.realpath(d) for d in folders}:
+        raise ValueError(f"{output_dir}: output folder is an input folder; choose another -o")
+    protected = {os.path.realpath(p) for p in inputs}
+    for out in outputs:
+        if os.path.realpath(out) in protected:
+            raise ValueError(f"{out}: output would replace an input file; choose another -o")
+
+
 def run(args):
     calibration = load_calibration(args.calibration)
+    threshold = check_threshold(calibration.threshold, args.calibration)
     inputs = _inputs(args.scores)
     references = reference_index(args.reference) if args.reference else None
     plan = []
     for case_id, path in inputs.items():
         out = os.path.join(args.output, case_id + ".nii.gz")
         plan.append((case_id, path, resolve_geometry(path, case_id, references), out))
+    folders = [d for d in (args.scores, args.reference) if d is not None and os.path.isdir(d)]
+    sources = [*inputs.values(), args.calibration, *(references or {}).values()]
+    sources += [getattr(geometry, "path", None) for _, _, geometry, _ in plan]
+    refuse_inputs_as_outputs(args.output, [out for *_, out in plan], [p for p in sources if p], folders)
     refuse_existing([out for *_, out in plan], args.overwrite)
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
@@ -76,7 +99,6 @@ def run(args):
     def load(item):
         return read_scores(item[1], channel=args.channel)
 
-    threshold = calibration.threshold
     n_voxels = n_on = 0
     stream = prefetch(plan, load, jobs=args.jobs)
     try:

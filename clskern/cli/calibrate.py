@@ -1,6 +1,6 @@
 """``clskern calibrate``: a threshold from a store (no pass over volumes) or from folders."""
 
-from ..calibration import METHODS, calibrate
+from ..calibration import _NEEDS, METHODS, calibrate
 from ..store import StatsStore
 from ._cases import gather
 from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction
@@ -9,7 +9,6 @@ from ._output import refuse_existing, write_text_atomic
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
 DEFAULT_ALPHA = 0.1
 DEFAULT_DELTA = 0.1
-_USES = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
 
 
 def add_parser(subparsers):
@@ -40,7 +39,7 @@ def add_parser(subparsers):
 
 
 def _parameters(args):
-    uses = _USES[args.method]
+    uses = _NEEDS[args.method]
     for name in ("alpha", "delta"):
         if name not in uses and getattr(args, name) is not None:
             raise ValueError(f"method {args.method} takes no --{name}: its guarantee does not involve one")

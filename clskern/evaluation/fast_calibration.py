@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from .._binomial import _kl_bernoulli, binom_cdf_table
-from ..calibration import _cls_pac_rank, _cls_rank
+from .._risk_search import _fnr_terms
 
 
 def order_statistic_thresholds(critical, cal_idx, rank):
@@ -35,23 +35,18 @@ def order_statistic_thresholds(critical, cal_idx, rank):
     return np.partition(values, rank - 1, axis=1)[:, rank - 1].copy()
 
 
-def cls_rank(n, alpha):
-    """The 1-based rank ``calibrate(method="cls")`` uses (0: cannot certify)."""
-    return _cls_rank(n, alpha)
-
-
-def cls_pac_rank(n, alpha, delta):
-    """The 1-based rank ``calibrate(method="cls-pac")`` uses (0: cannot certify)."""
-    return _cls_pac_rank(n, alpha, delta)
-
-
 @njit(cache=True)
-def _fnr_terms(t, scores, offsets, cases, out):
-    """``out[j] = #{s < t in case cases[j]} / n_fg``, as ``calibrate`` computes it."""
+def _gather(scores, offsets, cases):
+    """The lesion scores of ``cases`` in one contiguous array, with their offsets."""
+    sub_offsets = np.zeros(cases.size + 1, np.int64)
     for j in range(cases.size):
         i = cases[j]
-        case = scores[offsets[i] : offsets[i + 1]]
-        out[j] = np.searchsorted(case, t, side="left") / case.size
+        sub_offsets[j + 1] = sub_offsets[j] + offsets[i + 1] - offsets[i]
+    sub_scores = np.empty(sub_offsets[-1], np.float64)
+    for j in range(cases.size):
+        i = cases[j]
+        sub_scores[sub_offsets[j] : sub_offsets[j + 1]] = scores[offsets[i] : offsets[i + 1]]
+    return sub_scores, sub_offsets
 
 
 @njit(cache=True)
@@ -73,7 +68,12 @@ def _binom_cdf_row(n, p):
 
 
 def _hb_pvalue(loss_sum, n, epsilon):
-    """``clskern._binomial.hoeffding_bentkus_pvalue`` with the binomial table cached."""
+    """``clskern._binomial.hoeffding_bentkus_pvalue`` with the binomial table cached.
+
+    The same formula, operation for operation (tests check equality): the core
+    rebuilds the O(n) ``binom_cdf_table`` on every call, which would make
+    ``rcps`` several times slower over hundreds of splits.
+    """
     r = loss_sum / n
     if r >= epsilon:
         return 1.0
@@ -93,10 +93,11 @@ def risk_predicate(method, n, epsilon, delta):
 def risk_controlled_threshold(cases, cal, certified):
     """Largest lesion score of the calibration cases whose FNR sum is certified (NaN if none)."""
     cal = np.ascontiguousarray(cal, dtype=np.int64)
+    cal_scores, cal_offsets = _gather(cases.scores, cases.offsets, cal)
     terms = np.empty(cal.size, np.float64)
 
     def holds(t):
-        _fnr_terms(t, cases.scores, cases.offsets, cal, terms)
+        _fnr_terms(t, cal_scores, cal_offsets, terms)  # the exact terms of ``calibrate``
         return certified(math.fsum(terms))
 
     lowest = cases.lowest[cal].min()

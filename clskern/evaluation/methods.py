@@ -2,13 +2,17 @@
 
 Method names: the four of ``calibrate`` (``cls``, ``cls-pac``, ``crc``,
 ``rcps``), ``authors`` (the paper's reference code, see ``authors.py``) and
-``fixed-T`` for a fixed cut at ``T`` (``fixed-0.5`` is the usual baseline).
+``fixed-T`` for a fixed cut at ``T`` (``fixed-0.5`` is the usual baseline;
+``T`` must be a finite number: ``fixed-nan`` and ``fixed-inf`` are refused).
 """
+
+import math
 
 import numpy as np
 
+from ..calibration import _cls_pac_rank, _cls_rank
 from . import authors
-from .fast_calibration import cls_pac_rank, cls_rank, order_statistic_thresholds, risk_controlled_thresholds
+from .fast_calibration import order_statistic_thresholds, risk_controlled_thresholds
 
 CALIBRATED = ("cls", "cls-pac", "crc", "rcps", "authors")
 DEFAULT_METHODS = ("cls", "cls-pac", "crc", "rcps", "fixed-0.5")
@@ -16,12 +20,20 @@ USES_ALPHA = ("cls", "cls-pac", "authors")
 
 
 def fixed_cut(method):
-    """The threshold of a ``fixed-T`` method, or None for a calibrated one."""
+    """The threshold of a ``fixed-T`` method, or None for a calibrated one.
+
+    Raises ValueError for a non-finite ``T`` (``fixed-nan``, ``fixed-inf``,
+    ``fixed--inf``): NaN is no cut at all, and a cut at +-inf (flag no voxel,
+    or every voxel) has no threshold a summary or plot could show.
+    """
     if method.startswith("fixed-"):
         try:
-            return float(method[len("fixed-"):])
+            cut = float(method[len("fixed-"):])
         except ValueError:
-            pass
+            return None
+        if not math.isfinite(cut):
+            raise ValueError(f"method {method!r}: the fixed cut T of fixed-T must be a finite number")
+        return cut
     return None
 
 
@@ -58,9 +70,9 @@ def thresholds(method, cases, cal_idx, epsilon, alpha, delta):
         tau = np.full(n_splits, cut)
         return tau, tau
     if method == "cls":
-        tau = order_statistic_thresholds(cases.critical(epsilon), cal_idx, cls_rank(n_cal, alpha))
+        tau = order_statistic_thresholds(cases.critical(epsilon), cal_idx, _cls_rank(n_cal, alpha))
     elif method == "cls-pac":
-        tau = order_statistic_thresholds(cases.critical(epsilon), cal_idx, cls_pac_rank(n_cal, alpha, delta))
+        tau = order_statistic_thresholds(cases.critical(epsilon), cal_idx, _cls_pac_rank(n_cal, alpha, delta))
     elif method in ("crc", "rcps"):
         tau = risk_controlled_thresholds(cases, cal_idx, method, epsilon, delta)
     else:

@@ -9,6 +9,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..io._atomic import atomic_path
 from .methods import fixed_cut
 from .protocol import binomial_se
 
@@ -26,7 +27,9 @@ def _style(method):
 
 
 def _save(fig, outdir, name):
-    fig.savefig(os.path.join(outdir, name), dpi=_DPI)
+    """Write the figure atomically (a temporary file beside it, then ``os.replace``)."""
+    with atomic_path(os.path.join(outdir, name), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=_DPI, format="png")
     return name
 
 

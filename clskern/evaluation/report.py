@@ -8,10 +8,13 @@ import json
 import math
 import os
 
+from ..io._atomic import atomic_path
 from .protocol import binomial_se
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
+PLOTS = ("fnr_vs_fpr.png", "critical_thresholds.png")
+SWEEP_PLOTS = ("ecr_vs_alpha.png", "ecr_vs_cal_fraction.png", "dice_vs_epsilon.png")
 
 _COLUMNS = (
     ("ecr", "ECR"), ("v_fnr", "V-FNR"), ("p_fnr", "P-FNR"), ("v_fpr", "V-FPR"), ("pc", "PC"), ("dice", "Dice"),
@@ -172,6 +175,12 @@ def _json_safe(value):
     return value
 
 
+def _write_text(path, text):
+    """Write ``text`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def _load_plotting():
     """The plotting module; raises ImportError without matplotlib."""
     from . import plots
@@ -189,7 +198,9 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
         Created if missing.
     overwrite : bool
         Replace an existing report in ``outdir``; otherwise raise
-        ``ReportExistsError`` (a ``FileExistsError``, naming the file).
+        ``ReportExistsError`` (a ``FileExistsError``, naming the file) if any
+        file this call would write (JSON, Markdown or a PNG) exists. Every
+        file is written atomically (temporary file, then ``os.replace``).
     plots : bool
         Draw the PNGs (needs matplotlib; skipped with a note if missing).
 
@@ -200,11 +211,14 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
     """
     outdir = os.fspath(outdir)
     os.makedirs(outdir, exist_ok=True)
-    for name in (SUMMARY, REPORT):
-        path = os.path.join(outdir, name)
-        if os.path.exists(path) and not overwrite:
-            raise ReportExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     summary = _json_safe(evaluation.to_dict())
+    names = [SUMMARY, REPORT]
+    if plots:
+        names += list(PLOTS) + (list(SWEEP_PLOTS) if summary.get("sweeps") else [])
+    for name in names:
+        path = os.path.join(outdir, name)
+        if os.path.lexists(path) and not overwrite:
+            raise ReportExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     written, drawn, note = [], [], ""
     if plots:
         try:
@@ -216,9 +230,6 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
             written += [os.path.join(outdir, name) for name, _ in drawn]
     else:
         note = "Plots were not requested."
-    with open(os.path.join(outdir, SUMMARY), "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
-    with open(os.path.join(outdir, REPORT), "w") as f:
-        f.write(_markdown(summary, drawn, note))
+    _write_text(os.path.join(outdir, SUMMARY), json.dumps(summary, indent=1) + "\n")
+    _write_text(os.path.join(outdir, REPORT), _markdown(summary, drawn, note))
     return [os.path.join(outdir, SUMMARY), os.path.join(outdir, REPORT)] + written

@@ -6,10 +6,10 @@ zlib 196 MB/s, python-isal 320 MB/s, libdeflate via ``deflate`` 386 MB/s;
 both of the latter release the GIL, so reader threads overlap).
 ``BACKENDS`` lists them fastest first; ``gunzip`` uses the first installed.
 
-libdeflate trusts the size stored in the gzip trailer and reads one member
-only, so its result is checked against that size and any failure is retried
-with zlib, which handles multi-member files and tells truncation apart from
-corruption for the error message.
+libdeflate reads the first member only, so its result is checked against
+the trailer (CRC32 and size) and, when a second member may follow, the file
+is read again by zlib, which handles multi-member files and tells truncation
+apart from corruption for the error message.
 """
 
 import zlib
@@ -27,8 +27,17 @@ def _deflate():
             out = deflate.gzip_decompress(data)
         except (deflate.DeflateError, ValueError):
             return None
-        expected = int.from_bytes(data[-4:], "little") if len(data) >= 18 else -1
-        return out if len(out) == expected and len(out) else None
+        if len(data) < 18 or not out:
+            return None
+        trailer = bytes(data[-8:])  # CRC32 and ISIZE of the *last* member
+        mine = deflate.crc32(out).to_bytes(4, "little") + (len(out) & 0xFFFFFFFF).to_bytes(4, "little")
+        if mine != trailer:
+            return None  # several members (or broken): zlib reads them all
+        # The first member matches the last one's trailer: either the file has
+        # one member, or its first and last members hold the same bytes. A second
+        # member would start right after the first one's trailer (== `mine`).
+        find = data.find if hasattr(data, "find") else bytes(data).find
+        return None if find(mine + b"\x1f\x8b", 10) != -1 else out
 
     return run
 

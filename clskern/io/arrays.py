@@ -26,7 +26,7 @@ NPZ_KEY = "probabilities"
 
 def _channel(array, channel, path, axis_name):
     n = array.shape[0]
-    if not -n <= channel < n:
+    if not 0 <= channel < n:
         raise MismatchError(f"{path}: channel {channel} does not exist ({axis_name} has {n} channels)")
     return array[channel]
 
@@ -128,6 +128,8 @@ def read_npy(path, channel=None, ndim=None):
         raise FileFormatError(f"{path}: unreadable .npy file ({exc})") from None
     if ndim is not None and array.ndim == ndim + 1:
         array = _channel(array, 1 if channel is None else channel, path, f"array of shape {array.shape}")
+    elif channel not in (None, 0):
+        raise MismatchError(f"{path}: channel {channel} does not exist (the file has 1 channel)")
     return array
 
 

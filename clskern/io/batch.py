@@ -43,15 +43,18 @@ class BatchResult:
     nbytes: int = 0
 
 
-def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case):
+def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip"):
     """``[(pair, fingerprint)]`` of the cases still to read; cases stored with the
-    same inputs count as reused in ``result`` (and are loaded when ``keep_stats``)."""
+    same inputs count as reused in ``result`` (and are loaded when ``keep_stats``).
+    Under ``empty="error"`` a stored case without lesion voxels raises, as a read one would."""
     known = store.fingerprints() if store is not None else {}
     n_fg = store.lesion_counts() if store is not None else {}
     todo = []
     for pair in pairs:
         key = fingerprint(pair.scores, pair.labels, label=label, channel=channel)
         if known.get(pair.case_id) == key:
+            if n_fg[pair.case_id] == 0 and empty == "error":
+                raise empty_error(pair.case_id)
             if keep_stats:
                 result.stats[pair.case_id] = store.get(pair.case_id)
             result.reused += 1
@@ -99,7 +102,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
     if store is None and not keep_stats:
         raise ValueError("keep_stats=False needs a store: the statistics would be lost")
     result = BatchResult()
-    todo = split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats, on_case=on_case)
+    todo = split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
+                        on_case=on_case, empty=empty)
 
     def load(item):
         started = time.perf_counter()

@@ -133,10 +133,12 @@ def _squeeze_trailing(array):
 def _pick_channel(array, channel, path, ndim):
     """Last-axis channel of a NIfTI score volume with one more axis than the labels."""
     if array.ndim != ndim + 1:
+        if channel not in (None, 0):
+            raise MismatchError(f"{path}: channel {channel} does not exist (the file has 1 channel)")
         return array
     n = array.shape[-1]
     c = (1 if n > 1 else 0) if channel is None else channel
-    if not -n <= c < n:
+    if not 0 <= c < n:
         raise MismatchError(f"{path}: channel {c} does not exist (the last axis has {n} channels)")
     return array[..., c]
 
