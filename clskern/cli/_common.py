@@ -7,51 +7,41 @@ from .._validate import EMPTY_POLICIES
 from ..io.cases import AFFINE_ATOL
 
 
-def positive_int(text):
+def _number(text, convert, what):
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _require(value, holds, rule):
+    if not holds:
+        raise argparse.ArgumentTypeError(rule)
     return value
+
+
+def positive_int(text):
+    value = _number(text, int, "a whole number")
+    return _require(value, value >= 1, f"must be at least 1, got {value}")
 
 
 def channel_index(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a channel number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    value = _number(text, int, "a channel number")
+    return _require(value, value >= 0, f"must be 0 or more, got {value}")
 
 
 def tolerance(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
+    value = _number(text, float, "a number")
+    return _require(value, math.isfinite(value) and value >= 0, f"must be a finite number >= 0, got {text!r}")
 
 
 def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value:g}")
-    return value
+    value = _number(text, float, "a number")
+    return _require(value, 0 <= value < 1, f"must lie in [0, 1), got {value:g}")
 
 
 def label_value(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a label value, got {text!r}") from None
+    value = _number(text, float, "a label value")
     return int(value) if value.is_integer() else value
 
 
