@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._binning import N_BINS, score_bin
-from ._scalars import is_lesion, score_value
+from ._scalars import score_value
 
 BLOCK = 128  # gather granularity: lesion-free blocks are never read again
 GROUP = 16  # blocks per unit of parallel work (2048 voxels)
@@ -67,12 +67,21 @@ def lesion_counts(labels, target, use_target):
 
 @njit(cache=True)
 def _gather_block(scores, labels, target, use_target, out):
-    """Copy a block's lesion scores to ``out`` (exactly their number of slots)."""
+    """Copy a block's lesion scores to ``out`` (exactly their number of slots).
+
+    -0.0 is copied as +0.0 (``+ 0.0``): one bit pattern per value.
+    """
     o = 0
-    for i in range(labels.size):
-        if is_lesion(labels[i], target, use_target):
-            out[o] = score_value(scores[i]) + 0.0  # -0.0 becomes +0.0: one bit pattern per value
-            o += 1
+    if use_target:
+        for i in range(labels.size):
+            if labels[i] == target:
+                out[o] = score_value(scores[i]) + 0.0
+                o += 1
+    else:
+        for i in range(labels.size):
+            if labels[i] > 0:
+                out[o] = score_value(scores[i]) + 0.0
+                o += 1
 
 
 @njit(cache=True)

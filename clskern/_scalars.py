@@ -32,20 +32,10 @@ def half_bits_to_float32(h):
     return -value if sign else value
 
 
-@overload(score_value, inline="always")
+@overload(score_value)
 def _score_value_overload(x):
     if isinstance(x, types.Integer) and x.bitwidth == 16 and not x.signed:
         return lambda x: half_bits_to_float32(x)
     if isinstance(x, types.Float):
         return lambda x: x
     return None
-
-
-def is_lesion(value, target, use_target):
-    """Whether a label element marks lesion: ``value == target`` or ``value > 0``."""
-    return value == target if use_target else value > 0
-
-
-@overload(is_lesion, inline="always")
-def _is_lesion_overload(value, target, use_target):
-    return lambda value, target, use_target: (value == target) if use_target else value > 0
