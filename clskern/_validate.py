@@ -127,6 +127,18 @@ def empty_error(name):
     )
 
 
+def scalar_or_array(values, like):
+    """A Python scalar when ``like`` is 0-d (a scalar epsilon), else ``values``."""
+    return values.item() if np.ndim(like) == 0 else values
+
+
+def empty_threshold(empty, eps, name):
+    """The critical threshold of a volume without lesion voxels, by policy (SPEC 1)."""
+    if empty == "error":
+        raise empty_error(name)
+    return None if empty == "skip" else scalar_or_array(np.full(eps.shape, np.inf), eps)
+
+
 def check_fraction(value, what, *, closed_low=True):
     """A probability-like parameter: finite, in [0, 1) (or (0, 1) if not ``closed_low``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

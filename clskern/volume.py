@@ -17,7 +17,7 @@ from . import _backend
 from . import _cpu_kernels as kernels
 from ._binning import N_BINS, bin_lower_edges
 from ._ranks import largest_rank
-from ._validate import check_empty_policy, empty_error, epsilon_array, prepare
+from ._validate import check_empty_policy, empty_error, empty_threshold, epsilon_array, prepare, scalar_or_array
 from .errors import InputError, NaNScoresError, volume_name
 
 _EDGES = None
@@ -29,10 +29,6 @@ def _edges():
     if _EDGES is None:
         _EDGES = bin_lower_edges()
     return _EDGES
-
-
-def _scalar_or_array(values, like):
-    return values.item() if np.ndim(like) == 0 else values
 
 
 class VolumeStats:
@@ -139,16 +135,14 @@ class VolumeStats:
         check_empty_policy(empty)
         eps = epsilon_array(epsilon)
         if self.n_fg == 0:
-            if empty == "error":
-                raise empty_error(self.name)
-            return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
+            return empty_threshold(empty, eps, self.name)
         k = largest_rank(eps, self.n_fg, self.n_fg - 1)
-        return _scalar_or_array(self.lesion_scores[k].astype(np.float64), eps)
+        return scalar_or_array(self.lesion_scores[k].astype(np.float64), eps)
 
     def fn(self, t):
         """False negatives ``#{lesion and p < t}`` (exact; int or int64 array)."""
         t = _thresholds(t)
-        return _scalar_or_array(np.searchsorted(self.lesion_scores, t, side="left").astype(np.int64), t)
+        return scalar_or_array(np.searchsorted(self.lesion_scores, t, side="left").astype(np.int64), t)
 
     def tp(self, t):
         """True positives ``#{lesion and p >= t}`` (exact)."""
@@ -166,7 +160,7 @@ class VolumeStats:
         """False positives ``#{background and p >= t}`` (float64; exact at bin edges)."""
         t = _thresholds(t)
         if self.bg_counts.size == 0:
-            return _scalar_or_array(np.zeros(t.shape), t)
+            return scalar_or_array(np.zeros(t.shape), t)
         lower, upper, above = self._fp_lookup()
         j = np.searchsorted(lower, t, side="left")  # first bin lying wholly at or above t
         count = above[j].astype(np.float64)
@@ -177,7 +171,7 @@ class VolumeStats:
         with np.errstate(invalid="ignore", divide="ignore"):  # inf - inf where not partial
             share = np.where(partial, (upper[i] - t) / width, 0.0)
         count += share * self.bg_counts[i]
-        return _scalar_or_array(count, t)
+        return scalar_or_array(count, t)
 
     def fpr(self, t):
         """``FP(t) / n_bg`` (0 when there is no background)."""
@@ -367,9 +361,7 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
     eps = epsilon_array(epsilon)
     lesion = lesion_scores(scores, labels, label=label, name=name)
     if lesion.size == 0:
-        if empty == "error":
-            raise empty_error(name)
-        return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
+        return empty_threshold(empty, eps, name)
     k = largest_rank(eps, lesion.size, lesion.size - 1)
     distinct, where = np.unique(k, return_inverse=True)
     if distinct.size > _SORT_ABOVE:
@@ -377,4 +369,4 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
         values = lesion[distinct]
     else:
         values = kernels.select_ranks(lesion, distinct)
-    return _scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)
+    return scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)

@@ -10,7 +10,7 @@ from numba import config, cuda
 
 from .._binning import N_BINS
 from .._ranks import largest_rank
-from .._validate import check_empty_policy, empty_error, epsilon_array
+from .._validate import check_empty_policy, empty_threshold, epsilon_array, scalar_or_array
 from ..errors import InputError, NaNScoresError, volume_name
 from . import _kernels as K
 from ._intake import device_array, device_scores, device_volume
@@ -199,10 +199,6 @@ def select_ranks(lesions, ranks):
     return [_key_value(key) for key in keys]
 
 
-def _scalar_or_array(values, like):
-    return values.item() if np.ndim(like) == 0 else values
-
-
 def thresholds_from_lesions(lesions, eps):
     """Critical thresholds (float64 array of ``eps``'s shape) for each device lesion array.
 
@@ -230,20 +226,14 @@ def thresholds_from_lesions(lesions, eps):
     return results
 
 
-def _empty_result(empty, eps, name):
-    if empty == "error":
-        raise empty_error(name)
-    return None if empty == "skip" else _scalar_or_array(np.full(eps.shape, np.inf), eps)
-
-
 def critical_threshold(scores, labels, epsilon, label=None, empty="error", name=None):
     """As the CPU's ``critical_threshold``: read labels, then scores only where lesion voxels are."""
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
     lesion = _gather(device_volume(scores, labels, label, name), name)
     if lesion.size == 0:
-        return _empty_result(empty, eps, name)
-    return _scalar_or_array(thresholds_from_lesions([lesion], eps)[0], eps)
+        return empty_threshold(empty, eps, name)
+    return scalar_or_array(thresholds_from_lesions([lesion], eps)[0], eps)
 
 
 # -- masks ------------------------------------------------------------------------------

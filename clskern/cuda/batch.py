@@ -8,10 +8,8 @@ stays busy between volumes. Results equal the one-volume calls bit for bit.
 
 from collections.abc import Mapping
 
-import numpy as np
-
 from .._backend import check_cuda
-from .._validate import check_empty_policy, empty_error, epsilon_array
+from .._validate import check_empty_policy, empty_threshold, epsilon_array, scalar_or_array
 from ..calibration import METHODS
 from ..calibration import calibrate as _calibrate
 from ..volume import volume_stats
@@ -78,11 +76,7 @@ def critical_thresholds(cases, epsilon, *, label=None, empty="skip", chunk=16):
             _ops.check_gather(lesion, n_nan, name)
         lesions = [lesion for lesion, _ in gathered]
         for values, name in zip(_ops.thresholds_from_lesions(lesions, eps), part_names):
-            if values is None:
-                if empty == "error":
-                    raise empty_error(name)
-                values = None if empty == "skip" else np.full(eps.shape, np.inf)
-            results.append(values if values is None or np.ndim(eps) else float(values))
+            results.append(empty_threshold(empty, eps, name) if values is None else scalar_or_array(values, eps))
     return dict(zip(names, results)) if as_mapping else results
 
 
