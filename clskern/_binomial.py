@@ -6,24 +6,32 @@ calibration set (tests compare with scipy.stats.binom). Where a decision
 in exact rational arithmetic (a float ``p`` is a dyadic rational).
 """
 
+import functools
 import math
 from fractions import Fraction
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=64)
 def binom_cdf_table(n, p):
-    """``P(Binom(n, p) <= i)`` for ``i = 0..n`` (float64 array)."""
+    """``P(Binom(n, p) <= i)`` for ``i = 0..n`` (read-only float64 array).
+
+    Cached: rcps evaluates it at the same ``(n, epsilon)`` for every candidate
+    threshold, and the evaluation for every split.
+    """
     i = np.arange(n + 1, dtype=np.float64)
     if p <= 0.0:
-        return np.ones(n + 1)
-    if p >= 1.0:
+        table = np.ones(n + 1)
+    elif p >= 1.0:
         table = np.zeros(n + 1)
         table[n] = 1.0
-        return table
-    log_choose = math.lgamma(n + 1) - np.array([math.lgamma(k + 1) + math.lgamma(n - k + 1) for k in range(n + 1)])
-    pmf = np.exp(log_choose + i * math.log(p) + (n - i) * math.log1p(-p))
-    return np.minimum(np.cumsum(pmf), 1.0)
+    else:
+        log_choose = math.lgamma(n + 1) - np.array([math.lgamma(k + 1) + math.lgamma(n - k + 1) for k in range(n + 1)])
+        pmf = np.exp(log_choose + i * math.log(p) + (n - i) * math.log1p(-p))
+        table = np.minimum(np.cumsum(pmf), 1.0)
+    table.flags.writeable = False
+    return table
 
 
 def binom_cdf(k, n, p):

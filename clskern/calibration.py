@@ -136,22 +136,24 @@ def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
     )
 
 
+def risk_predicate(method, n, epsilon, delta):
+    """Whether ``crc`` or ``rcps`` certifies a threshold, from the fsum of its n FNR terms."""
+    if method == "crc":
+        return lambda fnr_sum: (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
+    return lambda fnr_sum: hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
+
+
 def _risk_controlled(method, cases, names, epsilon, delta, skipped):
     n = len(cases)
     if method == "crc":
-        def certified(fnr_sum):
-            return (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
-
         def need():
             return _smallest_n(lambda m: 1 / (m + 1) <= epsilon)
         rule = f"crc needs 1/(n+1) <= epsilon={epsilon:g}"
     else:
-        def certified(fnr_sum):
-            return hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
-
         def need():
             return _smallest_n(lambda m: hoeffding_bentkus_pvalue(0.0, m, epsilon) <= delta)
         rule = f"rcps needs (1 - epsilon)^n <= delta={delta:g}"
+    certified = risk_predicate(method, n, epsilon, delta)
     threshold = largest_certified_score(cases, certified) if n and epsilon > 0 else None
     if threshold is None:
         if epsilon == 0:

@@ -5,6 +5,7 @@ instead of anything clever; the fast paths are tested against these.
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 from scipy import stats
@@ -53,10 +54,17 @@ def cls_threshold(thresholds, alpha):
     return (ordered[k - 1], k) if k >= 1 else (None, 0)
 
 
+def exact_binom_cdf(k, n, p):
+    """P(Binom(n, p) <= k) for the float p, as an exact Fraction (sum of the pmf)."""
+    p = Fraction(p)
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
 def cls_pac_threshold(thresholds, alpha, delta):
     ordered = np.sort(np.asarray(thresholds, np.float64))
     n = ordered.size
-    valid = [j for j in range(1, n + 1) if stats.binom.cdf(j - 1, n, alpha) <= delta]
+    # Exact arithmetic: at ties (BinomCDF(32; 65, 0.5) = 0.5) scipy's rounding decides wrongly.
+    valid = [j for j in range(1, n + 1) if exact_binom_cdf(j - 1, n, alpha) <= Fraction(delta)]
     return (ordered[max(valid) - 1], max(valid)) if valid else (None, 0)
 
 

@@ -67,6 +67,13 @@ def test_cls_pac_against_scipy(n, alpha, delta, seed):
         assert (result.threshold, result.k) == (expected, k)
 
 
+@pytest.mark.parametrize("n,alpha,delta,k", [(3, 0.5, 0.5, 2), (65, 0.5, 0.5, 33)])
+def test_cls_pac_rank_at_exact_ties(n, alpha, delta, k):
+    # BinomCDF(k - 1; n, alpha) == delta exactly: j = k still qualifies (scipy's cdf says no for 65).
+    assert naive.cls_pac_threshold(np.arange(n, dtype=float), alpha, delta)[1] == k
+    assert clskern.calibrate(list(range(n)), epsilon=0.2, alpha=alpha, delta=delta, method="cls-pac").k == k
+
+
 def test_cls_pac_exact_at_ties():
     # BinomCDF(1; 3, 0.5) = 0.5 exactly: j = 2 qualifies at delta = 0.5.
     result = clskern.calibrate([0.1, 0.2, 0.3], epsilon=0.2, alpha=0.5, delta=0.5, method="cls-pac")
@@ -83,6 +90,13 @@ def test_cls_pac_smallest_n():
 @pytest.mark.parametrize("p", [0.01, 0.2, 0.5, 0.93])
 def test_binomial_cdf_against_scipy(n, p):
     np.testing.assert_allclose(binom_cdf_table(n, p), sps.binom.cdf(np.arange(n + 1), n, p), rtol=1e-10, atol=1e-300)
+
+
+def test_binomial_table_is_cached_read_only():
+    table = binom_cdf_table(40, 0.2)
+    assert binom_cdf_table(40, 0.2) is table
+    with pytest.raises(ValueError):
+        table[0] = 1.0
 
 
 @pytest.mark.parametrize("seed", range(6))

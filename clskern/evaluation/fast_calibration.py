@@ -16,14 +16,13 @@ A split that cannot be certified (too few cases for ``alpha``, ``epsilon`` or
 there.
 """
 
-import functools
 import math
 
 import numpy as np
 from numba import njit
 
-from .._binomial import _kl_bernoulli, binom_cdf_table
 from .._risk_search import _fnr_terms
+from ..calibration import risk_predicate
 
 
 def order_statistic_thresholds(critical, cal_idx, rank):
@@ -60,34 +59,6 @@ def _largest_at_or_below(boundary, scores, offsets, cases):
         if k > 0 and case[k - 1] > best:
             best = case[k - 1]
     return best
-
-
-@functools.lru_cache(maxsize=64)
-def _binom_cdf_row(n, p):
-    return binom_cdf_table(n, p)
-
-
-def _hb_pvalue(loss_sum, n, epsilon):
-    """``clskern._binomial.hoeffding_bentkus_pvalue`` with the binomial table cached.
-
-    The same formula, operation for operation (tests check equality): the core
-    rebuilds the O(n) ``binom_cdf_table`` on every call, which would make
-    ``rcps`` several times slower over hundreds of splits.
-    """
-    r = loss_sum / n
-    if r >= epsilon:
-        return 1.0
-    hoeffding = math.exp(-n * _kl_bernoulli(r, epsilon))
-    k = math.ceil(loss_sum)
-    cdf = 0.0 if k < 0 else (1.0 if k >= n else float(_binom_cdf_row(n, epsilon)[k]))
-    return min(hoeffding, math.e * cdf)
-
-
-def risk_predicate(method, n, epsilon, delta):
-    """The certification test of ``crc`` or ``rcps`` on the sum of FNR terms."""
-    if method == "crc":
-        return lambda fnr_sum: (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
-    return lambda fnr_sum: _hb_pvalue(fnr_sum, n, epsilon) <= delta
 
 
 def risk_controlled_threshold(cases, cal, certified):
