@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InputError
-from ..volume import VolumeStats, _edges
+from .._binning import bin_lower_edges
+from ..volume import VolumeStats
 
 
 class Cases:
@@ -78,7 +79,7 @@ class Cases:
         off by less than one bin, at most 2**-8 of the value).
         """
         if self._range is None:
-            edges = _edges()
+            edges = bin_lower_edges()
             low, high = self.lowest.copy(), self.highest.copy()
             for i, s in enumerate(self.stats):
                 if s.bg_bins.size:
