@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._binning import N_BINS, score_bin
-from ._cpu_kernels import HISTOGRAM_RUN, histogram
+from ._cpu_kernels import HISTOGRAM_RUN, fill_bins, histogram
 from ._radix import sort_scores
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, MASK_LANES, SLACK, compress16, is_lesion, lesion_mask64, popcount64
@@ -233,9 +233,7 @@ def _bin_members(rows, counts, b, out):
         row = rows[t, : counts[t]]
         whole = row.size - row.size % MASK_LANES
         for lo in range(0, whole, MASK_LANES):
-            chunk = row[lo : lo + MASK_LANES]
-            for i in range(MASK_LANES):
-                bins[i] = score_bin(score_value(chunk[i]))
+            fill_bins(row[lo : lo + MASK_LANES], bins)
             mask = lesion_mask64(bins, 0, target, True)
             if mask == 0:
                 continue
@@ -258,26 +256,43 @@ def _decoded(raw, dtype):
     return out
 
 
+_LOCATE_BLOCK = 256  # bins summed at a time while looking for a rank's bin
+
+
 @njit(cache=True)
 def _locate_ranks(hist, ranks):
-    """Bin of each rank (ascending ranks) and the rank's place inside its bin."""
-    per_bin = np.zeros(hist.shape[1], np.int64)
-    for c in range(hist.shape[0]):
-        row = hist[c]
-        for b in range(row.size):
-            per_bin[b] += row[b]
+    """Bin of each rank (ascending ranks) and the rank's place inside its bin.
+
+    Walks blocks of ``_LOCATE_BLOCK`` bins (vectorised sums over the rows),
+    then the bins of the block holding the rank.
+    """
     bins = np.empty(ranks.size, np.int64)
     within = np.empty(ranks.size, np.int64)
+    n_bins = hist.shape[1]
     j = 0
-    below = 0
-    for b in range(per_bin.size):
-        while j < ranks.size and ranks[j] < below + per_bin[b]:
-            bins[j] = b
-            within[j] = ranks[j] - below
-            j += 1
-        if j == ranks.size:
-            break
-        below += per_bin[b]
+    below = 0  # scores in the bins before ``lo``
+    lo = 0
+    while j < ranks.size and lo < n_bins:
+        hi = min(n_bins, lo + _LOCATE_BLOCK)
+        in_block = 0
+        for c in range(hist.shape[0]):
+            row = hist[c, lo:hi]
+            for b in range(row.size):
+                in_block += row[b]
+        if ranks[j] >= below + in_block:
+            below += in_block
+            lo = hi
+            continue
+        for b in range(lo, hi):
+            in_bin = 0
+            for c in range(hist.shape[0]):
+                in_bin += hist[c, b]
+            while j < ranks.size and ranks[j] < below + in_bin:
+                bins[j] = b
+                within[j] = ranks[j] - below
+                j += 1
+            below += in_bin
+        lo = hi
     return bins, within
 
 

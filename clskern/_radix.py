@@ -85,9 +85,23 @@ def _slots(counts, start, n):
 
 
 @njit(cache=True)
+def _insertion_sort(keys):
+    for i in range(1, keys.size):
+        k = keys[i]
+        j = i - 1
+        while j >= 0 and keys[j] > k:
+            keys[j + 1] = keys[j]
+            j -= 1
+        keys[j + 1] = k
+
+
+@njit(cache=True)
 def _radix_sort_keys(keys, width):
     """Sort unsigned keys in place: LSD, ``DIGIT_BITS`` a pass (one thread)."""
     n = keys.size
+    if n <= _FEW:  # the counting arrays would cost more than the keys
+        _insertion_sort(keys)
+        return
     src, dst = keys, np.empty_like(keys)
     counts = np.zeros((1, _BUCKETS), np.int64)
     start = np.empty((1, _BUCKETS), np.int64)

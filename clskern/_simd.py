@@ -1,4 +1,4 @@
-"""Two vector primitives for the lesion gather, as Numba intrinsics.
+"""Vector primitives for the hot loops, as Numba intrinsics.
 
 - ``lesion_mask64(labels, start, target, use_target)``: a uint64 whose bit i
   says whether ``labels[start + i]`` is lesion, from one vector compare.
@@ -8,7 +8,10 @@
   16-element vector, so ``dst`` needs 16 slots from ``o`` on (the caller keeps
   that slack); lanes past the count are garbage for the next store to cover.
 
-Both are generic LLVM operations (a vector ``icmp``/``fcmp``,
+- ``bins16_f32(src, start, dst, dst_start)``: the histogram bins of 16
+  float32 scores (``clskern._binning``), as uint16, in 32-bit lanes.
+
+All are generic LLVM operations (a vector ``icmp``/``fcmp``,
 ``llvm.experimental.vector.compress``), so they compile on every CPU LLVM
 targets: with AVX-512 they are a compare into a mask register and a
 ``vcompressps`` (the register form: the memory form is microcoded and slow on
@@ -17,6 +20,9 @@ arithmetic, so float16 bit patterns (uint16) pass through unchanged.
 
 ``llvm.experimental.vector.compress`` needs LLVM 19 (llvmlite 0.45); with an
 older llvmlite the plain loops below are used instead (same results).
+
+Numba's cache keys a compiled function on its own source file: after editing
+this file, delete the ``__pycache__`` of the package so the callers recompile.
 """
 
 import numpy as np
@@ -25,6 +31,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ._binning import _HALF, _LOW_BITS32, _SHIFT32, _TOP
 
 MASK_LANES = 64
 COMPRESS_LANES = 16
@@ -173,3 +181,40 @@ def popcount64(typingctx, bits):
         return builder.call(ctpop, [word])
 
     return types.int64(bits), codegen
+
+
+@intrinsic
+def bins16_f32(typingctx, src, start, dst, dst_start):
+    """Histogram bins of ``src[start:start + 16]`` (float32) into uint16 ``dst``.
+
+    ``bin_index_f32`` on 16 lanes of int32: Numba widens every integer
+    operation to int64 (8 lanes a vector, then a narrowing), which made the
+    bin arithmetic cost more than the scatter it feeds; this is 1.7 x faster
+    for the whole histogram.
+    """
+    if src.dtype != types.float32 or dst.dtype != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        source, index, destination, offset = args
+        lanes = ir.VectorType(ir.IntType(32), COMPRESS_LANES)
+
+        def splat(value):
+            return ir.Constant(lanes, [ir.Constant(ir.IntType(32), value)] * COMPRESS_LANES)
+
+        pointer = _element_pointer(context, builder, signature.args[0], source, index)
+        bits = builder.load(builder.bitcast(pointer, lanes.as_pointer()), align=1)
+        magnitude = builder.and_(bits, splat(0x7FFFFFFF))
+        negative = builder.and_(builder.icmp_signed("<", bits, splat(0)), builder.icmp_signed("!=", magnitude, splat(0)))
+        lowered = builder.sub(builder.sub(magnitude, builder.zext(negative, lanes)), splat(_LOW_BITS32))
+        shifted = builder.add(builder.ashr(lowered, splat(_SHIFT32)), splat(1))
+        clamped = builder.select(builder.icmp_signed("<", shifted, splat(0)), splat(0), shifted)
+        clamped = builder.select(builder.icmp_signed(">", clamped, splat(_TOP)), splat(_TOP), clamped)
+        above = builder.add(splat(_HALF), clamped)
+        below = builder.sub(builder.sub(splat(_HALF), clamped), splat(1))
+        bins = builder.trunc(builder.select(negative, below, above), ir.VectorType(ir.IntType(16), COMPRESS_LANES))
+        target = _element_pointer(context, builder, signature.args[2], destination, offset)
+        builder.store(bins, builder.bitcast(target, bins.type.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.void(src, start, dst, dst_start), codegen
