@@ -68,8 +68,15 @@ def _equal(builder, dtype, vector, target):
     return builder.icmp_unsigned("==", vector, target)
 
 
+def _contiguous(*arrays):
+    """Whether every array is typed C-contiguous (the intrinsics ignore strides)."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
 @intrinsic
 def _lesion_mask64_vector(typingctx, labels, start, target, use_target):
+    if not _contiguous(labels):
+        return None
     dtype = labels.dtype
 
     def codegen(context, builder, signature, args):
@@ -88,7 +95,7 @@ def _lesion_mask64_vector(typingctx, labels, start, target, use_target):
 
 @intrinsic
 def _compress16_vector(typingctx, src, start, mask, dst, o):
-    if src.dtype != dst.dtype:
+    if not _contiguous(src, dst) or src.dtype != dst.dtype:
         return None
 
     def codegen(context, builder, signature, args):
@@ -192,7 +199,7 @@ def bins16_f32(typingctx, src, start, dst, dst_start):
     bin arithmetic cost more than the scatter it feeds; this is 1.7 x faster
     for the whole histogram.
     """
-    if src.dtype != types.float32 or dst.dtype != types.uint16:
+    if not _contiguous(src, dst) or src.dtype != types.float32 or dst.dtype != types.uint16:
         return None
 
     def codegen(context, builder, signature, args):

@@ -84,7 +84,7 @@ def flat_labels(labels, shape, order, name=None):
         n_nan = int(np.count_nonzero(np.isnan(array)))
         if n_nan:
             raise InputError(f"{volume_name(name)}: {n_nan} NaN labels; a voxel is lesion or not")
-        if array.dtype == np.float16:  # Numba's CPU target has no float16; labels are small
+        if array.dtype.itemsize == 2:  # float16 of either byte order: Numba's CPU target has none; labels are small
             array = array.astype(np.float32, order="K")
     flat = native(array).ravel(order=order)
     if flat.dtype == np.bool_:

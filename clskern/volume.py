@@ -320,10 +320,11 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
 
     The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
     with ``k`` the largest ``j < n_fg`` with ``j / n_fg <= epsilon``, equal to
-    the sorted-order reference bit for bit, ties included. It reads only the
-    labels and the scores of blocks holding lesion voxels, so NaN scores are
-    detected among lesion voxels (the only ones that decide the result);
-    ``volume_stats`` checks every voxel.
+    the sorted-order reference bit for bit, ties included. It reads the
+    labels once and only the scores of 16-voxel groups holding lesion voxels,
+    and selects the k-th score without sorting (``clskern._gather``), so NaN
+    scores are detected among lesion voxels (the only ones that decide the
+    result); ``volume_stats`` checks every voxel.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 SCORE_DTYPES = ["<f2", ">f2", "<f4", ">f4", "<f8", ">f8"]
-LABEL_DTYPES = ["|b1", "|u1", "|i1", "<i2", ">u2", "<i4", "<i8", ">i8", "<f2", "<f4"]
+LABEL_DTYPES = ["|b1", "|u1", "|i1", "<i2", ">u2", "<i4", "<i8", ">i8", "<f2", ">f2", "<f4"]
 
 
 @st.composite

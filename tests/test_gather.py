@@ -128,3 +128,15 @@ def test_float16_rows_are_decoded():
         assert lesion.dtype == np.float32
         np.testing.assert_array_equal(lesion, scores.astype(np.float32) + np.float32(0.0))
         assert not np.signbit(lesion[:10]).any()
+
+
+def test_members_never_overrun_a_histogram_that_disagrees():
+    rng = np.random.default_rng(6)
+    scores = np.full(300, 0.5, np.float32)
+    labels = (rng.random(300) < 0.5).astype(np.uint8)
+    g, _ = gathered(scores, labels)
+    b = clskern._binning.score_bin(0.5)
+    wrong = g.lesion_hist.copy()
+    wrong[:, b] = 1  # fewer than the rows hold
+    with pytest.raises(RuntimeError, match="stale Numba cache"):
+        _gather._bin_members_by_chunk(g.rows, g.counts, wrong, b)

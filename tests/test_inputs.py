@@ -125,3 +125,10 @@ def test_nibabel_volume_read_in_place(tmp_path):
     y = np.asanyarray(nib.load(tmp_path / "l.nii").dataobj)
     assert s.flags.f_contiguous and not s.flags.c_contiguous
     assert clskern.volume_stats(s, y) == clskern.volume_stats(scores, labels)
+
+
+def test_big_endian_float16_labels():
+    scores, labels = lesion_volume((16, 16, 16), order="F")
+    swapped = labels.astype(">f2")
+    assert clskern.critical_threshold(scores, swapped, 0.2) == clskern.critical_threshold(scores, labels, 0.2)
+    assert clskern.volume_stats(scores, swapped) == clskern.volume_stats(scores, labels)
