@@ -74,10 +74,9 @@ def histogram(scores, row, bins):
 
 @njit(cache=True)
 def score_bins(values):
-    """Histogram bin of each score in a (small) 1-D array."""
-    out = np.empty(values.size, np.int64)
-    for i in range(values.size):
-        out[i] = score_bin(score_value(values[i]))
+    """Histogram bin of each score of a 1-D array (uint16; the kernels' own path)."""
+    out = np.empty(values.size, np.uint16)
+    fill_bins(values, out)
     return out
 
 

@@ -89,9 +89,11 @@ def test_bin_index_edges_and_specials():
 
 
 def test_float32_bins_equal_float64_bins():
+    """float32 bins come from 16-lane int32 arithmetic, float64 ones from scalar int64."""
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
-    values = bits.view(np.float32)
+    every_4099th = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)  # all exponents and signs
+    values = np.concatenate([bits, every_4099th]).view(np.float32)
     values = np.concatenate([values[~np.isnan(values)], np.float32(SPECIAL_VALUES), bin_lower_edges()[1:-1].astype(np.float32)])
     np.testing.assert_array_equal(score_bins(values), score_bins(values.astype(np.float64)))
     half = np.clip(values, -65504, 65504).astype(np.float16)
