@@ -254,14 +254,6 @@ def _bin_members(rows, counts, b, out):
     return m
 
 
-@njit(cache=True)
-def _decoded(raw, dtype):
-    out = np.empty(raw.size, dtype)
-    for i in range(raw.size):
-        out[i] = score_value(raw[i]) + 0.0
-    return out
-
-
 _LOCATE_BLOCK = 256  # bins summed at a time while looking for a rank's bin
 
 
@@ -343,6 +335,9 @@ def select_in_rows(gathered, ranks, lesion_dtype):
     members = {}
     for j, b in enumerate(bins):
         if b not in members:
-            members[b] = sort_scores(_decoded(_bin_members_by_chunk(rows, counts, hist, b), lesion_dtype))
+            raw = _bin_members_by_chunk(rows, counts, hist, b)
+            members[b] = np.empty(raw.size, lesion_dtype)
+            _copy_row(raw, members[b])
+            sort_scores(members[b])
         values[j] = members[b][within[j]]
     return values, 0
