@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from ._binning import N_BINS, score_bin
 from ._cpu_kernels import HISTOGRAM_RUN, fill_bins, histogram
-from ._radix import sort_scores
+from ._radix import sort_floats
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, MASK_LANES, SLACK, compress16, is_lesion, lesion_mask64, popcount64
 
@@ -317,6 +317,28 @@ def _bin_members_by_chunk(rows, counts, hist, b):
     return raw[:m]
 
 
+@njit(cache=True)
+def _select(rows, counts, hist, ranks, out):
+    """``out[j] = sorted(scores)[ranks[j]]`` (ranks ascending); returns the NaN count."""
+    last = hist.shape[1] - 1
+    if hist[:, 0].sum() + hist[:, last].sum():
+        n_nan = _rows_nan(rows, counts)
+        if n_nan:
+            return n_nan
+    bins, within = _locate_ranks(hist, ranks)
+    j = 0
+    while j < ranks.size:
+        raw = _bin_members_by_chunk(rows, counts, hist, bins[j])
+        members = np.empty(raw.size, out.dtype)
+        _copy_row(raw, members)
+        sort_floats(members)
+        b = bins[j]
+        while j < ranks.size and bins[j] == b:
+            out[j] = members[within[j]]
+            j += 1
+    return 0
+
+
 def select_in_rows(gathered, ranks, lesion_dtype):
     """``(sorted(lesion scores)[ranks], NaN count)`` of a complete gather, no assembly.
 
@@ -325,19 +347,6 @@ def select_in_rows(gathered, ranks, lesion_dtype):
     are then collected and sorted. NaN lands in an end bin: it is counted only
     when those are not empty.
     """
-    rows, counts, hist = gathered.rows, gathered.counts, gathered.lesion_hist
-    if hist[:, 0].any() or hist[:, -1].any():
-        n_nan = int(_rows_nan(rows, counts))
-        if n_nan:
-            return None, n_nan
-    bins, within = _locate_ranks(hist, ranks)
     values = np.empty(len(ranks), lesion_dtype)
-    members = {}
-    for j, b in enumerate(bins):
-        if b not in members:
-            raw = _bin_members_by_chunk(rows, counts, hist, b)
-            members[b] = np.empty(raw.size, lesion_dtype)
-            _copy_row(raw, members[b])
-            sort_scores(members[b])
-        values[j] = members[b][within[j]]
-    return values, 0
+    n_nan = _select(gathered.rows, gathered.counts, gathered.lesion_hist, np.asarray(ranks, np.int64), values)
+    return (None, int(n_nan)) if n_nan else (values, 0)

@@ -15,7 +15,8 @@ here). Sorting those keys 11 bits at a time is linear and exact:
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 DIGIT_BITS = 11
 _BUCKETS = 1 << DIGIT_BITS
@@ -190,6 +191,20 @@ def _select_bits(bits, ranks, width):
         _radix_sort_keys(members, width)
         out[j] = _from_key(np.uint64(members[r]), width)
     return out
+
+
+def sort_floats(values):
+    """Sort a float32/float64 array in place, from Numba code (see ``sort_scores``)."""
+    sort_scores(values)
+
+
+@overload(sort_floats)
+def _sort_floats_overload(values):
+    if values.dtype == types.float32:
+        return lambda values: _sort_bits(values.view(np.uint32), 32)
+    if values.dtype == types.float64:
+        return lambda values: _sort_bits(values.view(np.uint64), 64)
+    return None
 
 
 def _bits(values):
