@@ -77,8 +77,8 @@ def gather_tasks(scores, labels, target, use_target, rows, counts, complete, les
     """Every task's lesion scores into its row of ``rows`` (one read of the labels).
 
     The tasks are dealt to chunks of consecutive tasks, one per row of
-    ``lesion_hist`` (int32 histogram rows, zeros; the caller sums them), so
-    threads never share a counter. A task's row, still in L1, is added to its
+    ``lesion_hist`` (int32 histogram rows, zeroed here by their own thread;
+    the caller sums them), so threads never share a counter. A task's row, still in L1, is added to its
     chunk's ``lesion_hist`` row if it is complete. If ``all_hist`` has rows
     (same shape), every score of the task is first added to it too: the
     ``volume_stats`` pass, with each task's scores still in cache when its
@@ -89,6 +89,9 @@ def gather_tasks(scores, labels, target, use_target, rows, counts, complete, les
     n_chunks = lesion_hist.shape[0]
     every_score = all_hist.shape[0] > 0
     for c in prange(n_chunks):
+        lesion_hist[c, :] = 0
+        if every_score:
+            all_hist[c, :] = 0
         bins = np.empty(HISTOGRAM_RUN, np.uint16)
         for t in range(c * n_tasks // n_chunks, (c + 1) * n_tasks // n_chunks):
             lo, hi = t * TASK, min(n, (t + 1) * TASK)
@@ -179,8 +182,8 @@ def gather(flat_s, flat_l, target, use_target, every_score=False, capacity=CAPAC
     rows = np.empty((n_tasks, min(capacity, flat_s.size) + SLACK), flat_s.dtype)
     counts = np.empty(n_tasks, np.int64)
     complete = np.empty(n_tasks, np.bool_)
-    lesion_hist = np.zeros((n_chunks, N_BINS), np.int32)
-    all_hist = np.zeros((n_chunks if every_score else 0, N_BINS), np.int32)
+    lesion_hist = np.empty((n_chunks, N_BINS), np.int32)
+    all_hist = np.empty((n_chunks if every_score else 0, N_BINS), np.int32)
     gather_tasks(flat_s, flat_l, target, use_target, rows, counts, complete, lesion_hist, all_hist)
     extra_start = np.full(n_tasks, -1, np.int64)
     overflowed = np.flatnonzero(~complete)
