@@ -72,6 +72,16 @@ def _gather_task(scores, labels, target, use_target, row):
     return o, complete
 
 
+@njit(cache=True, inline="always")
+def _chunk(c, n_chunks, n_tasks):
+    """Tasks ``first..last-1`` of chunk c: the tasks a histogram row counts.
+
+    ``gather_tasks`` fills row c of the histograms from these tasks and
+    ``_bin_members_by_chunk`` trusts row c for them, so both deal tasks here.
+    """
+    return c * n_tasks // n_chunks, (c + 1) * n_tasks // n_chunks
+
+
 @njit(parallel=True, cache=True)
 def gather_tasks(scores, labels, target, use_target, rows, counts, complete, lesion_hist, all_hist):
     """Every task's lesion scores into its row of ``rows`` (one read of the labels).
@@ -93,7 +103,8 @@ def gather_tasks(scores, labels, target, use_target, rows, counts, complete, les
         if every_score:
             all_hist[c, :] = 0
         bins = np.empty(HISTOGRAM_RUN, np.uint16)
-        for t in range(c * n_tasks // n_chunks, (c + 1) * n_tasks // n_chunks):
+        first, last = _chunk(c, n_chunks, n_tasks)
+        for t in range(first, last):
             lo, hi = t * TASK, min(n, (t + 1) * TASK)
             if every_score:
                 histogram(scores[lo:hi], all_hist[c], bins)
@@ -307,7 +318,7 @@ def _bin_members_by_chunk(rows, counts, hist, b):
     raw = np.empty(starts[-1], rows.dtype)
     found = np.empty(n_chunks, np.int64)
     for c in prange(n_chunks):
-        first, last = c * n_tasks // n_chunks, (c + 1) * n_tasks // n_chunks
+        first, last = _chunk(c, n_chunks, n_tasks)
         found[c] = _bin_members(rows[first:last], counts[first:last], b, raw[starts[c] : starts[c + 1]])
     for c in range(n_chunks):
         if found[c] != hist[c, b]:
