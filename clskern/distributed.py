@@ -11,8 +11,10 @@ image: kilobytes to a few MB), never the volume.
 Losing nothing: a worker that dies mid-run has its cases recomputed on the
 others by the scheduler; if the calling process itself stops, every case
 already written stays in the store, and running again reads only the rest
-(stored cases whose input files are unchanged are skipped, exactly as in
-``clskern.io.collect_stats``). The stored statistics equal the in-process
+(stored cases whose input files hold the same bytes are skipped, exactly as
+in ``clskern.io.collect_stats``). A case not stored yet is hashed by the
+worker that reads it, just before reading, so its files cross the network
+once; the calling process hashes only the files of cases it has stored. The stored statistics equal the in-process
 ones bit for bit: the pass is deterministic and independent of thread counts.
 
 Cores: each worker process runs one pass at a time (a per-process lock
@@ -26,11 +28,12 @@ Numba threads, so workers sharing a machine do not oversubscribe it.
 import os
 import threading
 import time
+import uuid
 from collections import Counter
 
 from ._validate import check_empty_policy, empty_error
 from .io import BatchResult, CaseEvent, collect_stats, load_case
-from .io.batch import split_stored
+from .io.batch import case_fingerprint, split_stored
 from .io.cases import AFFINE_ATOL
 from .volume import VolumeStats, volume_stats
 
@@ -86,6 +89,14 @@ def case_stats(pair, label, channel, affine_atol, numba_threads):
         numba.set_num_threads(n)  # thread-local in Numba: set on the thread that runs the kernels
         stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
     return stats.to_bytes(), case.nbytes, time.perf_counter() - started, n
+
+
+def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads):
+    """``(fingerprint, case_stats(...))`` on a worker; the files are hashed first when ``key`` is None,
+    so a file replaced during the read gets a fingerprint that the next run does not match."""
+    if key is None:
+        key = case_fingerprint(pair, label=label, channel=channel)
+    return key, case_stats(pair, label, channel, affine_atol, numba_threads)
 
 
 def _connect(scheduler):
@@ -153,16 +164,16 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
         plan = numba_threads if numba_threads is not None else numba_thread_plan(client)
         futures, finished = {}, set()
         for case_id, (pair, key) in todo.items():
-            future = client.submit(case_stats, pair, label, channel, affine_atol, plan, pure=False,
-                                   key=f"clskern-stats-{key}-{case_id}")
+            future = client.submit(_fingerprinted_case_stats, pair, key, label, channel, affine_atol, plan,
+                                   pure=False, key=f"clskern-stats-{case_id}-{uuid.uuid4().hex}")
             futures[future] = case_id
         try:
             for future in as_completed(futures, loop=client.loop):
                 case_id = futures[future]
                 finished.add(case_id)
-                pair, key = todo[case_id]
+                pair = todo[case_id][0]
                 try:
-                    blob, nbytes, seconds, _ = future.result()
+                    key, (blob, nbytes, seconds, _) = future.result()
                     stats = VolumeStats.from_bytes(blob)
                     if stats.n_fg == 0 and empty == "error":
                         raise empty_error(case_id)

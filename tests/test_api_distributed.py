@@ -182,3 +182,30 @@ def test_cli_stats_on_the_cluster(dataset, reference, client, tmp_path, capsys):
     assert main(["stats", "--scores", scores, "--labels", labels, "-o", str(path), "-q",
                  "--scheduler", client.scheduler.address]) == 0
     _assert_same_as_reference(path, reference)
+
+
+def test_replaced_file_is_read_again_on_the_cluster(dataset, client, tmp_path):
+    """The workers hash what they read: a score file swapped for other bytes of the same size and
+    modification time (``cp -p``) is read again, an identical one touched is not."""
+    import shutil
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "l").mkdir()
+    for pair in dataset[:3]:
+        shutil.copy2(pair.scores, tmp_path / "s")
+        shutil.copy2(pair.labels, tmp_path / "l")
+    pairs, _ = pair_cases(tmp_path / "s", tmp_path / "l")
+    with StatsStore(tmp_path / "c.sqlite") as store:
+        assert stats_to_store(pairs, store, client).read == 3
+        fingerprints = store.fingerprints()
+        os.utime(pairs[0].scores)  # touched only
+        victim = pairs[1].scores
+        st = os.stat(victim)
+        shutil.copyfile(dataset[5].scores, victim)  # same shape and dtype: same size
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(victim).st_size == st.st_size
+        again = stats_to_store(pairs, store, client)
+        assert (again.read, again.reused) == (1, 2)
+        assert store.fingerprints()[pairs[1].case_id] != fingerprints[pairs[1].case_id]
+        in_process = clskern.io.collect_stats(pairs[1:2]).stats[pairs[1].case_id]
+        assert store.get(pairs[1].case_id) == in_process

@@ -63,15 +63,36 @@ def test_foreign_and_missing_stores_are_refused(tmp_path):
         StatsStore(tmp_path / "v.sqlite")
 
 
-def test_fingerprint_follows_files_and_options(tmp_path):
+def test_fingerprint_follows_bytes_and_options_not_names_or_times(tmp_path):
     a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
     a.write_bytes(b"1234")
     b.write_bytes(b"5678")
     f = fingerprint(a, b, label=None, channel=None)
+    assert f.startswith("xxh3-128:") and len(f) == len("xxh3-128:") + 32
     assert f == fingerprint(a, b, channel=None, label=None)
     assert f != fingerprint(a, b, label=2, channel=None)
-    os.utime(a, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert f != fingerprint(a, b, label=None, channel=None)
+    assert f != fingerprint(a, b, label=None, channel=0)
+    assert f != fingerprint(b, a, label=None, channel=None)  # which file is which counts
+    os.utime(a, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched: same bytes, same fingerprint
+    assert f == fingerprint(a, b, label=None, channel=None)
+    (tmp_path / "sub").mkdir()
+    os.rename(a, tmp_path / "sub" / "renamed.nii.gz")
+    assert f == fingerprint(tmp_path / "sub" / "renamed.nii.gz", b, label=None, channel=None)
+    st = os.stat(b)
+    b.write_bytes(b"5679")  # same size, mtime put back: other bytes, other fingerprint
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f != fingerprint(tmp_path / "sub" / "renamed.nii.gz", b, label=None, channel=None)
+
+
+def test_file_digest_reads_large_files_in_chunks(tmp_path):
+    import xxhash
+
+    from clskern.store import _CHUNK, file_digest
+
+    for size in (0, 1, _CHUNK - 1, _CHUNK, _CHUNK + 1, 3 * _CHUNK + 17):
+        data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+        (tmp_path / "f").write_bytes(data)
+        assert file_digest(tmp_path / "f") == xxhash.xxh3_128_hexdigest(data), size
 
 
 def _dataset(tmp_path, n=4):

@@ -5,7 +5,11 @@
 (``prefetch``), each volume is passed once through ``volume_stats`` on the
 calling thread, and, with a store, written there before the next case, so
 stopping loses at most the cases in flight. Stored cases whose fingerprint
-still matches are not read again.
+(a hash of both files' bytes and the reading options, ``clskern.store``)
+still matches are not read again; a case not stored yet is hashed on its
+reader thread just before it is read, so the hash reads the file into the
+page cache the reader then maps, and a first run reads each file from disk
+once.
 """
 
 import time
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validate import check_empty_policy, empty_error
-from ..store import fingerprint
+from ..store import file_digest, fingerprint_of
 from ..volume import volume_stats
 from .cases import AFFINE_ATOL, load_case
 from .prefetch import prefetch
@@ -44,15 +48,28 @@ class BatchResult:
 
 
 def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip"):
-    """``[(pair, fingerprint)]`` of the cases still to read; cases stored with the
-    same inputs count as reused in ``result`` (and are loaded when ``keep_stats``).
-    Under ``empty="error"`` a stored case without lesion voxels raises, as a read one would."""
+    """``[(pair, fingerprint or None)]`` of the cases still to read; cases stored with
+    the same input bytes and options count as reused in ``result`` (and are loaded
+    when ``keep_stats``). Under ``empty="error"`` a stored case without lesion
+    voxels raises, as a read one would.
+
+    Only cases with a stored row are hashed here (each file once, even when
+    two pairs share it); the others come back with ``None``, to be hashed by
+    ``case_fingerprint`` where they are read. A file that cannot be hashed
+    (gone, unreadable) is left to the reader too, which reports it per case.
+    """
     known = store.fingerprints() if store is not None else {}
     n_fg = store.lesion_counts() if store is not None else {}
+    digests = {}
     todo = []
     for pair in pairs:
-        key = fingerprint(pair.scores, pair.labels, label=label, channel=channel)
-        if known.get(pair.case_id) == key:
+        key = None
+        if pair.case_id in known:
+            try:
+                key = case_fingerprint(pair, label=label, channel=channel, digests=digests)
+            except OSError:
+                pass
+        if key is not None and known[pair.case_id] == key:
             if n_fg[pair.case_id] == 0 and empty == "error":
                 raise empty_error(pair.case_id)
             if keep_stats:
@@ -65,6 +82,18 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
         else:
             todo.append((pair, key))
     return todo
+
+
+def case_fingerprint(pair, *, label, channel, digests=None):
+    """The store fingerprint of a case pair (``clskern.store.fingerprint``).
+
+    ``digests``: a ``{path: file_digest}`` cache, so that a file is hashed once.
+    """
+    digests = {} if digests is None else digests
+    for path in (pair.scores, pair.labels):
+        if path not in digests:
+            digests[path] = file_digest(path)
+    return fingerprint_of(digests[pair.scores], digests[pair.labels], label=label, channel=channel)
 
 
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
@@ -107,15 +136,18 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
 
     def load(item):
         started = time.perf_counter()
-        return load_case(item[0], channel=channel, backend=backend, affine_atol=affine_atol), started
+        pair, key = item
+        if store is not None and key is None:  # hashed before reading: a file changed meanwhile is read again
+            key = case_fingerprint(pair, label=label, channel=channel)
+        return load_case(pair, channel=channel, backend=backend, affine_atol=affine_atol), started, key
 
     stream = prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None)
     try:
-        for (pair, key), loaded, error in stream:
+        for (pair, _), loaded, error in stream:
             try:
                 if error is not None:
                     raise error
-                case, started = loaded
+                case, started, key = loaded
                 stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
                 if stats.n_fg == 0 and empty == "error":
                     raise empty_error(pair.case_id)
