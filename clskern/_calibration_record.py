@@ -1,13 +1,89 @@
-"""``Calibration``: the result of ``calibrate`` and its JSON form."""
+"""``Calibration``: the result of ``calibrate``, its JSON form, and the checks that make a file trustworthy.
 
+A calibration file decides every mask cut with it, so reading one checks it
+(``Calibration.read``, ``from_json``, ``from_dict``), in this order:
+
+1. The text: UTF-8, strict JSON (no NaN/Infinity literals, no duplicate keys,
+   no number that overflows float64, no integer of more than 40 digits,
+   nesting at most ``MAX_DEPTH`` deep, checked before parsing).
+2. The format version (``FORMAT_VERSION``; format 1 had no digest: calibrate
+   again, from the statistics store it takes seconds).
+3. Each field: present, no unknown one, of its type; every number a real JSON
+   number (+-inf travel as the strings ``"inf"``/``"-inf"``), never NaN.
+4. Consistency, with the very functions ``calibrate`` uses: ``method`` known;
+   ``epsilon`` in [0, 1), ``alpha``/``delta`` in (0, 1) and present exactly
+   where the method needs them; ``n`` equal to the number of critical
+   thresholds and of case ids; case ids distinct; the guarantee sentence
+   equal to the one regenerated. ``cls`` and ``cls-pac``: ``k`` recomputed
+   from ``n``, ``alpha`` (and ``delta``), and the threshold equal, bit for
+   bit, to the k-th smallest critical threshold. ``crc`` and ``rcps``: the
+   threshold cannot be recomputed without the cases' FNR curves (the store
+   has them, the file does not); what holds by definition is checked: ``k``
+   is absent, ``epsilon > 0``, ``n >= 1`` and large enough to certify
+   anything (the method's predicate holds at FNR 0), and the threshold is at
+   most the largest critical threshold (a certified mean FNR is below
+   ``epsilon``, so some case has FNR <= epsilon there). Beyond that, the
+   digest protects their threshold.
+5. The digest: ``sha256`` of the canonical serialisation of every other field
+   (``json.dumps(fields, sort_keys=True, separators=(",", ":"),
+   allow_nan=False)``), so an edit that keeps the rest consistent (a case id,
+   a critical threshold above the k-th, a crc threshold) is refused too.
+
+The digest guards against accidents and hand edits, not against an attacker
+who recomputes it; an attacker who does must still keep every check of 4.
+"""
+
+import hashlib
 import json
 import math
+import numbers
+import re
 from dataclasses import asdict, dataclass
 
-from ._version import __version__
-from .errors import InputError
+import numpy as np
 
-FORMAT_VERSION = 1
+from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
+from ._ranks import largest_rank
+from ._version import __version__
+from .errors import CalibrationFileError
+
+FORMAT_VERSION = 2
+METHODS = ("cls", "cls-pac", "crc", "rcps")
+NEEDS = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
+MAX_DEPTH = 16  # a calibration is an object of lists (depth 2)
+MAX_INT_DIGITS = 40
+DIGEST = "sha256"
+_FIELDS = (
+    "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
+    "critical_thresholds", "case_ids", "clskern_version", "format_version",
+)
+
+
+# -- the rules calibrate follows (calibration.py uses these very functions) -------------
+
+
+def cls_rank(n, alpha):
+    """``k = floor(alpha (n + 1))``, exactly (at most n)."""
+    return int(largest_rank(alpha, n + 1, n))
+
+
+def cls_pac_rank(n, alpha, delta):
+    """Largest ``j >= 1`` with ``BinomCDF(j - 1; n, alpha) <= delta`` (0 if none)."""
+    if n == 0:
+        return 0
+    return int(np.count_nonzero(cdf_at_most(n, alpha, delta)[:n]))  # cdf[j - 1], j = 1..n; non-decreasing
+
+
+def kth_smallest(thresholds, k):
+    """The k-th smallest (1-based) of the critical thresholds, as a float."""
+    return float(np.partition(np.asarray(thresholds, dtype=np.float64), k - 1)[k - 1])
+
+
+def risk_predicate(method, n, epsilon, delta):
+    """Whether ``crc`` or ``rcps`` certifies a threshold, from the fsum of its n FNR terms."""
+    if method == "crc":
+        return lambda fnr_sum: (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
+    return lambda fnr_sum: hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
 
 
 def _guarantee(method, epsilon, alpha, delta, n):
@@ -29,13 +105,223 @@ def _guarantee(method, epsilon, alpha, delta, n):
     )
 
 
+# -- JSON encoding ------------------------------------------------------------------------
+
+
 def _encode(x):
     """JSON has no infinity: +-inf travel as strings; finite floats round-trip exactly."""
     return x if x is None or math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
-def _decode(x):
-    return float(x) if isinstance(x, str) else x
+def _canonical(fields):
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def digest_of(fields):
+    """The digest of a record's fields (every field but the digest itself)."""
+    body = {key: value for key, value in fields.items() if key != DIGEST}
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _depth(text):
+    """How deeply brackets nest outside JSON strings (cheap, before parsing)."""
+    data = np.frombuffer(_STRING.sub("", text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(data, (ord("["), ord("{"))).astype(np.int64) - np.isin(data, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _parse_int(text):
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise CalibrationFileError(f"integer too large: {digits} digits (a calibration's have at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise CalibrationFileError(f"number {_short(text, 30)} overflows float64 (infinity is written \"inf\")")
+    return value
+
+
+def _parse_constant(text):
+    raise CalibrationFileError(f"{text} is not a number in a calibration (infinity is written \"inf\"; NaN never)")
+
+
+def _no_duplicates(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise CalibrationFileError(f"field {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
+def parse_json(text):
+    """Strict, bounded JSON: the checks of step 1 (module docstring)."""
+    if _depth(text) > MAX_DEPTH:
+        raise CalibrationFileError(f"not a calibration: JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise CalibrationFileError(f"not valid JSON ({exc})") from None
+    except RecursionError:  # the depth check should have caught it
+        raise CalibrationFileError(f"not a calibration: JSON nested deeper than {MAX_DEPTH} levels") from None
+
+
+# -- field checks -------------------------------------------------------------------------
+
+
+def _number(value, what, *, infinite=False):
+    """A real JSON number as float (``"inf"``/``"-inf"`` when ``infinite``); never NaN."""
+    if infinite and value in ("inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        extra = ' or "inf"/"-inf"' if infinite else ""
+        raise CalibrationFileError(f"{what} must be a number{extra}, got {_short(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise CalibrationFileError(f"{what} is too large for float64") from None
+    if math.isnan(number):
+        raise CalibrationFileError(f"{what} must be a number, not NaN")
+    if math.isinf(number) and not infinite:
+        raise CalibrationFileError(f"{what} must be finite, got {number!r}")
+    return number
+
+
+def _integer(value, what, *, optional=False):
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CalibrationFileError(f"{what} must be an integer, got {_short(value)}")
+    if value < 0:
+        raise CalibrationFileError(f"{what} must be >= 0, got {value}")
+    return value
+
+
+def _fraction(value, what, *, open_low):
+    if value is None:
+        return None
+    number = _number(value, what)
+    if not ((number > 0 if open_low else number >= 0) and number < 1):
+        raise CalibrationFileError(f"{what} must lie in {'(0, 1)' if open_low else '[0, 1)'}, got {number!r}")
+    return number
+
+
+def _string(value, what):
+    if not isinstance(value, str):
+        raise CalibrationFileError(f"{what} must be a string, got {_short(value)}")
+    return value
+
+
+def _fields(d):
+    """Typed fields of a record dict (steps 2 and 3), digest not yet checked."""
+    if not isinstance(d, dict):
+        raise CalibrationFileError(f"not a calibration: expected a JSON object, got {type(d).__name__}")
+    version = d.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        if version == 1 and not isinstance(version, bool):
+            raise CalibrationFileError(
+                f"calibration of format version 1; this clskern ({__version__}) reads version {FORMAT_VERSION}, "
+                "which carries a digest: run clskern calibrate again (from the statistics store it takes seconds)"
+            )
+        raise CalibrationFileError(
+            f"calibration of format version {_short(version)}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
+        )
+    missing = [key for key in (*_FIELDS, DIGEST) if key not in d]
+    unknown = sorted(str(key) for key in d if key not in _FIELDS and key != DIGEST)
+    if missing or unknown:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(map(repr, unknown))}"] if unknown else [])
+        raise CalibrationFileError(f"not a clskern calibration: missing or unexpected fields ({'; '.join(parts)})")
+    method = _string(d["method"], "method")
+    if method not in METHODS:
+        raise CalibrationFileError(f"unknown method {_short(method)} (one of {', '.join(METHODS)})")
+    critical, case_ids = d["critical_thresholds"], d["case_ids"]
+    if not isinstance(critical, list):
+        raise CalibrationFileError(f"critical_thresholds must be a list, got {_short(critical)}")
+    if not isinstance(case_ids, list):
+        raise CalibrationFileError(f"case_ids must be a list, got {_short(case_ids)}")
+    digest = _string(d[DIGEST], DIGEST)
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise CalibrationFileError(f"{DIGEST} must be 64 lowercase hex digits, got {_short(digest)}")
+    return dict(
+        threshold=_number(d["threshold"], "threshold", infinite=True),
+        method=method,
+        epsilon=_fraction(_number(d["epsilon"], "epsilon"), "epsilon", open_low=False),
+        alpha=_fraction(d["alpha"], "alpha", open_low=True),
+        delta=_fraction(d["delta"], "delta", open_low=True),
+        n=_integer(d["n"], "n"),
+        n_skipped=_integer(d["n_skipped"], "n_skipped"),
+        k=_integer(d["k"], "k", optional=True),
+        guarantee=_string(d["guarantee"], "guarantee"),
+        critical_thresholds=[
+            _number(x, f"critical_thresholds[{i}]", infinite=True) for i, x in enumerate(critical)
+        ],
+        case_ids=[_string(x, f"case_ids[{i}]") for i, x in enumerate(case_ids)],
+        clskern_version=_string(d["clskern_version"], "clskern_version"),
+        format_version=FORMAT_VERSION,
+    )
+
+
+def inconsistency(f):
+    """What makes typed calibration fields inconsistent (step 4), or None."""
+    method, n, k = f["method"], f["n"], f["k"]
+    epsilon, alpha, delta = f["epsilon"], f["alpha"], f["delta"]
+    for parameter in ("alpha", "delta"):
+        needed, value = parameter in NEEDS[method], f[parameter]
+        if needed and value is None:
+            return f"method {method} needs {parameter}, which is null"
+        if not needed and value is not None:
+            return f"method {method} takes no {parameter}, got {value!r}"
+    if len(f["critical_thresholds"]) != n:
+        return f"n={n} but {len(f['critical_thresholds'])} critical thresholds"
+    if len(f["case_ids"]) != n:
+        return f"n={n} but {len(f['case_ids'])} case ids"
+    if len(set(f["case_ids"])) != n:
+        seen, twice = set(), None
+        for case in f["case_ids"]:
+            if case in seen:
+                twice = case
+                break
+            seen.add(case)
+        return f"case id {twice!r} appears twice"
+    guarantee = _guarantee(method, epsilon, alpha, delta, n)
+    if f["guarantee"] != guarantee:
+        given = ", ".join(f"{p}={f[p]!r}" for p in ("epsilon", "alpha", "delta") if f[p] is not None)
+        return f"the guarantee sentence is not the one of method {method} with {given}, n={n}"
+    threshold = f["threshold"]
+    if method in ("cls", "cls-pac"):
+        expected_k = cls_rank(n, alpha) if method == "cls" else cls_pac_rank(n, alpha, delta)
+        if k != expected_k:
+            return f"k={k!r}, but {method} with n={n} and these parameters has k={expected_k}"
+        if expected_k == 0:
+            return f"{method} certifies nothing with n={n} and these parameters (k=0)"
+        expected = kth_smallest(f["critical_thresholds"], k)
+        if threshold.hex() != expected.hex():
+            return f"threshold {threshold!r} is not the {k}-th smallest critical threshold ({expected!r})"
+        return None
+    if k is not None:
+        return f"k must be null for {method}, got {k!r}"
+    if not epsilon > 0:
+        return f"{method} cannot certify epsilon=0"
+    if n == 0 or not risk_predicate(method, n, epsilon, delta)(0.0):
+        return f"{method} cannot certify epsilon={epsilon:g} with n={n} calibration cases"
+    if threshold > max(f["critical_thresholds"]):
+        return f"threshold {threshold!r} exceeds every critical threshold: {method} cannot have certified it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,7 +341,12 @@ class Calibration:
     guarantee : str
         The promise, in one sentence.
     critical_thresholds, case_ids : list
-        Per kept case, at ``epsilon``.
+        Per kept case, at ``epsilon`` (case ids are strings, distinct).
+
+    ``to_json`` writes the record with a ``sha256`` digest of its other fields;
+    ``read``, ``from_json`` and ``from_dict`` refuse a record that is edited,
+    inconsistent or of another format (see the module docstring for what is
+    checked, and what cannot be for ``crc``/``rcps``).
     """
 
     threshold: float
@@ -75,43 +366,66 @@ class Calibration:
     @classmethod
     def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids):
         return cls(
-            threshold=float(threshold), method=method, epsilon=epsilon, alpha=alpha, delta=delta,
+            threshold=float(threshold), method=method, epsilon=float(epsilon),
+            alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
             n=int(n), n_skipped=int(n_skipped), k=None if k is None else int(k),
             guarantee=_guarantee(method, epsilon, alpha, delta, n),
-            critical_thresholds=[float(x) for x in critical_thresholds], case_ids=list(case_ids),
+            critical_thresholds=[float(x) for x in critical_thresholds], case_ids=[str(c) for c in case_ids],
         )
 
     def to_dict(self):
+        """The JSON-ready fields, with the ``sha256`` digest of the others."""
         d = asdict(self)
         d["threshold"] = _encode(d["threshold"])
         d["critical_thresholds"] = [_encode(x) for x in d["critical_thresholds"]]
+        d[DIGEST] = digest_of(d)
         return d
 
     def to_json(self, indent=2):
-        """Strict JSON (no NaN/Infinity literals); floats round-trip bit for bit."""
+        """Strict JSON (no NaN/Infinity literals) with the digest; floats round-trip bit for bit."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d):
-        version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise InputError(
-                f"calibration of format version {version!r}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
-            )
-        fields = dict(d)
+        """A checked record from the parsed JSON object; ``CalibrationFileError`` (one line) if not trustworthy."""
+        fields = _fields(d)
+        problem = inconsistency(fields)
+        if problem:
+            raise CalibrationFileError(f"inconsistent calibration: {problem}")
         try:
-            fields["threshold"] = _decode(fields["threshold"])
-            fields["critical_thresholds"] = [_decode(x) for x in fields["critical_thresholds"]]
-            return cls(**fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"not a clskern calibration: missing or unexpected fields ({exc!r})") from None
+            expected = digest_of(d)
+        except (TypeError, ValueError):  # a dict built by hand, with values JSON cannot carry
+            expected = None
+        if d[DIGEST] != expected:
+            raise CalibrationFileError(
+                f"{DIGEST} digest mismatch: the calibration was edited after clskern wrote it "
+                "(run clskern calibrate again rather than editing it)"
+            )
+        return cls(**fields)
 
     @classmethod
     def from_json(cls, text):
+        """A checked record from JSON text (``str``, or UTF-8 ``bytes``)."""
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
+        return cls.from_dict(parse_json(text))
+
+    @classmethod
+    def read(cls, path):
+        """A checked record from a calibration file.
+
+        Raises ``OSError`` (with the file name) when the file cannot be read,
+        and ``CalibrationFileError`` with the one line ``"{path}: {reason}"``
+        when it is not UTF-8, not JSON, nested too deep, holds a number JSON
+        or float64 cannot carry, is of another format version, was edited
+        (digest) or is inconsistent.
+        """
+        with open(path, "rb") as f:
+            data = f.read()
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"calibration is not valid JSON ({exc})") from None
-        if not isinstance(d, dict):
-            raise InputError("calibration JSON must be an object")
-        return cls.from_dict(d)
+            return cls.from_json(data)
+        except CalibrationFileError as exc:
+            raise CalibrationFileError(f"{path}: {exc}") from None

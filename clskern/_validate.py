@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from .errors import EmptyGroundTruthError, InputError, ScoreDtypeError, volume_name
+from .errors import ArgumentError, ArgumentTypeError, EmptyGroundTruthError, InputError, ScoreDtypeError, volume_name
 
 SCORE_DTYPES = (np.float16, np.float32, np.float64)
 EMPTY_POLICIES = ("skip", "pass", "error")
@@ -92,17 +92,75 @@ def flat_labels(labels, shape, order, name=None):
     return flat
 
 
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_real_scalar(value):
+    """A real number, not a bool (Python's, NumPy's), string or complex."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def real_number(value, what, *, finite=False):
+    """``value`` as a float: a real number, never NaN (nor +-inf when ``finite``); else an error naming ``what``."""
+    if not _is_real_scalar(value):
+        raise ArgumentTypeError(f"{what} must be a real number, got {_short(value)} ({type(value).__name__})")
+    try:
+        number = float(value)
+    except (OverflowError, TypeError, ValueError):
+        raise ArgumentError(f"{what} {_short(value)} does not convert to float64") from None
+    if math.isnan(number) or (finite and math.isinf(number)):
+        raise ArgumentError(f"{what} must be {'finite' if finite else 'a number, not NaN'}, got {number!r}")
+    return number
+
+
+def real_array(value, what, *, finite=True):
+    """``value`` (a real number or an array of them) as float64, never NaN (nor +-inf when ``finite``).
+
+    Strings, bytes, bools, None, complex numbers and object arrays are refused
+    (``ArgumentTypeError``, also a ``TypeError``) rather than converted.
+    """
+    if _is_real_scalar(value):
+        array = np.asarray(real_number(value, what, finite=finite), dtype=np.float64)
+    else:
+        if value is None or isinstance(value, (str, bytes, bytearray, bool, np.bool_, complex)):
+            raise ArgumentTypeError(f"{what} must be a real number or an array of them, got {_short(value)}")
+        try:
+            array = np.asarray(value)
+        except Exception:  # ragged lists, objects NumPy cannot read
+            raise ArgumentTypeError(f"{what} must be a real number or an array of them, got {_short(value)}") from None
+        if array.dtype.kind not in "iuf":
+            raise ArgumentTypeError(
+                f"{what} must be a real number or an array of them, got {_short(value)} (dtype {array.dtype})"
+            )
+        array = array.astype(np.float64)
+    bad = np.isnan(array) | (np.isinf(array) if finite else False)
+    if bad.any():
+        raise ArgumentError(f"{what} must be {'finite' if finite else 'free of NaN'}, got {_short(value)}")
+    return array
+
+
+def check_label(label, name=None):
+    """``label``: None or a finite real number (checked before any volume is read)."""
+    if label is None:
+        return None
+    try:
+        return real_number(label, "label", finite=True)
+    except ArgumentError as exc:
+        raise type(exc)(f"{volume_name(name)}: {exc}") from None
+
+
 def label_target(label, dtype, name=None):
     """``(target, use_target)`` for the kernels: lesion is ``labels == target`` or ``labels > 0``."""
     dtype = np.dtype(np.uint8 if dtype == np.bool_ else dtype)
     if label is None:
         return dtype.type(0), False
-    if isinstance(label, bool) or not isinstance(label, numbers.Real) or not math.isfinite(label):
-        raise InputError(f"{volume_name(name)}: label must be a finite number, got {label!r}")
+    check_label(label, name)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if label != int(label) or not info.min <= label <= info.max:
-            raise InputError(f"{volume_name(name)}: label {label!r} cannot occur in {dtype} labels")
+            raise ArgumentError(f"{volume_name(name)}: label {label!r} cannot occur in {dtype} labels")
         return dtype.type(int(label)), True
     return dtype.type(label), True
 
@@ -116,8 +174,8 @@ def prepare(scores, labels, label=None, name=None):
 
 
 def check_empty_policy(empty, allowed=EMPTY_POLICIES):
-    if empty not in allowed:
-        raise ValueError(f"empty must be one of {', '.join(map(repr, allowed))}, got {empty!r}")
+    if not isinstance(empty, str) or empty not in allowed:
+        raise ArgumentError(f"empty must be one of {', '.join(map(repr, allowed))}, got {empty!r}")
 
 
 def empty_error(name):
@@ -141,19 +199,19 @@ def empty_threshold(empty, eps, name):
 
 def check_fraction(value, what, *, closed_low=True):
     """A probability-like parameter: finite, in [0, 1) (or (0, 1) if not ``closed_low``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    value = float(value)
+    if not _is_real_scalar(value):
+        raise ArgumentTypeError(f"{what} must be a number, got {_short(value)}")
+    value = real_number(value, what)
     low_ok = value >= 0 if closed_low else value > 0
     if not (low_ok and value < 1):
         interval = "[0, 1)" if closed_low else "(0, 1)"
-        raise ValueError(f"{what} must lie in {interval}, got {value!r}")
+        raise ArgumentError(f"{what} must lie in {interval}, got {value!r}")
     return value
 
 
-def epsilon_array(epsilon):
-    """``epsilon`` as a float64 array in [0, 1) (scalar or array)."""
-    eps = np.asarray(epsilon, dtype=np.float64)
+def epsilon_array(epsilon, what="epsilon"):
+    """``epsilon`` as a float64 array in [0, 1) (a real number or an array of them; never a string)."""
+    eps = real_array(epsilon, what)
     if not np.all((eps >= 0) & (eps < 1)):
-        raise ValueError(f"epsilon must lie in [0, 1), got {epsilon!r}")
+        raise ArgumentError(f"{what} must lie in [0, 1), got {_short(epsilon)}")
     return eps

@@ -19,16 +19,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
-from ._calibration_record import Calibration
-from ._ranks import largest_rank
+from ._binomial import hoeffding_bentkus_pvalue
+from ._calibration_record import METHODS, Calibration, cls_pac_rank, cls_rank, kth_smallest, risk_predicate
+from ._calibration_record import NEEDS as _NEEDS
 from ._risk_search import largest_certified_score
 from ._validate import check_empty_policy, check_fraction, empty_error
-from .errors import CalibrationError, InputError
+from .errors import ArgumentError, ArgumentTypeError, CalibrationError, InputError
 from .volume import VolumeStats
 
-METHODS = ("cls", "cls-pac", "crc", "rcps")
-_NEEDS = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
+# The rules live with the record, which re-checks every file it reads with them.
+_cls_rank, _cls_pac_rank = cls_rank, cls_pac_rank
+__all__ = ["METHODS", "calibrate", "risk_predicate"]
 
 
 def _case_names(volumes):
@@ -36,10 +37,20 @@ def _case_names(volumes):
     if isinstance(volumes, Mapping):
         return list(volumes.values()), [str(k) for k in volumes.keys()]
     if isinstance(volumes, (VolumeStats, str, bytes)) or not hasattr(volumes, "__iter__"):
-        raise TypeError("volumes must be a sequence (or mapping) of VolumeStats or critical thresholds")
+        raise ArgumentTypeError("volumes must be a sequence (or mapping) of VolumeStats or critical thresholds")
     items = list(volumes)
     names = [getattr(v, "name", None) for v in items]
-    return items, [n if n is not None else f"#{i}" for i, n in enumerate(names)]
+    return items, [str(n) if n is not None else f"#{i}" for i, n in enumerate(names)]
+
+
+def _check_distinct(names):
+    """Case ids must tell cases apart (the calibration record lists them, and refuses repeats)."""
+    if len(set(names)) != len(names):
+        seen = set()
+        for name in names:
+            if name in seen:
+                raise ArgumentError(f"case id {name!r} appears twice among the volumes; give each case its own name")
+            seen.add(name)
 
 
 def _critical_thresholds(items, names, epsilon, empty):
@@ -51,11 +62,14 @@ def _critical_thresholds(items, names, epsilon, empty):
         elif item is None:
             value = None
         elif isinstance(item, (int, float, np.floating, np.integer)) and not isinstance(item, bool):
-            value = float(item)
+            try:
+                value = float(item)
+            except OverflowError:
+                raise ArgumentError(f"case {name}: critical threshold {item} is too large for float64") from None
             if math.isnan(value):
-                raise InputError(f"case {name}: critical threshold is NaN")
+                raise ArgumentError(f"case {name}: critical threshold is NaN")
         else:
-            raise TypeError(f"case {name}: expected VolumeStats or a critical threshold, got {type(item).__name__}")
+            raise ArgumentTypeError(f"case {name}: expected VolumeStats or a critical threshold, got {type(item).__name__}")
         if value is None:
             if empty == "error":
                 raise empty_error(name)
@@ -73,7 +87,7 @@ def _lesion_sets(items, names, empty):
     kept, kept_names, skipped = [], [], 0
     for item, name in zip(items, names):
         if not isinstance(item, VolumeStats):
-            raise TypeError(f"case {name}: crc and rcps need VolumeStats, not {type(item).__name__}")
+            raise ArgumentTypeError(f"case {name}: crc and rcps need VolumeStats, not {type(item).__name__}")
         if item.n_fg == 0:
             if empty == "error":
                 raise empty_error(name)
@@ -100,17 +114,6 @@ def _smallest_n(condition, start=1):
     return hi
 
 
-def _cls_rank(n, alpha):
-    return int(largest_rank(alpha, n + 1, n))
-
-
-def _cls_pac_rank(n, alpha, delta):
-    """Largest ``j >= 1`` with ``BinomCDF(j - 1; n, alpha) <= delta`` (0 if none)."""
-    if n == 0:
-        return 0
-    return int(np.count_nonzero(cdf_at_most(n, alpha, delta)[:n]))  # cdf[j - 1], j = 1..n; non-decreasing
-
-
 def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
     n = thresholds.size
     if method == "cls":
@@ -129,18 +132,11 @@ def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
                 f"cls-pac cannot certify alpha={alpha:g}, delta={delta:g} with n={n} calibration cases: "
                 f"it needs n >= {need} ((1 - alpha)^n <= delta)"
             )
-    threshold = float(np.partition(thresholds, k - 1)[k - 1])
+    threshold = kth_smallest(thresholds, k)
     return Calibration.build(
         method, threshold, epsilon, alpha, delta, n, skipped, k,
         critical_thresholds=thresholds.tolist(), case_ids=names,
     )
-
-
-def risk_predicate(method, n, epsilon, delta):
-    """Whether ``crc`` or ``rcps`` certifies a threshold, from the fsum of its n FNR terms."""
-    if method == "crc":
-        return lambda fnr_sum: (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
-    return lambda fnr_sum: hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
 
 
 def _risk_controlled(method, cases, names, epsilon, delta, skipped):
@@ -202,19 +198,20 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
         calibration set that would do.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_empty_policy(empty)
     epsilon = check_fraction(epsilon, "epsilon")
     given = {"alpha": alpha, "delta": delta}
     for parameter, value in given.items():
         if parameter in _NEEDS[method]:
             if value is None:
-                raise ValueError(f"method {method!r} needs {parameter}")
+                raise ArgumentError(f"method {method!r} needs {parameter}")
             given[parameter] = check_fraction(value, parameter, closed_low=False)
         elif value is not None:
-            raise ValueError(f"method {method!r} takes no {parameter}: its guarantee does not involve one")
+            raise ArgumentError(f"method {method!r} takes no {parameter}: its guarantee does not involve one")
     alpha, delta = given["alpha"], given["delta"]
     items, names = _case_names(volumes)
+    _check_distinct(names)
     if method in ("cls", "cls-pac"):
         thresholds, kept_names, skipped = _critical_thresholds(items, names, epsilon, empty)
         return _order_statistic(method, thresholds, kept_names, epsilon, alpha, delta, skipped)

@@ -11,7 +11,29 @@ class ClsKernError(ValueError):
 
 
 class InputError(ClsKernError):
-    """Scores or labels that cannot be used: wrong shape, dtype or layout."""
+    """Inputs that cannot be used: scores or labels of the wrong shape, dtype or layout, bad arguments, files."""
+
+
+class ArgumentError(InputError):
+    """An argument of a public function outside its domain: NaN, out of range, the wrong shape.
+
+    The message names the argument.
+    """
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of the wrong type (a string, bool, complex or object where a real number goes).
+
+    Also a ``TypeError``; the message names the argument.
+    """
+
+
+class CalibrationFileError(InputError):
+    """A calibration record that cannot be trusted: not JSON, edited, inconsistent, another format.
+
+    Raised by ``Calibration.from_json``/``from_dict`` (reason only) and by
+    ``Calibration.read`` (``"{path}: {reason}"``, one line).
+    """
 
 
 class ScoreDtypeError(InputError, TypeError):

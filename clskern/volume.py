@@ -18,7 +18,16 @@ from . import _gather as gather
 from ._binning import N_BINS, bin_lower_edges
 from ._radix import select_ranks, sort_scores
 from ._ranks import largest_rank
-from ._validate import check_empty_policy, empty_error, empty_threshold, epsilon_array, prepare, scalar_or_array
+from ._validate import (
+    check_empty_policy,
+    check_label,
+    empty_error,
+    empty_threshold,
+    epsilon_array,
+    prepare,
+    real_array,
+    scalar_or_array,
+)
 from .errors import InputError, NaNScoresError, volume_name
 
 class VolumeStats:
@@ -233,10 +242,8 @@ class VolumeStats:
 
 
 def _thresholds(t):
-    t = np.asarray(t, dtype=np.float64)
-    if np.isnan(t).any():
-        raise ValueError("thresholds must not be NaN")
-    return t
+    """Thresholds ``t``: real numbers (+-inf allowed), never NaN, strings or bools."""
+    return real_array(t, "thresholds t", finite=False)
 
 
 def _lesion_dtype(flat_scores):
@@ -277,6 +284,7 @@ def volume_stats(scores, labels, *, label=None, name=None, backend="auto"):
     InputError, ScoreDtypeError
         For shape mismatches and unreadable dtypes.
     """
+    check_label(label, name)
     if _backend.use_cuda(backend, scores, labels, name=name):
         n_voxels, lesion, bins, counts = _backend.volume_stats_parts(scores, labels, label, name)
         return VolumeStats(n_voxels, lesion.size, lesion, bins, counts, name)
@@ -303,6 +311,7 @@ def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
     hold lesion voxels (see ``clskern._gather``). Raises ``NaNScoresError`` when a lesion score is NaN. ``backend``
     as in ``volume_stats``; the result is a host array either way.
     """
+    check_label(label, name)
     if _backend.use_cuda(backend, scores, labels, name=name):
         return _backend.lesion_scores(scores, labels, label, name)
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
@@ -344,10 +353,11 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
     -------
     float, or float64 ndarray of ``epsilon``'s shape
     """
-    if _backend.use_cuda(backend, scores, labels, name=name):
-        return _backend.critical_threshold(scores, labels, epsilon, label, empty, name)
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
+    check_label(label, name)
+    if _backend.use_cuda(backend, scores, labels, name=name):
+        return _backend.critical_threshold(scores, labels, epsilon, label, empty, name)
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
     gathered = gather.gather(flat_s, flat_l, target, use_target)
     n_fg = int(gathered.counts.sum())
