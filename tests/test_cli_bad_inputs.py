@@ -280,10 +280,10 @@ def test_apply_never_writes_over_its_inputs(root, capsys):
     cal = _calibration(root / "cal.json")
     before = {p.name: p.read_bytes() for p in (root / "scores").iterdir()}
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "scores", "--overwrite")
-    assert "scores: output folder is an input folder" in line
+    assert "scores: output is an input of this command" in line
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores" / "ok1.nii.gz",
                  "-o", root / "scores" / ".", "--overwrite")
-    assert "ok1.nii.gz: output would replace an input file" in line
+    assert "ok1.nii.gz: output is an input of this command" in line
     assert {p.name: p.read_bytes() for p in (root / "scores").iterdir()} == before
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import os
 
 from .._validate import EMPTY_POLICIES
 from ..io.cases import AFFINE_ATOL
@@ -23,6 +24,22 @@ def _require(value, holds, rule):
 def positive_int(text):
     value = _number(text, int, "a whole number")
     return _require(value, value >= 1, f"must be at least 1, got {value}")
+
+
+def usable_cores():
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def jobs_count(text):
+    """--jobs: at least 1, at most one reader per usable core (more only queue up and hold memory)."""
+    value = positive_int(text)
+    cores = usable_cores()
+    return _require(value, value <= cores,
+                    f"must be at most {cores} here (one reader per core; more would only hold more volumes in memory)")
 
 
 def channel_index(text):
@@ -55,9 +72,10 @@ def add_overwrite(parser, help="replace existing outputs"):
 
 def add_jobs(parser):
     parser.add_argument(
-        "-j", "--jobs", type=positive_int, default=1, metavar="N",
-        help="cases read in parallel (at most N+1 volumes in memory; default 1: read the next case "
-             "while the current one is processed)",
+        "-j", "--jobs", type=jobs_count, default=1, metavar="N",
+        help="cases read in parallel, at most one per core (at most N+1 volumes in memory, fewer when "
+             "they would not fit in the memory available; default 1: read the next case while the "
+             "current one is processed)",
     )
 
 

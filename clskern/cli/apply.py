@@ -11,7 +11,7 @@ from ..io import SCORE_SUFFIXES, find_files, prefetch, read_scores, split_suffix
 from ..io.errors import FileFormatError
 from ..io.masks import reference_index, resolve_geometry, save_mask
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
-from ._output import refuse_existing
+from ._output import refuse_existing, refuse_inputs_as_outputs
 from ._progress import Progress
 
 HELP = "write masks score >= the calibrated threshold"
@@ -69,16 +69,6 @@ def check_threshold(threshold, path):
     return float(threshold)
 
 
-def refuse_inputs_as_outputs(output_dir, outputs, inputs, folders):
-    """Raise unless every output path differs from every input file and input folder."""
-    if os.path.realpath(output_dir) in {os.path.realpath(d) for d in folders}:
-        raise ValueError(f"{output_dir}: output folder is an input folder; choose another -o")
-    protected = {os.path.realpath(p) for p in inputs}
-    for out in outputs:
-        if os.path.realpath(out) in protected:
-            raise ValueError(f"{out}: output would replace an input file; choose another -o")
-
-
 def run(args):
     calibration = load_calibration(args.calibration)
     threshold = check_threshold(calibration.threshold, args.calibration)
@@ -88,10 +78,9 @@ def run(args):
     for case_id, path in inputs.items():
         out = os.path.join(args.output, case_id + ".nii.gz")
         plan.append((case_id, path, resolve_geometry(path, case_id, references), out))
-    folders = [d for d in (args.scores, args.reference) if d is not None and os.path.isdir(d)]
-    sources = [*inputs.values(), args.calibration, *(references or {}).values()]
-    sources += [getattr(geometry, "path", None) for _, _, geometry, _ in plan]
-    refuse_inputs_as_outputs(args.output, [out for *_, out in plan], [p for p in sources if p], folders)
+    sources = [args.scores, args.reference, args.calibration, *inputs.values(), *(references or {}).values()]
+    sources += [geometry.path for _, _, geometry, _ in plan]
+    refuse_inputs_as_outputs([args.output, *(out for *_, out in plan)], sources)
     refuse_existing([out for *_, out in plan], args.overwrite)
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
@@ -100,7 +89,7 @@ def run(args):
         return read_scores(item[1], channel=args.channel)
 
     n_voxels = n_on = 0
-    stream = prefetch(plan, load, jobs=args.jobs)
+    stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
     try:
         for (case_id, _, geometry, out), volume, error in stream:
             if error is not None:

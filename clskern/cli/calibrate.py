@@ -1,10 +1,11 @@
 """``clskern calibrate``: a threshold from a store (no pass over volumes) or from folders."""
 
 from ..calibration import _NEEDS, METHODS, calibrate
+from ..errors import CalibrationError
 from ..store import StatsStore
-from ._cases import gather
+from ._cases import gather, pairs_of
 from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction
-from ._output import refuse_existing, write_text_atomic
+from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
 
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
 DEFAULT_ALPHA = 0.1
@@ -57,6 +58,7 @@ def run(args):
         if given:
             raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
+    refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels])
     refuse_existing([args.output], args.overwrite)
     if args.store is not None:
         with StatsStore(args.store, create=False) as store:
@@ -64,13 +66,27 @@ def run(args):
         if not volumes:
             raise ValueError(f"{args.store}: the store holds no cases")
     else:
-        volumes = gather(args, what="calibrate").stats
-    result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
-                       empty=args.empty)
+        volumes = gather(args, what="calibrate", paired=pairs_of(args)).stats
+    lesion_free = sorted(case for case, stats in volumes.items() if stats.n_fg == 0)
+    try:
+        result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
+                           empty=args.empty)
+    except CalibrationError as exc:
+        if lesion_free and args.empty == "skip":
+            raise CalibrationError(f"{exc}; {skipped_why(lesion_free, len(volumes))}") from None
+        raise
     write_text_atomic(args.output, result.to_json() + "\n")
     if not args.quiet:
         k = f", k={result.k}" if result.k is not None else ""
-        print(f"calibrate: threshold {result.threshold!r} ({result.method}, n={result.n}{k}"
-              f", {result.n_skipped} skipped) -> {args.output}")
+        print(f"calibrate: threshold {result.threshold!r} ({result.method}, n={result.n}{k}) -> {args.output}")
+        if result.n_skipped:
+            print(f"  {skipped_why(lesion_free, len(volumes))}")
         print(f"  {result.guarantee}")
     return 0
+
+
+def skipped_why(lesion_free, n_cases, shown=5):
+    """Which cases ``--empty skip`` left out, and why, in one line."""
+    names = ", ".join(lesion_free[:shown]) + (f" and {len(lesion_free) - shown} more" if len(lesion_free) > shown else "")
+    return (f"{len(lesion_free)} of {n_cases} case(s) skipped: no lesion voxels, so no FNR "
+            f"(--empty pass counts them as met by any threshold): {names}")

@@ -1,5 +1,6 @@
 """``clskern demo``: synthetic cases through stats -> calibrate -> apply, and a table."""
 
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 from ..io import pair_cases, read_labels, read_nifti, read_scores
 from ..synthetic import DEMO_SHAPE, write_dataset
 from ._common import add_overwrite, positive_int
-from ._output import refuse_existing
+from ._output import refuse_existing, write_text_atomic
 
 HELP = "run stats -> calibrate -> apply on a synthetic data set and compare with the 0.5 cut"
 
@@ -95,6 +96,65 @@ def _table(calibration, results, args, n_test, n_empty):
 
 
 EVALUATION_SPLITS = 50
+PARTS = ("calibration", "test", "stats.sqlite", "calibration.json", "masks", "all-cases.sqlite", "report")
+MANIFEST = ".clskern-demo.json"  # the files a demo wrote in --dir: all that --overwrite may remove
+
+
+def _files_under(root, part):
+    """Relative paths of the files (and links) at or below ``root/part``."""
+    path = os.path.join(root, part)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return [part] if os.path.lexists(path) else []
+    found = []
+    for folder, dirs, files in os.walk(path):
+        found += [os.path.relpath(os.path.join(folder, f), root) for f in files]
+        found += [os.path.relpath(os.path.join(folder, d), root) for d in dirs
+                  if os.path.islink(os.path.join(folder, d))]
+    return found
+
+
+def record_demo_files(root):
+    """Write the manifest of every file the demo has written in ``root`` so far."""
+    files = sorted(f for part in PARTS for f in _files_under(root, part))
+    write_text_atomic(os.path.join(root, MANIFEST), json.dumps({"written_by": "clskern demo", "files": files}))
+
+
+def _manifest(root):
+    try:
+        with open(os.path.join(root, MANIFEST), encoding="utf-8") as f:
+            return set(json.load(f)["files"])
+    except FileNotFoundError:
+        return set()
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise ValueError(f"{os.path.join(root, MANIFEST)}: unreadable demo manifest; "
+                         "remove the earlier demo's files by hand") from None
+
+
+def clear_previous_demo(root, overwrite):
+    """Make room in ``--dir`` for a new demo, removing only what an earlier demo wrote.
+
+    Without ``overwrite`` any earlier output is an error. With it, a file that
+    the manifest does not list (a user's own) stops the demo before anything
+    is removed.
+    """
+    existing = [os.path.join(root, p) for p in PARTS if os.path.lexists(os.path.join(root, p))]
+    refuse_existing(existing, overwrite)
+    if not existing:
+        return
+    ours = _manifest(root)
+    present = [f for part in PARTS for f in _files_under(root, part)]
+    foreign = [f for f in present if f not in ours]
+    if foreign:
+        raise ValueError(f"{os.path.join(root, foreign[0])}: not written by clskern demo"
+                         f"{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}; "
+                         "--overwrite removes only a demo's own files: choose another --dir")
+    for f in present:
+        os.unlink(os.path.join(root, f))
+    for part in PARTS:  # the folders the demo made, now empty of its files
+        path = os.path.join(root, part)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for folder, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
+                os.rmdir(folder)
 
 
 def _evaluation(args, main, cal_dir, test_dir, root, keep):
@@ -137,19 +197,14 @@ def run(args):
     root = args.dir if keep else tempfile.mkdtemp(prefix="clskern-demo-")
     try:
         if keep:
-            parts = [os.path.join(root, p) for p in ("calibration", "test", "stats.sqlite",
-                                                    "calibration.json", "masks", "all-cases.sqlite", "report")]
-            refuse_existing(parts, args.overwrite)
-            for p in parts:
-                if os.path.isdir(p):
-                    shutil.rmtree(p)
-                elif os.path.lexists(p):
-                    os.unlink(p)
+            clear_previous_demo(root, args.overwrite)
         n_cal = args.cases // 2
         cal_dir, test_dir = os.path.join(root, "calibration"), os.path.join(root, "test")
         rng = np.random.SeedSequence(args.seed).spawn(2)
         write_dataset(cal_dir, n_cal, shape=args.shape, seed=rng[0], prefix="cal")
         write_dataset(test_dir, args.cases - n_cal, shape=args.shape, seed=rng[1], prefix="test")
+        if keep:
+            record_demo_files(root)
         store, cal_json, masks = (os.path.join(root, p) for p in ("stats.sqlite", "calibration.json", "masks"))
         commands = [
             ["stats", "--scores", os.path.join(cal_dir, "scores"), "--labels", os.path.join(cal_dir, "labels"),
@@ -171,7 +226,11 @@ def run(args):
         if not args.quiet:
             print()
         print(_table(calibration, results, args, n_test, n_empty))
+        if keep:
+            record_demo_files(root)
         report = _evaluation(args, main, cal_dir, test_dir, root, keep)
+        if keep:
+            record_demo_files(root)
         print(f"\nvalidation report ({EVALUATION_SPLITS} random splits of all {args.cases} cases): {report}")
         if not args.quiet:
             print(f"({time.perf_counter() - started:.1f} s" + (f"; files kept in {root})" if keep else ")"))

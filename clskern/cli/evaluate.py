@@ -2,6 +2,7 @@
 
 from ..evaluation import cli as evaluation_cli
 from ..store import StatsStore
+from ._output import refuse_inputs_as_outputs
 
 
 def add_parser(subparsers):
@@ -22,4 +23,5 @@ def load_stats(args):
 
 
 def run(args):
+    refuse_inputs_as_outputs([args.outdir], [args.store, *args.stats])
     return evaluation_cli.run(args, load_stats)

@@ -4,13 +4,16 @@ Each subcommand is a module with ``add_parser(subparsers)`` and
 ``run(args) -> exit code``; ``SUBCOMMANDS`` lists them in help order, so a new
 one (say ``evaluate``) is one line here. Every bad input ends the run with
 exit status 1 and one line ``clskern CMD: error: ...`` on stderr (no
-traceback); usage errors exit 2, Ctrl-C 130.
+traceback; ``--debug`` shows it); usage errors exit 2, Ctrl-C 130. An error
+clskern did not foresee is still one line, marked as an internal error.
 """
 
 import argparse
 import importlib
+import logging
 import sqlite3
 import sys
+import traceback
 
 from .._version import __version__
 
@@ -37,22 +40,58 @@ def build_parser():
         epilog="Start with: clskern demo",
     )
     parser.add_argument("--version", action="version", version=f"clskern {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     modules = {}
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        module.add_parser(sub).set_defaults(_module=module)
+        command = module.add_parser(sub)
+        command.set_defaults(_module=module)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an error")
         modules[name] = module
     return parser
 
 
+# Failures of reading or validating an input: reported as the input's fault.
+# MemoryError, OverflowError and RecursionError come from sizes and nesting
+# that a file declares; UnicodeError (a ValueError) from names and text.
+INPUT_ERRORS = (ValueError, OSError, sqlite3.Error, MemoryError, OverflowError, RecursionError)
+
+
 def _describe(exc):
-    """One line for an error: its message, with the file for OSErrors."""
+    """One line for an error: its message, with the file for OSErrors, never empty."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    text = str(exc) or type(exc).__name__
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory{': ' + str(exc) if str(exc) else ''}"
+    elif isinstance(exc, RecursionError):
+        text = f"input nested too deeply ({exc})"
+    else:
+        text = str(exc) or type(exc).__name__
+        if not isinstance(exc, INPUT_ERRORS):
+            text = f"internal error ({type(exc).__name__}: {text}); run with --debug for the traceback"
     return " ".join(text.split())
+
+
+def _say(line):
+    """Print one line on stderr, whatever bytes a file name holds."""
+    stream = sys.stderr
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(line.encode(encoding, "backslashreplace").decode(encoding) + "\n")
+    stream.flush()
+
+
+def _quiet_libraries():
+    """No third-party log lines: clskern reports every problem itself, in one line.
+
+    Returns a callable that restores the loggers (``main`` also runs in-process).
+    """
+    logger = logging.getLogger("nibabel")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    return lambda: logger.setLevel(level)
 
 
 def main(argv=None):
@@ -60,14 +99,19 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"clskern {args.command}"
+    restore = (lambda: None) if args.debug else _quiet_libraries()
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted (finished work is kept; run it again to resume)", file=sys.stderr)
+        _say(f"\n{prog}: interrupted (finished work is kept; run it again to resume)")
         return 130
-    except (ValueError, OSError, sqlite3.Error) as exc:
-        print(f"{prog}: error: {_describe(exc)}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line
+        if args.debug:
+            traceback.print_exc()
+        _say(f"{prog}: error: {_describe(exc)}")
         return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import time
 from ..store import StatsStore
 from ._cases import gather, pairs_of
 from ._common import add_empty, add_overwrite, add_quiet, add_reading
+from ._output import refuse_inputs_as_outputs
 
 HELP = "read each case once and keep its statistics in a store (resumable)"
 
@@ -33,13 +34,17 @@ def add_parser(subparsers):
     return p
 
 
+STORE_FILES = ("", "-wal", "-shm", "-journal")  # SQLite keeps its journal beside the store
+
+
 def _remove_store(path):
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in STORE_FILES:
         if os.path.lexists(path + suffix):
             os.unlink(path + suffix)
 
 
 def run(args):
+    refuse_inputs_as_outputs([args.store + suffix for suffix in STORE_FILES], [args.scores, args.labels])
     paired = pairs_of(args)  # bad folders fail before an old store is removed
     if args.overwrite:
         _remove_store(args.store)

@@ -1,6 +1,7 @@
 """Atomic file output: write a temporary file beside the target, then ``os.replace``."""
 
 import contextlib
+import errno
 import os
 import tempfile
 
@@ -22,18 +23,25 @@ def atomic_path(path, suffix=".tmp"):
     """Yield a temporary path; on success it replaces ``path`` in one step.
 
     On any error (or Ctrl-C) the temporary file is removed and ``path`` is
-    left as it was. ``suffix`` keeps the file type visible to writers that
-    choose a format from the name (``.nii.gz``).
+    left as it was; an ``OSError`` about the temporary file (a full disk, say)
+    is raised naming ``path``. ``suffix`` keeps the file type visible to
+    writers that choose a format from the name (``.nii.gz``).
     """
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=directory)
+    except OSError as exc:  # no folder, no permission, full disk: name the output
+        raise OSError(exc.errno or errno.EIO, exc.strerror or "cannot create a file", path) from None
     os.close(fd)
     try:
         os.chmod(tmp, _default_mode())
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            code = exc.errno if exc.errno is not None else errno.EIO
+            raise OSError(code, exc.strerror or os.strerror(code), path) from None
         raise

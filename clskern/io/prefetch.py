@@ -2,15 +2,28 @@
 
 ``prefetch`` runs ``load`` on a thread pool and yields results in input
 order. At most ``jobs`` loads run ahead of the case the caller holds, so at
-most ``jobs + 1`` volumes are in memory. Reading threads overlap because the
-gzip backends, file reads and the Numba kernels release the GIL.
+most ``jobs + 1`` volumes are in memory, and fewer when the volumes seen so
+far would not fit in the memory available. Reading threads overlap because
+the gzip backends, file reads and the Numba kernels release the GIL.
 """
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ._memory import available_memory
 
-def prefetch(items, load, *, jobs=1, meanwhile=None):
+_END = object()
+
+
+def loads_ahead(jobs, nbytes, available):
+    """How many loads may run ahead of a held volume of ``nbytes``: ``jobs`` at most,
+    fewer so that ``ahead + 1`` such volumes fit in ``available`` bytes (0 when even two do not)."""
+    if not nbytes or available is None:
+        return jobs
+    return max(0, min(jobs, available // nbytes - 1))
+
+
+def prefetch(items, load, *, jobs=1, meanwhile=None, nbytes=None):
     """Yield ``(item, result, error)`` for each item, in order.
 
     Parameters
@@ -23,6 +36,9 @@ def prefetch(items, load, *, jobs=1, meanwhile=None):
     meanwhile : callable, optional
         Called once on the calling thread after the first loads have
         started, before waiting for them (start-up work that can overlap).
+    nbytes : callable, optional
+        ``nbytes(result)``: the memory a result holds. The largest seen so
+        far bounds the loads run ahead by the memory available.
 
     Yields
     ------
@@ -34,11 +50,17 @@ def prefetch(items, load, *, jobs=1, meanwhile=None):
     items = iter(items)
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="clskern-read")
     pending = deque()
+    largest = 0
+
+    def top_up(limit):
+        while len(pending) < limit:
+            nxt = next(items, _END)
+            if nxt is _END:
+                return
+            pending.append((nxt, pool.submit(load, nxt)))
+
     try:
-        for item in items:
-            pending.append((item, pool.submit(load, item)))
-            if len(pending) >= jobs:
-                break
+        top_up(jobs)
         if meanwhile is not None:
             meanwhile()
         while pending:
@@ -46,11 +68,13 @@ def prefetch(items, load, *, jobs=1, meanwhile=None):
             error = future.exception()
             result = None if error is not None else future.result()
             future = None
-            for nxt in items:  # keep `jobs` loads running while the consumer works
-                pending.append((nxt, pool.submit(load, nxt)))
-                break
+            if nbytes is not None and result is not None:
+                largest = max(largest, int(nbytes(result)))
+            top_up(loads_ahead(jobs, largest, available_memory() if largest else None))
             yield item, result, error
             result = None
+            if not pending:  # nothing was allowed ahead: the next load starts now
+                top_up(1)
     finally:
         for _, future in pending:
             future.cancel()
