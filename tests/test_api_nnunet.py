@@ -6,6 +6,8 @@ import pickle
 import nibabel as nib
 import numpy as np
 import pytest
+from nnunet_files import LPS_AFFINE
+from nnunet_files import write_nnunet_case as write_nnunet_files
 
 import clskern
 from clskern.adapters.nnunet import apply_folder, calibrate_folder
@@ -97,3 +99,27 @@ def test_apply_folder_to_another_folder_with_a_calibration_file(dataset, tmp_pat
     scores = cases["BRATS_002"][0]
     mask = np.asarray(nib.load(written["BRATS_002"]).dataobj)
     assert np.array_equal(mask, clskern.apply_threshold(scores, calibration.threshold))
+
+
+def test_reorienting_reader_folder_equals_library_calibration(tmp_path):
+    """NibabelIOWithReorient saves probabilities in RAS axes: the folder API brings them back to labelsTr's."""
+    predictions, labels_tr = tmp_path / "predictions", tmp_path / "labelsTr"
+    predictions.mkdir()
+    labels_tr.mkdir()
+    rng = np.random.default_rng(5)
+    expected_stats, arrays = {}, {}
+    for i in range(8):
+        case_id = f"LPS_{i:03d}"
+        scores, labels = synthetic_case(rng, SHAPE)
+        write_nnunet_files(predictions, case_id, scores, LPS_AFFINE, reader="reorient", segmentation=True)
+        nib.save(nib.Nifti1Image(labels, LPS_AFFINE), labels_tr / f"{case_id}.nii.gz")
+        arrays[case_id] = scores.astype(np.float32)
+        expected_stats[case_id] = clskern.volume_stats(arrays[case_id], labels, name=case_id)
+    calibration = calibrate_folder(predictions, labels_tr, epsilon=0.2, alpha=0.3)
+    assert calibration.threshold == clskern.calibrate(expected_stats, epsilon=0.2, alpha=0.3).threshold
+    written = apply_folder(calibration, predictions)
+    for case_id, path in written.items():
+        img = nib.load(path)
+        np.testing.assert_allclose(img.affine, LPS_AFFINE, atol=1e-5)
+        mask = np.asarray(img.dataobj)
+        np.testing.assert_array_equal(mask, clskern.apply_threshold(arrays[case_id], calibration.threshold))

@@ -6,6 +6,7 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
+from nnunet_files import write_nnunet_case
 
 from clskern.io import MismatchError, PairingError, load_case, pair_cases, prefetch
 
@@ -33,8 +34,7 @@ def test_pairs_by_id_across_formats_and_nnunet_naming(tmp_path):
     p, y = _case()
     _write(s / "a.nii.gz", p)
     _write(s / "b_0000.nii.gz", p)  # nnU-Net image-channel naming
-    np.savez(s / "c.npz", probabilities=np.stack([1 - p.T, p.T]))
-    _write(s / "c.nii.gz", (p > 0.5).astype(np.uint8))  # nnU-Net's segmentation beside its .npz
+    write_nnunet_case(s, "c", p, np.eye(4), segmentation=True)  # .npz, .pkl and nnU-Net's segmentation
     np.save(s / "d.npy", p)
     (s / "dataset.json").write_text("{}")
     (s / ".hidden.nii.gz").write_bytes(b"")
@@ -45,10 +45,11 @@ def test_pairs_by_id_across_formats_and_nnunet_naming(tmp_path):
     pairs, unmatched = pair_cases(s, l)
     assert [x.case_id for x in pairs] == ["a", "b", "c", "d", "e_0001"]
     assert pairs[2].scores.endswith("c.npz") and unmatched == []
-    for pair in pairs:
+    for pair, geometry in zip(pairs, ["affine", "affine", "pkl", "shape", "affine"]):
         case = load_case(pair)
         np.testing.assert_array_equal(case.scores, p)
         np.testing.assert_array_equal(case.labels, y)
+        assert case.geometry == geometry and case.geometry_checked == (geometry != "shape")
 
 
 def test_unmatched_cases_are_listed_or_left_out(tmp_path):

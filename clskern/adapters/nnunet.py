@@ -8,6 +8,13 @@ predicted), gathers each case's statistics once (optionally into a resumable
 store) and calibrates. ``apply_folder`` cuts every ``CASE.npz`` of a
 prediction folder at the threshold and writes ``CASE<suffix>.nii.gz`` with the
 geometry of ``CASE.pkl``: beside nnU-Net's files by default, never over them.
+
+Every ``CASE.npz`` is checked against its label through ``CASE.pkl`` (read
+with an allow-list, never running code): the geometry there must match the
+label's affine, and probabilities that nnU-Net's ``NibabelIOWithReorient``
+saved in reoriented (RAS) axes are brought back to the label's axes first,
+as nnU-Net does for its segmentation. Masks are written in the source
+image's axes with its affine, like nnU-Net's ``CASE.nii.gz``.
 """
 
 import os
@@ -15,7 +22,8 @@ import os
 from ..apply import apply_threshold
 from ..calibration import calibrate
 from ..errors import InputError
-from ..io import ScoreVolume, collect_stats, find_files, pair_cases, read_npz
+from ..io import collect_stats, find_files, pair_cases
+from ..io.cases import read_case_scores
 from ..io.errors import PairingError
 from ..io.masks import resolve_geometry, save_mask
 from ..store import StatsStore
@@ -32,8 +40,8 @@ def calibrate_folder(predictions, labels, *, epsilon, alpha=None, method="cls", 
     ----------
     predictions : str or os.PathLike
         An nnU-Net output folder written with ``--save_probabilities``
-        (``CASE.npz``; the ``.pkl``, ``.json`` and segmentation files beside
-        them are ignored).
+        (``CASE.npz`` with its ``CASE.pkl``, which gives the geometry; the
+        ``.json`` and segmentation files beside them are ignored).
     labels : str or os.PathLike
         The dataset's ``labelsTr`` (``CASE.nii.gz``); cases without
         predictions are left out, predictions without labels are an error.
@@ -115,8 +123,8 @@ def apply_folder(calibration, predictions, *, output=None, suffix=DEFAULT_SUFFIX
     os.makedirs(output, exist_ok=True)
     written = {}
     for case_id, (path, geometry, out) in plan.items():
-        scores = read_npz(path, channel)
-        mask = apply_threshold(scores, threshold, name=case_id)
-        save_mask(mask, out, geometry, ScoreVolume(scores, path))
+        volume = read_case_scores(path, channel, geometry)
+        mask = apply_threshold(volume.array, threshold, name=case_id)
+        save_mask(mask, out, geometry, volume)
         written[case_id] = out
     return written

@@ -9,7 +9,8 @@
 
 from ._gzip import available_backends as gzip_backends
 from ._gzip import gunzip
-from .arrays import read_npy, read_npz, read_pkl_affine
+from .arrays import read_npy, read_npz
+from .nnunet_pkl import read_pkl_affine
 from .batch import BatchResult, CaseEvent, collect_stats
 from .cases import (
     SCORE_SUFFIXES,

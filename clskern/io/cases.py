@@ -6,6 +6,13 @@ of the same id; a score file named like an nnU-Net image channel
 ``CASE_0000``. In a folder holding both ``CASE.npz`` and ``CASE.nii.gz`` (what
 nnU-Net's ``--save_probabilities`` writes: probabilities and segmentation),
 the ``.npz`` is the score file.
+
+Before a pair is used, its scores are shown to describe the label's voxels:
+a NIfTI score file by its affine; an nnU-Net ``.npz`` by the ``CASE.pkl``
+beside it (its geometry must match the label's affine, and probabilities
+saved in reoriented axes by ``NibabelIOWithReorient`` are brought back to the
+label's axes first); a ``.npy`` only by its shape (``LoadedCase.geometry``
+says which).
 """
 
 import os
@@ -17,11 +24,11 @@ import numpy as np
 from .arrays import read_npy, read_npz
 from .errors import FileFormatError, MismatchError, PairingError
 from .nifti import NIFTI_SUFFIXES, read_nifti
+from .nnunet_pkl import AFFINE_ATOL, pkl_beside, read_pkl_geometry
 
 SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")
 LABEL_SUFFIXES = NIFTI_SUFFIXES
 _CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
-AFFINE_ATOL = 1e-3  # world units (mm): float32 sform/qform round-off stays far below
 
 
 def split_suffix(name, suffixes):
@@ -145,7 +152,13 @@ def _pick_channel(array, channel, path, ndim):
 
 @dataclass
 class ScoreVolume:
-    """Scores of one case, aligned to nibabel's axes, with geometry when known."""
+    """Scores of one case, aligned to nibabel's axes, with geometry when known.
+
+    ``affine`` is None for ``.npz``/``.npy`` scores read by ``read_scores``
+    (the file's own axes, which for nnU-Net's reorienting reader are not the
+    source image's); ``read_case_scores`` fills it once the scores are in the
+    source image's axes.
+    """
 
     array: np.ndarray
     path: str
@@ -174,6 +187,38 @@ def read_scores(path, *, channel=None, ndim=3, backend=None):
     return ScoreVolume(array, path, vol.affine, vol.header)
 
 
+def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None, affine_atol=AFFINE_ATOL):
+    """Scores of a case in the axes of its source image, ready for a mask.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A score file (``.npz``, ``.nii.gz``, ``.nii``, ``.npy``).
+    channel : int, optional
+        As in ``read_scores``.
+    geometry : clskern.io.masks.Geometry, optional
+        From ``resolve_geometry``. For an ``.npz`` whose geometry names an
+        nnU-Net ``.pkl`` (``kind == "pkl"``, or ``pkl`` set beside a
+        reference), the probabilities are brought back from nnU-Net's
+        reoriented axes to the source image's (a view) and ``affine`` is the
+        ``.pkl``'s original affine. Otherwise this is ``read_scores``.
+
+    Raises
+    ------
+    FileFormatError, MismatchError
+        An unreadable or unsafe ``.pkl``, or one that does not fit the array.
+    """
+    volume = read_scores(path, channel=channel, ndim=ndim, backend=backend)
+    pkl = getattr(geometry, "pkl", None)
+    if pkl is None and getattr(geometry, "kind", None) == "pkl":
+        pkl = geometry.path
+    if pkl is None or not volume.path.endswith(".npz"):
+        return volume
+    pkl_geometry = read_pkl_geometry(pkl)
+    array = pkl_geometry.to_original(volume.array, f"scores {volume.path}", affine_atol)
+    return ScoreVolume(array, volume.path, pkl_geometry.affine, None)
+
+
 def read_labels(path, *, backend=None):
     """A label NIfTI: ``(array, affine, header)``, trailing singleton axes dropped."""
     vol = read_nifti(path, backend=backend)
@@ -189,14 +234,30 @@ def check_affines(a, b, path_a, path_b, atol=AFFINE_ATOL):
         )
 
 
+GEOMETRY_CHECKS = ("affine", "pkl", "shape")
+
+
 @dataclass
 class LoadedCase:
-    """A case read from disk, ready for ``volume_stats``."""
+    """A case read from disk, ready for ``volume_stats``.
+
+    ``geometry`` says how the scores were shown to describe the label's
+    voxels: ``"affine"`` (a NIfTI score file whose affine matches the
+    label's), ``"pkl"`` (an nnU-Net ``.npz`` whose ``CASE.pkl`` geometry
+    matches the label's affine, brought back from reoriented axes if need
+    be), or ``"shape"`` (a ``.npy``: no geometry, paired by shape only).
+    """
 
     case_id: str
     scores: np.ndarray
     labels: np.ndarray
     pair: CasePair
+    geometry: str = "shape"
+
+    @property
+    def geometry_checked(self):
+        """True unless the pair was matched by shape only (``.npy`` scores)."""
+        return self.geometry != "shape"
 
     @property
     def nbytes(self):
@@ -207,21 +268,65 @@ class LoadedCase:
 def load_case(pair, *, channel=None, backend=None, affine_atol=AFFINE_ATOL):
     """Read a case's scores and labels and check that they line up.
 
+    A NIfTI score file must have the label's shape and affine. An nnU-Net
+    ``CASE.npz`` needs its ``CASE.pkl``: the geometry there must match the
+    label's affine, and probabilities in reoriented axes
+    (``NibabelIOWithReorient``) are first brought back to the label's axes,
+    as nnU-Net does for its segmentation. A ``.npy`` is matched by shape
+    only (``LoadedCase.geometry == "shape"``).
+
     Raises
     ------
     MismatchError
-        Shapes (or, for two NIfTI files, affines) that disagree; both files
-        are named.
+        Shapes or affines that disagree; the case and the files are named.
     FileFormatError
-        For a file that cannot be read.
+        For a file that cannot be read, an ``.npz`` without its ``.pkl``, or
+        a ``.pkl`` without geometry or that would run code.
     """
     labels, label_affine, _ = read_labels(pair.labels, backend=backend)
     scores = read_scores(pair.scores, channel=channel, ndim=labels.ndim, backend=backend)
-    if scores.array.shape != labels.shape:
+    array = scores.array
+    if scores.affine is not None:
+        geometry = "affine"
+    elif pair.scores.endswith(".npz"):
+        geometry = "pkl"
+        array = _npz_in_label_axes(pair, array, labels, label_affine, affine_atol)
+    else:
+        geometry = "shape"
+    if array.shape != labels.shape:
         raise MismatchError(
-            f"case {pair.case_id!r}: scores {pair.scores} have shape {scores.array.shape} "
+            f"case {pair.case_id!r}: scores {pair.scores} have shape {array.shape} "
             f"but labels {pair.labels} have shape {labels.shape}"
         )
     if scores.affine is not None:
         check_affines(scores.affine, label_affine, pair.scores, pair.labels, affine_atol)
-    return LoadedCase(pair.case_id, scores.array, labels, pair)
+    return LoadedCase(pair.case_id, array, labels, pair, geometry)
+
+
+def _npz_in_label_axes(pair, array, labels, label_affine, atol):
+    """nnU-Net probabilities checked against the label through ``CASE.pkl``, in the label's axes."""
+    pkl = pkl_beside(pair.scores)
+    if not os.path.isfile(pkl):
+        raise FileFormatError(
+            f"case {pair.case_id!r}: {pkl} not found: nnU-Net writes it beside {pair.scores} "
+            f"(--save_probabilities); without it the orientation of the probabilities against "
+            f"labels {pair.labels} cannot be checked"
+        )
+    try:
+        geometry = read_pkl_geometry(pkl)
+    except FileFormatError as exc:
+        raise FileFormatError(f"case {pair.case_id!r}: {exc} (scores {pair.scores}, labels {pair.labels})") from None
+    if labels.ndim != 3:
+        raise MismatchError(
+            f"case {pair.case_id!r}: labels {pair.labels} have {labels.ndim} axes; {pkl} describes a 3-D image"
+        )
+    if not np.allclose(geometry.affine, label_affine, rtol=0, atol=atol):
+        worst = float(np.max(np.abs(geometry.affine - np.asarray(label_affine))))
+        raise MismatchError(
+            f"case {pair.case_id!r}: affine mismatch between {pkl} (geometry of {pair.scores}) and "
+            f"labels {pair.labels} (largest difference {worst:.3g} > {atol:g})"
+        )
+    try:
+        return geometry.to_original(array, f"case {pair.case_id!r}: scores {pair.scores}", atol)
+    except MismatchError as exc:
+        raise MismatchError(f"{exc} (labels {pair.labels} have shape {labels.shape})") from None

@@ -3,6 +3,13 @@
 A NIfTI score file lends its own affine and header. ``.npz`` and ``.npy``
 scores carry none: a reference NIfTI of the same case id (``--reference``),
 or nnU-Net's ``CASE.pkl`` beside the ``.npz``, supplies it.
+
+An ``.npz`` written by nnU-Net's ``NibabelIOWithReorient`` holds its
+probabilities in reoriented (RAS) axes; its ``.pkl`` says how to bring them
+back. Masks are written in the source image's axes with its affine, as
+nnU-Net writes its segmentation: read the scores with
+``clskern.io.cases.read_case_scores(path, channel, geometry)``; ``save_mask``
+also reorients a mask cut from scores read with plain ``read_scores``.
 """
 
 import os
@@ -10,18 +17,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import read_pkl_affine
-from .cases import _CHANNEL_SUFFIX, LABEL_SUFFIXES, find_files, split_suffix
+from .cases import _CHANNEL_SUFFIX, LABEL_SUFFIXES, check_affines, find_files, split_suffix
 from .errors import MismatchError, PairingError
 from .nifti import mask_image, read_header, write_atomic
+from .nnunet_pkl import pkl_beside, read_pkl_geometry
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where a case's mask geometry comes from: a NIfTI file, a ``.pkl``, or the scores."""
+    """Where a case's mask geometry comes from: a NIfTI file, a ``.pkl``, or the scores.
+
+    ``pkl`` is nnU-Net's ``CASE.pkl`` beside a ``CASE.npz`` when there is
+    one (also with a reference): it says which axes the probabilities are in.
+    """
 
     kind: str  # "scores", "reference", "pkl"
     path: str | None = None
+    pkl: str | None = None
 
 
 def reference_index(directory):
@@ -39,16 +51,20 @@ def resolve_geometry(score_path, case_id, references=None):
     """Decide, before anything is written, where the mask's affine comes from.
 
     Raises ``PairingError`` when a ``.npz``/``.npy`` case has neither a
-    reference nor a ``.pkl``.
+    reference nor a ``.pkl``. An ``.npz`` with its ``.pkl`` keeps the
+    ``.pkl`` in ``Geometry.pkl`` also when a reference gives the geometry.
     """
+    score_path = os.fspath(score_path)
     suffix = split_suffix(os.path.basename(score_path), (".npz", ".npy", ".nii.gz", ".nii"))[1]
     if suffix in LABEL_SUFFIXES:
         return Geometry("scores")
+    pkl = pkl_beside(score_path) if suffix == ".npz" else None
+    if pkl is not None and not os.path.isfile(pkl):
+        pkl = None
     if references is not None and case_id in references:
-        return Geometry("reference", references[case_id])
-    pkl = os.path.join(os.path.dirname(score_path), case_id + ".pkl")
-    if suffix == ".npz" and os.path.isfile(pkl):
-        return Geometry("pkl", pkl)
+        return Geometry("reference", references[case_id], pkl)
+    if pkl is not None:
+        return Geometry("pkl", pkl, pkl)
     raise PairingError(
         f"{score_path}: no geometry for the mask: give --reference DIR with {case_id}.nii.gz"
         + (" or keep nnU-Net's .pkl beside the .npz" if suffix == ".npz" else "")
@@ -56,7 +72,20 @@ def resolve_geometry(score_path, case_id, references=None):
 
 
 def save_mask(mask, path, geometry, score_volume):
-    """Write a uint8 mask as NIfTI, atomically, with the geometry's affine and header."""
+    """Write a uint8 mask as NIfTI, atomically, with the geometry's affine and header.
+
+    With a ``.pkl`` (``geometry.pkl``), a mask cut from scores still in the
+    ``.npz`` axes (``score_volume.affine`` is None: read with
+    ``read_scores``) is first brought back to the source image's axes, as
+    nnU-Net does for its segmentation; a reference must then agree with the
+    ``.pkl``'s affine.
+    """
+    pkl_geometry = None
+    pkl = geometry.pkl or (geometry.path if geometry.kind == "pkl" else None)
+    if pkl is not None and geometry.kind != "scores":
+        pkl_geometry = read_pkl_geometry(pkl)
+        if score_volume.affine is None:
+            mask = pkl_geometry.to_original(np.asarray(mask), f"scores {score_volume.path}")
     if geometry.kind == "scores":
         affine, header = score_volume.affine, score_volume.header
     elif geometry.kind == "reference":
@@ -66,6 +95,8 @@ def save_mask(mask, path, geometry, score_volume):
             raise MismatchError(
                 f"scores {score_volume.path} have shape {mask.shape} but reference {geometry.path} has shape {shape}"
             )
+        if pkl_geometry is not None:
+            check_affines(pkl_geometry.affine, affine, pkl_geometry.path, geometry.path)
     else:
-        affine, header = read_pkl_affine(geometry.path), None
+        affine, header = pkl_geometry.affine, None
     write_atomic(mask_image(np.asarray(mask), affine, header), path)
