@@ -13,7 +13,6 @@ are (same axes as the labels), or ``(C, ...)`` with a channel to pick.
 import io
 import mmap
 import os
-import pickle
 import zipfile
 
 import numpy as np
@@ -132,36 +131,3 @@ def read_npy(path, channel=None, ndim=None):
         raise MismatchError(f"{path}: channel {channel} does not exist (the file has 1 channel)")
     return array
 
-
-def _lps_to_ras(direction, spacing, origin):
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(direction, dtype=np.float64).reshape(3, 3) * np.asarray(spacing, dtype=np.float64)
-    affine[:3, 3] = origin
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-
-
-def read_pkl_affine(path):
-    """The voxel-to-world affine in an nnU-Net ``CASE.pkl`` (nibabel convention).
-
-    nnU-Net keeps either ``nibabel_stuff['original_affine']`` (NibabelIO) or
-    ``sitk_stuff`` spacing, origin and direction (SimpleITK, LPS), which is
-    turned into nibabel's RAS affine. The file is a pickle: read only files
-    your own nnU-Net run wrote.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            props = pickle.load(f)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise FileFormatError(f"{path}: unreadable nnU-Net .pkl ({exc})") from None
-    if not isinstance(props, dict):
-        raise FileFormatError(f"{path}: not an nnU-Net properties file")
-    nib_stuff = props.get("nibabel_stuff")
-    if isinstance(nib_stuff, dict) and "original_affine" in nib_stuff:
-        return np.asarray(nib_stuff["original_affine"], dtype=np.float64)
-    sitk = props.get("sitk_stuff")
-    if isinstance(sitk, dict) and {"spacing", "origin", "direction"} <= set(sitk):
-        return _lps_to_ras(sitk["direction"], sitk["spacing"], sitk["origin"])
-    raise FileFormatError(f"{path}: no geometry (neither nibabel_stuff nor sitk_stuff)")
