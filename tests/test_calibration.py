@@ -198,6 +198,8 @@ def test_json_round_trip(method, kwargs):
     result = clskern.calibrate(cases, epsilon=0.2, method=method, empty="pass", **kwargs)
     text = result.to_json()
     assert "Infinity" not in text and json.loads(text)["method"] == method
+    record = json.loads(text)
+    assert record["format_version"] == 2 and len(record["sha256"]) == 64  # the digest travels with the record
     again = clskern.Calibration.from_json(text)
     assert again == result
     assert again.guarantee and str(result.n) in again.guarantee
