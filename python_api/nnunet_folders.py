@@ -5,7 +5,12 @@
 
 ``DIR`` holds what ``nnUNetv2_predict ... --save_probabilities`` writes:
 ``CASE.npz`` (probabilities), ``CASE.pkl`` (geometry), ``CASE.nii.gz``.
-Masks are written beside nnU-Net's own as ``CASE_cls.nii.gz``.
+Each ``CASE.npz`` is checked against ``labelsTr`` through its ``CASE.pkl``
+(read with an allow-list: a ``.pkl`` holding anything but containers,
+numbers and NumPy arrays is refused); probabilities saved in reoriented axes
+by nnU-Net's ``NibabelIOWithReorient`` are brought back to the labels' axes.
+Masks are written beside nnU-Net's own as ``CASE_cls.nii.gz``, in the source
+image's axes and affine, like nnU-Net's segmentation.
 """
 
 import argparse
@@ -24,6 +29,7 @@ def write_synthetic_nnunet(root, n_validation=16, n_test=3, shape=(32, 32, 24)):
     """nnU-Net-shaped folders: ``validation/``, ``predictions/`` and ``labelsTr/``."""
     rng = np.random.default_rng(0)
     a = affine(shape)
+    zooms = np.linalg.norm(a[:3, :3], axis=0)
     for name in ("validation", "predictions", "labelsTr"):
         os.makedirs(os.path.join(root, name), exist_ok=True)
     for i in range(n_validation + n_test):
@@ -32,8 +38,8 @@ def write_synthetic_nnunet(root, n_validation=16, n_test=3, shape=(32, 32, 24)):
         folder = os.path.join(root, "validation" if i < n_validation else "predictions")
         probabilities = np.stack([1 - scores, scores]).transpose(0, 3, 2, 1)  # nnU-Net: (C, z, y, x)
         np.savez_compressed(os.path.join(folder, case_id + ".npz"), probabilities=probabilities)
-        with open(os.path.join(folder, case_id + ".pkl"), "wb") as f:
-            pickle.dump({"nibabel_stuff": {"original_affine": a}}, f)
+        with open(os.path.join(folder, case_id + ".pkl"), "wb") as f:  # NibabelIO's properties
+            pickle.dump({"nibabel_stuff": {"original_affine": a}, "spacing": [float(z) for z in zooms[::-1]]}, f)
         nib.save(nib.Nifti1Image((scores >= 0.5).astype(np.uint8), a), os.path.join(folder, case_id + ".nii.gz"))
         nib.save(nib.Nifti1Image(labels, a), os.path.join(root, "labelsTr", case_id + ".nii.gz"))
     return [os.path.join(root, name) for name in ("validation", "labelsTr", "predictions")]

@@ -14,7 +14,7 @@ import clskern
 from clskern.adapters.nnunet import apply_folder, calibrate_folder
 from clskern.io import FileFormatError, MismatchError, load_case, pair_cases, read_pkl_affine, read_scores
 from clskern.io.cases import read_case_scores
-from clskern.io.masks import resolve_geometry, save_mask
+from clskern.io.masks import Geometry, resolve_geometry, save_mask
 from clskern.io.nnunet_pkl import load_properties, read_pkl_geometry
 
 SHAPE = (9, 7, 5)  # not a cube: a wrong transpose cannot pass the shape check by chance
@@ -135,7 +135,11 @@ def test_apply_reads_scores_in_source_axes_and_save_mask_reorients_raw_ones(tmp_
     save_mask(clskern.apply_threshold(volume.array, 0.5), tmp_path / "m1.nii.gz", geometry, volume)
     raw = read_scores(s / "c.npz")  # the .npz axes, as `clskern apply` read them before
     save_mask(clskern.apply_threshold(raw.array, 0.5), tmp_path / "m2.nii.gz", geometry, raw)
-    for name in ("m1", "m2"):
+    by_hand = Geometry("pkl", str(s / "c.pkl"))  # without resolve_geometry
+    save_mask(clskern.apply_threshold(raw.array, 0.5), tmp_path / "m3.nii.gz", by_hand, raw)
+    volume = read_case_scores(s / "c.npz", 1, by_hand)
+    save_mask(clskern.apply_threshold(volume.array, 0.5), tmp_path / "m4.nii.gz", by_hand, volume)
+    for name in ("m1", "m2", "m3", "m4"):
         img = nib.load(tmp_path / f"{name}.nii.gz")
         np.testing.assert_allclose(img.affine, PERMUTED_AFFINE, atol=1e-5)
         np.testing.assert_array_equal(np.asarray(img.dataobj), scores >= 0.5)
@@ -208,9 +212,11 @@ def test_a_malicious_pkl_beside_an_npz_refuses_the_case(tmp_path):
     nib.save(nib.Nifti1Image(labels, LPS_AFFINE), l / "c.nii.gz")
     with pytest.raises(FileFormatError, match=r"case 'c': .*c\.pkl: refused to load .*system"):
         load_case(pair_cases(s, l)[0][0])
-    with pytest.raises(FileFormatError, match=r"c\.pkl: refused"):
+    with pytest.raises(FileFormatError, match=r"c\.pkl: refused"):  # before anything is written
         apply_folder(0.5, s, output=tmp_path / "masks")
-    assert not target.exists()
+    with pytest.raises(FileFormatError, match=r"c\.pkl: refused"):
+        resolve_geometry(str(s / "c.npz"), "c", {"c": str(l / "c.nii.gz")})
+    assert not target.exists() and not (tmp_path / "masks").exists()
 
 
 def test_only_latin1_is_decoded_for_protocol_2_bytes(tmp_path):

@@ -169,6 +169,11 @@ class ScoreVolume:
 def read_scores(path, *, channel=None, ndim=3, backend=None):
     """Read a score file of any supported format, aligned to nibabel's ``(x, y, z)``.
 
+    An ``.npz`` comes back in the axes nnU-Net saved it in (reversed to
+    ``(x, y, z)``), which for its ``NibabelIOWithReorient`` reader are not
+    the source image's: ``load_case`` and ``read_case_scores`` use the
+    ``.pkl`` to bring it back.
+
     ``channel`` picks the class of a multi-channel file (default: 1, or 0
     when there is a single channel); ``ndim`` is the label volume's number
     of axes (3 unless known otherwise).
@@ -209,12 +214,14 @@ def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None,
         An unreadable or unsafe ``.pkl``, or one that does not fit the array.
     """
     volume = read_scores(path, channel=channel, ndim=ndim, backend=backend)
-    pkl = getattr(geometry, "pkl", None)
-    if pkl is None and getattr(geometry, "kind", None) == "pkl":
-        pkl = geometry.path
-    if pkl is None or not volume.path.endswith(".npz"):
+    if geometry is None or geometry.kind == "scores" or not volume.path.endswith(".npz"):
         return volume
-    pkl_geometry = read_pkl_geometry(pkl)
+    if geometry.kind == "pkl" and geometry.pkl is None:  # a Geometry("pkl", path) built by hand
+        pkl_geometry = read_pkl_geometry(geometry.path)
+    else:
+        pkl_geometry = geometry.read_pkl()
+        if pkl_geometry is None:  # a reference and no .pkl: the .npz is taken in the reference's axes
+            return volume
     array = pkl_geometry.to_original(volume.array, f"scores {volume.path}", affine_atol)
     return ScoreVolume(array, volume.path, pkl_geometry.affine, None)
 

@@ -13,14 +13,14 @@ also reorients a mask cut from scores read with plain ``read_scores``.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .cases import _CHANNEL_SUFFIX, LABEL_SUFFIXES, check_affines, find_files, split_suffix
 from .errors import MismatchError, PairingError
 from .nifti import mask_image, read_header, write_atomic
-from .nnunet_pkl import pkl_beside, read_pkl_geometry
+from .nnunet_pkl import PklGeometry, pkl_beside, read_pkl_geometry
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,20 @@ class Geometry:
     """Where a case's mask geometry comes from: a NIfTI file, a ``.pkl``, or the scores.
 
     ``pkl`` is nnU-Net's ``CASE.pkl`` beside a ``CASE.npz`` when there is
-    one (also with a reference): it says which axes the probabilities are in.
+    one (also with a reference): it says which axes the probabilities are in;
+    ``pkl_geometry`` is what it holds, read (safely) by ``resolve_geometry``.
     """
 
     kind: str  # "scores", "reference", "pkl"
     path: str | None = None
     pkl: str | None = None
+    pkl_geometry: PklGeometry | None = field(default=None, compare=False, repr=False)
+
+    def read_pkl(self):
+        """The ``PklGeometry`` of ``pkl`` (None without one), read once."""
+        if self.pkl_geometry is None and self.pkl is not None:
+            return read_pkl_geometry(self.pkl)
+        return self.pkl_geometry
 
 
 def reference_index(directory):
@@ -51,8 +59,9 @@ def resolve_geometry(score_path, case_id, references=None):
     """Decide, before anything is written, where the mask's affine comes from.
 
     Raises ``PairingError`` when a ``.npz``/``.npy`` case has neither a
-    reference nor a ``.pkl``. An ``.npz`` with its ``.pkl`` keeps the
-    ``.pkl`` in ``Geometry.pkl`` also when a reference gives the geometry.
+    reference nor a ``.pkl``, ``FileFormatError`` for a ``.pkl`` that cannot
+    be read safely or holds no geometry. An ``.npz`` with its ``.pkl`` keeps
+    the ``.pkl`` in ``Geometry.pkl`` also when a reference gives the geometry.
     """
     score_path = os.fspath(score_path)
     suffix = split_suffix(os.path.basename(score_path), (".npz", ".npy", ".nii.gz", ".nii"))[1]
@@ -61,10 +70,11 @@ def resolve_geometry(score_path, case_id, references=None):
     pkl = pkl_beside(score_path) if suffix == ".npz" else None
     if pkl is not None and not os.path.isfile(pkl):
         pkl = None
+    pkl_geometry = None if pkl is None else read_pkl_geometry(pkl)
     if references is not None and case_id in references:
-        return Geometry("reference", references[case_id], pkl)
+        return Geometry("reference", references[case_id], pkl, pkl_geometry)
     if pkl is not None:
-        return Geometry("pkl", pkl, pkl)
+        return Geometry("pkl", pkl, pkl, pkl_geometry)
     raise PairingError(
         f"{score_path}: no geometry for the mask: give --reference DIR with {case_id}.nii.gz"
         + (" or keep nnU-Net's .pkl beside the .npz" if suffix == ".npz" else "")
@@ -81,9 +91,11 @@ def save_mask(mask, path, geometry, score_volume):
     ``.pkl``'s affine.
     """
     pkl_geometry = None
-    pkl = geometry.pkl or (geometry.path if geometry.kind == "pkl" else None)
-    if pkl is not None and geometry.kind != "scores":
-        pkl_geometry = read_pkl_geometry(pkl)
+    if geometry.kind == "pkl" and geometry.pkl is None:
+        geometry = Geometry("pkl", geometry.path, geometry.path)
+    if geometry.kind != "scores":
+        pkl_geometry = geometry.read_pkl()
+    if pkl_geometry is not None:
         if score_volume.affine is None:
             mask = pkl_geometry.to_original(np.asarray(mask), f"scores {score_volume.path}")
     if geometry.kind == "scores":
