@@ -185,6 +185,10 @@ def test_pkl_affines(tmp_path):
         pickle.dump({"spacing": (1, 1, 1)}, f)
     with pytest.raises(FileFormatError, match="no geometry"):
         read_pkl_affine(tmp_path / "e.pkl")
+    with open(tmp_path / "2d.pkl", "wb") as f:  # SimpleITKIO on a 2-D image
+        pickle.dump({"sitk_stuff": {"spacing": (0.8, 0.9), "origin": (0.0, 0.0), "direction": (1, 0, 0, 1)}}, f)
+    with pytest.raises(FileFormatError, match=r"2d\.pkl: sitk_stuff describes a 2-D image"):
+        read_pkl_affine(tmp_path / "2d.pkl")
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
