@@ -13,11 +13,13 @@ are (same axes as the labels), or ``(C, ...)`` with a channel to pick.
 import io
 import mmap
 import os
+import struct
 import zipfile
 
 import numpy as np
 
-from ._gzip import inflate_raw
+from . import _gzip
+from ._gzip import check_memory, inflate_head, inflate_raw
 from .errors import FileFormatError, MismatchError
 
 NPZ_KEY = "probabilities"
@@ -30,7 +32,12 @@ def _channel(array, channel, path, axis_name):
     return array[channel]
 
 
-def read_npz(path, channel=1, key=NPZ_KEY):
+def _reason(exc):
+    """An exception's message, or its type's name when the message is empty."""
+    return str(exc) or type(exc).__name__
+
+
+def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None):
     """One class of an nnU-Net probability file, aligned to nibabel's axes.
 
     Parameters
@@ -41,26 +48,156 @@ def read_npz(path, channel=1, key=NPZ_KEY):
         The class (0 is nnU-Net's background).
     key : str
         The array's name in the archive.
+    spatial_shape : tuple of int, optional
+        The labels' shape, nibabel axes ``(x, y, z)``. The member's declared
+        shape reversed without its channel axis (``shape[1:][::-1]``) must
+        equal it; otherwise ``MismatchError`` names the file and both shapes,
+        raised after reading the ``.npy`` header only: no voxel is inflated
+        or mapped.
 
     Returns
     -------
     ndarray
         ``probabilities[channel].T``: shape ``(x, y, z)``, a view.
+
+    Raises
+    ------
+    FileFormatError
+        For a file that is not a readable ``.npz``, a member failing its
+        CRC-32 check or whose local header disagrees with the zip directory,
+        or a declared size that is invalid or larger than the memory available.
+    MismatchError
+        For a channel the file lacks, or a shape other than ``spatial_shape``.
+
+    Notes
+    -----
+    Before anything is inflated or allocated, the member's ``.npy`` header is
+    read (for a deflated member, only its first bytes are inflated) and its
+    declared shape checked: at least 2 axes, none negative, at least one
+    voxel, a byte size within int64 and within the member, ``channel`` in
+    range, ``spatial_shape``, and the member's size against the memory
+    available. After inflation the member's CRC-32 is checked against the
+    zip directory's.
     """
     path = os.fspath(path)
     try:
-        array = _npz_member(path, key)
-    except (FileFormatError, FileNotFoundError):
+        array = _npz_member(path, key, channel, spatial_shape)
+    except (FileFormatError, MismatchError, FileNotFoundError):
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise FileFormatError(f"{path}: unreadable .npz file ({exc})") from None
-    if array.ndim < 2:
-        raise FileFormatError(f"{path}: {key!r} has shape {array.shape}, expected (C, z, y, x)")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
+        raise FileFormatError(f"{path}: unreadable .npz file ({_reason(exc)})") from None
     return _channel(array, channel, path, f"{key!r} of shape {array.shape}").T
 
 
-def _npz_member(path, key):
-    """The array ``key`` of an ``.npz``: stored members are mapped, deflated ones inflated at once."""
+_LOCAL = struct.Struct("<4s5H3L2H")  # a zip local file header's fixed 30 bytes
+_ZIP64_EXTRA = 0x0001
+
+
+def _local_header(f, info, path, key):
+    """Where ``info``'s data starts, after checking its local header against the zip directory.
+
+    The signature, compression method and name must agree; so must the CRC-32
+    and sizes where the local header holds them (zip64 sizes read from its
+    extra field; a member written with a data descriptor holds zeros there).
+    """
+    f.seek(info.header_offset)
+    fixed = f.read(_LOCAL.size)
+    if len(fixed) < _LOCAL.size or fixed[:4] != b"PK\x03\x04":
+        raise FileFormatError(f"{path}: corrupt .npz (bad local header of {key!r})")
+    _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack(fixed)
+    name = f.read(name_len)
+    extra = f.read(extra_len)
+
+    def disagree(what):
+        return FileFormatError(f"{path}: corrupt .npz (the local header of {key!r} disagrees with the zip directory: {what})")
+
+    if method != info.compress_type:
+        raise disagree("compression method")
+    try:
+        name = name.decode("utf-8" if flags & 0x800 else "cp437")
+    except UnicodeDecodeError:
+        raise disagree("name") from None
+    if name != info.orig_filename:
+        raise disagree("name")
+    if not flags & 0x08:  # no data descriptor: the local header holds the CRC and sizes
+        if 0xFFFFFFFF in (csize, usize):
+            csize, usize = _zip64_sizes(extra, csize, usize)
+        if crc != info.CRC:
+            raise disagree("CRC-32")
+        if (csize, usize) != (info.compress_size, info.file_size):
+            raise disagree("sizes")
+    return info.header_offset + _LOCAL.size + name_len + extra_len
+
+
+def _zip64_sizes(extra, csize, usize):
+    """The sizes a local header keeps in its zip64 extra field (``None`` where missing)."""
+    at = 0
+    while at + 4 <= len(extra):
+        tag, size = struct.unpack_from("<2H", extra, at)
+        body = extra[at + 4 : at + 4 + size]
+        if tag == _ZIP64_EXTRA:
+            values = [v for (v,) in struct.iter_unpack("<Q", body[: len(body) // 8 * 8])]
+            if usize == 0xFFFFFFFF:
+                usize = values.pop(0) if values else None
+            if csize == 0xFFFFFFFF:
+                csize = values.pop(0) if values else None
+            return csize, usize
+        at += 4 + size
+    return None, None
+
+
+def _npy_header(read_head, path, key):
+    """``(shape, fortran, dtype, offset)`` of a ``.npy`` whose first ``n`` bytes ``read_head(n)`` returns."""
+    try:
+        start = read_head(12)
+        version = np.lib.format.read_magic(io.BytesIO(start))
+        length = 10 + int.from_bytes(start[8:10], "little") if version == (1, 0) else 12 + int.from_bytes(start[8:12], "little")
+        head = io.BytesIO(read_head(length))
+        np.lib.format.read_magic(head)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
+    except ValueError as exc:
+        raise FileFormatError(f"{path}: {key!r} is not a .npy array ({_reason(exc)})") from None
+    return tuple(shape), fortran, dtype, head.tell()
+
+
+def _check_npy(header, size, path, key, channel, spatial_shape):
+    """Check a member's declared ``.npy`` header before its voxels are inflated or allocated."""
+    shape, _, dtype, offset = header
+    if dtype.hasobject:
+        raise FileFormatError(f"{path}: {key!r} holds Python objects; clskern reads numeric arrays only")
+    if len(shape) < 2:
+        raise FileFormatError(f"{path}: {key!r} has shape {shape}, expected (C, z, y, x)")
+    if any(n < 0 for n in shape):
+        raise FileFormatError(f"{path}: {key!r} declares a negative dimension (shape {shape})")
+    voxels = 1
+    for n in shape:
+        voxels *= n
+    if voxels == 0:
+        raise FileFormatError(f"{path}: {key!r} of shape {shape} holds no voxels")
+    needed = offset + voxels * dtype.itemsize
+    if needed > 2**63 - 1:
+        raise FileFormatError(f"{path}: {key!r} of shape {shape} declares more bytes than int64 can count")
+    if size < needed:
+        raise FileFormatError(f"{path}: truncated {key!r} ({size} bytes, needs {needed})")
+    if spatial_shape is not None:
+        spatial_shape = tuple(int(n) for n in spatial_shape)
+        if shape[1:][::-1] != spatial_shape:
+            raise MismatchError(
+                f"{path}: {key!r} of shape {shape} (C, z, y, x) declares spatial shape {shape[1:][::-1]} "
+                f"(x, y, z), but the labels' shape is {spatial_shape}"
+            )
+    if channel is not None and not 0 <= channel < shape[0]:
+        raise MismatchError(
+            f"{path}: channel {channel} does not exist ({key!r} of shape {shape} has {shape[0]} channels)"
+        )
+
+
+def _npz_member(path, key, channel=None, spatial_shape=None):
+    """The array ``key`` of an ``.npz``: its header checked first, then stored members copied
+    from a map and deflated ones inflated at once, and their CRC-32 checked."""
     with open(path, "rb") as f:
         with zipfile.ZipFile(f) as z:
             names = z.namelist()
@@ -68,44 +205,57 @@ def _npz_member(path, key):
                 held = ", ".join(n[:-4] if n.endswith(".npy") else n for n in names) or "nothing"
                 raise FileFormatError(f"{path}: no array {key!r} (it holds {held})")
             info = z.getinfo(key + ".npy")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as z:
-                return z[key]
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                # Other methods: zipfile reads the member (it checks the CRC-32 at its end).
+
+                def read_head(n):  # the member's first n bytes
+                    with z.open(info) as member:
+                        return member.read(n)
+
+                header = _npy_header(read_head, path, key)
+                _check_npy(header, info.file_size, path, key, channel, spatial_shape)
+                check_memory(info.file_size, path, f"{key!r}")
+                with z.open(info) as member:
+                    return _npy_from_bytes(bytearray(member.read()), path, key, header)
+        size = os.fstat(f.fileno()).st_size
+        start = _local_header(f, info, path, key)
+        if start + info.compress_size > size:
+            raise FileFormatError(f"{path}: truncated .npz ({key!r} runs past the end of the file)")
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if stored and info.compress_size != info.file_size:
+            raise FileFormatError(f"{path}: corrupt .npz (stored {key!r} has two sizes in the zip directory)")
+
+        def read_head(n):  # the member's first n bytes, decompressed
+            f.seek(start)
+            if stored:
+                return f.read(min(n, info.file_size))
+            left = [info.compress_size]
+
+            def read(k):
+                k = min(k, left[0])
+                left[0] -= k
+                return f.read(k)
+
+            return inflate_head(read, n, path)
+
+        header = _npy_header(read_head, path, key)
+        _check_npy(header, info.file_size, path, key, channel, spatial_shape)
+        check_memory(info.file_size, path, f"{key!r}")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            h = info.header_offset
-            if m[h : h + 4] != b"PK\x03\x04":
-                raise FileFormatError(f"{path}: corrupt .npz (bad local header of {key!r})")
-            start = h + 30 + int.from_bytes(m[h + 26 : h + 28], "little") + int.from_bytes(m[h + 28 : h + 30], "little")
-            if start + info.compress_size > len(m):
-                raise FileFormatError(f"{path}: truncated .npz ({key!r} runs past the end of the file)")
-            if info.compress_type == zipfile.ZIP_STORED:
-                data = bytearray(m[start : start + info.file_size])
-            else:
-                view = memoryview(m)
-                chunk = view[start : start + info.compress_size]
-                try:
-                    data = inflate_raw(chunk, info.file_size, path)
-                finally:  # a traceback holding `chunk` must not keep the map open
-                    chunk.release()
-                    view.release()
-    return _npy_from_bytes(data, path, key)
+            view = memoryview(m)
+            chunk = view[start : start + info.compress_size]
+            try:
+                data = bytearray(chunk) if stored else inflate_raw(chunk, info.file_size, path)
+            finally:  # a traceback holding `chunk` must not keep the map open
+                chunk.release()
+                view.release()
+    _gzip.check_crc32(data, info.CRC, path, repr(key))
+    return _npy_from_bytes(data, path, key, header)
 
 
-def _npy_from_bytes(data, path, key):
-    """An ndarray viewing ``.npy`` bytes held in memory."""
-    head = io.BytesIO(bytes(data[: 1 << 16]))
-    try:
-        version = np.lib.format.read_magic(head)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
-    except ValueError as exc:
-        raise FileFormatError(f"{path}: {key!r} is not a .npy array ({exc})") from None
-    if dtype.hasobject:
-        raise FileFormatError(f"{path}: {key!r} holds Python objects; clskern reads numeric arrays only")
-    offset = head.tell()
+def _npy_from_bytes(data, path, key, header):
+    """An ndarray viewing ``.npy`` bytes held in memory, of the already checked ``header``."""
+    shape, fortran, dtype, offset = header
     needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) < needed:
         raise FileFormatError(f"{path}: truncated {key!r} ({len(data)} bytes, needs {needed})")

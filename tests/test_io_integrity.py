@@ -1,0 +1,401 @@
+"""The readers trust nothing: CRC-32 of npz members, gzip trailers and trailing bytes,
+declared sizes and shapes checked before anything is inflated, no third-party log lines."""
+
+import gzip
+import logging
+import mmap
+import re
+import struct
+import threading
+import warnings
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import clskern.io._gzip as _gzip
+import clskern.io.arrays as arrays
+import clskern.io.nifti as nifti
+from clskern.io import FileFormatError, MismatchError, gunzip, gzip_backends, read_header, read_nifti, read_npz
+
+XYZ = (9, 8, 7)
+
+
+def _probs(seed=0, shape=XYZ):
+    xyz = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return np.stack([1 - xyz.T, xyz.T])  # nnU-Net: (C, z, y, x)
+
+
+def _member_span(path, key="probabilities"):
+    """(first byte of the member's data in the file, its compressed size)."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(key + ".npy")
+    blob = path.read_bytes()
+    h = info.header_offset
+    name_len, extra_len = struct.unpack_from("<2H", blob, h + 26)
+    return h + 30 + name_len + extra_len, info.compress_size
+
+
+def _write_npz(path, probs, how):
+    if how == "stored":
+        np.savez(path, probabilities=probs)
+    elif how == "deflated":
+        np.savez_compressed(path, probabilities=probs)
+    else:  # deflate level 0: stored deflate blocks, so a flipped data bit still inflates
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=0) as z:
+            with z.open("probabilities.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, probs)
+
+
+# --- 1. CRC-32 of npz members -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["stored", "deflated-level0"])
+@pytest.mark.parametrize("where", [0.0, 0.3, 0.77, 1.0])
+@pytest.mark.parametrize("bit", [0, 7])
+def test_a_flipped_bit_in_an_npz_member_is_refused(tmp_path, how, where, bit):
+    path = tmp_path / "c.npz"
+    _write_npz(path, _probs(), how)
+    np.testing.assert_array_equal(read_npz(path), _probs()[1].T)
+    start, size = _member_span(path)
+    blob = bytearray(path.read_bytes())
+    first = start + 200  # past the .npy header (128 bytes) and level-0 block headers
+    at = first + int(where * (start + size - 1 - first))
+    blob[at] ^= 1 << bit
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"c\.npz: corrupt \.npz \('probabilities' fails its CRC-32 check\)"):
+        read_npz(path)
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_a_flipped_bit_in_a_compressed_npz_member_is_refused(tmp_path, where):
+    path = tmp_path / "c.npz"
+    _write_npz(path, _probs(), "deflated")
+    start, size = _member_span(path)
+    blob = bytearray(path.read_bytes())
+    blob[start + int(where * size)] ^= 0x10
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"c\.npz: (corrupt|truncated|unreadable)") as err:
+        read_npz(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["stored", "deflated"])
+@pytest.mark.parametrize(
+    "field, at",
+    [("name", 30), ("method", 8), ("crc", 14), ("size", 22)],
+)
+def test_a_local_header_disagreeing_with_the_directory_is_refused(tmp_path, how, field, at):
+    path = tmp_path / "c.npz"
+    _write_npz(path, _probs(), how)
+    blob = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        h = z.getinfo("probabilities.npy").header_offset
+    if field == "size":  # numpy writes zip64 sizes: the real ones sit in the extra field
+        name_len = struct.unpack_from("<H", blob, h + 26)[0]
+        at = 30 + name_len + 4  # the zip64 extra's first size
+    blob[h + at] ^= 0x01
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"c\.npz: corrupt \.npz"):
+        read_npz(path)
+
+
+def test_npz_members_of_other_methods_still_checked(tmp_path):
+    path = tmp_path / "b.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as z:
+        with z.open("probabilities.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, _probs())
+    np.testing.assert_array_equal(read_npz(path), _probs()[1].T)
+    with pytest.raises(MismatchError, match=r"b\.npz: .*labels' shape is \(1, 2, 3\)"):
+        read_npz(path, spatial_shape=(1, 2, 3))
+
+
+# --- 2. gzip: trailing data and trailers, every backend ------------------------------------
+
+
+def _nifti_gz(tmp_path, name="a.nii.gz"):
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(_probs()[1].T.copy(), np.eye(4)), path)
+    return path
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("tail", [b"\0", b"\0" * 8, b"garbage!", b"\x1f", "trailer"])
+def test_bytes_after_the_gzip_stream_are_refused(tmp_path, backend, tail):
+    path = _nifti_gz(tmp_path)
+    blob = path.read_bytes()
+    tail = blob[-8:] if tail == "trailer" else tail  # the last member's trailer, repeated
+    path.write_bytes(blob + tail)
+    with pytest.raises(FileFormatError, match=r"a\.nii\.gz: (corrupt|truncated) gzip"):
+        read_nifti(path, backend=backend)
+    with pytest.raises(FileFormatError, match=r"f\.gz: (corrupt|truncated) gzip"):
+        gunzip(blob + tail, "f.gz", backend)
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+def test_a_second_member_is_still_fine(tmp_path, backend):
+    data = np.random.default_rng(3).bytes(10_000)
+    assert gunzip(gzip.compress(data) + gzip.compress(b""), backend=backend) == data
+    assert gunzip(gzip.compress(data[:10]) + gzip.compress(data[10:]), backend=backend) == data
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("byte", range(-8, 0))
+@pytest.mark.parametrize("xor", [0x01, 0x80])
+def test_an_edited_gzip_trailer_is_refused(tmp_path, backend, byte, xor):
+    path = _nifti_gz(tmp_path)
+    blob = bytearray(path.read_bytes())
+    blob[byte] ^= xor
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"a\.nii\.gz: (corrupt|truncated) gzip"):
+        read_nifti(path, backend=backend)
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("isize", [0, 1, 0xFFFFFFFF])
+def test_a_rewritten_isize_is_refused(backend, isize):
+    blob = gzip.compress(np.random.default_rng(4).bytes(5000))
+    with pytest.raises(FileFormatError, match=r"f\.gz: corrupt gzip"):
+        gunzip(blob[:-4] + isize.to_bytes(4, "little"), "f.gz", backend)
+
+
+# --- 3. declared sizes, before anything is inflated ----------------------------------------
+
+
+def _raw_nifti(klass=nib.Nifti1Image, shape=(4, 3, 2)):
+    img = klass(np.arange(np.prod(shape), dtype=np.float32).reshape(shape), np.eye(4))
+    return bytearray(img.to_bytes())
+
+
+def _patch(raw, klass=nib.Nifti1Image, dim=None, slope=None, inter=None, datatype=None):
+    if klass is nib.Nifti1Image:
+        dim_at, dim_fmt, scl_at, scl_fmt, dt_at = 40, "<8h", 112, "<f", 70
+    else:
+        dim_at, dim_fmt, scl_at, scl_fmt, dt_at = 16, "<8q", 176, "<d", 12
+    if dim is not None:
+        struct.pack_into(dim_fmt, raw, dim_at, len(dim), *dim, *[1] * (7 - len(dim)))
+    if slope is not None:
+        struct.pack_into(scl_fmt, raw, scl_at, slope)
+    if inter is not None:
+        struct.pack_into(scl_fmt, raw, scl_at + struct.calcsize(scl_fmt), inter)
+    if datatype is not None:
+        struct.pack_into("<h", raw, dt_at, datatype)
+    return bytes(raw)
+
+
+def _write(tmp_path, raw, suffix):
+    path = tmp_path / f"h{suffix}"
+    path.write_bytes(gzip.compress(raw) if suffix == ".nii.gz" else raw)
+    return path
+
+
+SUFFIXES = [".nii.gz", ".nii"]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize(
+    "klass, dim, message",
+    [
+        (nib.Nifti1Image, (32767,) * 7, "more than int64 can count"),
+        (nib.Nifti2Image, (2**40, 2**40, 2**40), "more than int64 can count"),
+        (nib.Nifti1Image, (4, -3, 2), "negative dimension"),
+        (nib.Nifti2Image, (4, 3, -2), "negative dimension"),
+        (nib.Nifti1Image, (4, 0, 2), "holds no voxels"),
+        (nib.Nifti2Image, (0, 3, 2), "holds no voxels"),
+    ],
+)
+def test_declared_dimensions_are_checked(tmp_path, suffix, klass, dim, message):
+    path = _write(tmp_path, _patch(_raw_nifti(klass), klass, dim=dim), suffix)
+    with pytest.raises(FileFormatError, match=re.escape(f"h{suffix}: ") + f".*{message}") as err:
+        read_nifti(path)
+    assert "\n" not in str(err.value) and str(err.value).count(str(path)) == 1
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_unknown_datatype_is_refused(tmp_path, suffix):
+    with pytest.raises(FileFormatError, match="unsupported datatype code 2048"):
+        read_nifti(_write(tmp_path, _patch(_raw_nifti(), datatype=2048), suffix))
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+@pytest.mark.parametrize(
+    "slope, inter",
+    [(np.inf, 0.0), (-np.inf, 0.0), (2.0, np.nan), (2.0, np.inf), (np.nan, 5.0), (1.0, -np.inf), (0.0, np.nan)],
+)
+def test_non_finite_scale_factors_are_refused(tmp_path, suffix, klass, slope, inter):
+    path = _write(tmp_path, _patch(_raw_nifti(klass), klass, slope=slope, inter=inter), suffix)
+    with pytest.raises(FileFormatError, match=r"h\.nii(\.gz)?: .*scale factor .* is not finite"):
+        read_nifti(path)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_nan_slope_and_intercept_mean_unscaled(tmp_path, suffix):
+    # both NaN is nibabel's "not set": the voxels are as stored
+    path = _write(tmp_path, _patch(_raw_nifti(), slope=np.nan, inter=np.nan), suffix)
+    np.testing.assert_array_equal(read_nifti(path).array, np.arange(24, dtype=np.float32).reshape(4, 3, 2))
+
+
+def test_an_empty_exception_message_still_gives_a_reason(tmp_path, monkeypatch):
+    path = _write(tmp_path, bytes(_raw_nifti()), ".nii")
+
+    def fail(*args, **kwargs):
+        raise ValueError()
+
+    monkeypatch.setattr(nifti.nib, "load", fail)
+    with pytest.raises(FileFormatError, match=r"h\.nii: unreadable NIfTI file \(ValueError\)"):
+        read_nifti(path)
+
+
+def _forbid_inflating(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("inflated or mapped before the header was checked")
+
+    monkeypatch.setattr(nifti, "gunzip", boom)
+    monkeypatch.setattr(arrays, "inflate_raw", boom)
+    monkeypatch.setattr(mmap, "mmap", boom)
+    monkeypatch.setattr(nifti.nib, "load", boom)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_spatial_shape_mismatch_refused_before_inflating(tmp_path, suffix, monkeypatch):
+    path = tmp_path / f"s{suffix}"
+    nib.save(nib.Nifti1Image(_probs()[1].T.copy(), np.eye(4)), path)
+    np.testing.assert_array_equal(read_nifti(path, spatial_shape=XYZ).array, _probs()[1].T)
+    _forbid_inflating(monkeypatch)
+    with pytest.raises(MismatchError, match=re.escape(f"s{suffix}: ") + r".*\(9, 8, 7\).*\(9, 8, 6\)"):
+        read_nifti(path, spatial_shape=(9, 8, 6))
+    with pytest.raises(MismatchError, match=r"\(9, 8, 7\).*\(9, 8, 7, 1\)"):
+        read_nifti(path, spatial_shape=(9, 8, 7, 1))
+
+
+def test_channel_last_nifti_scores_match_on_their_spatial_axes(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((*XYZ, 3), np.float32), np.eye(4)), tmp_path / "c.nii.gz")
+    assert read_nifti(tmp_path / "c.nii.gz", spatial_shape=XYZ).array.shape == (*XYZ, 3)
+
+
+@pytest.mark.parametrize("how", ["stored", "deflated"])
+def test_npz_spatial_shape_and_channel_refused_before_inflating(tmp_path, how, monkeypatch):
+    path = tmp_path / "p.npz"
+    _write_npz(path, _probs(), how)
+    np.testing.assert_array_equal(read_npz(path, spatial_shape=XYZ), _probs()[1].T)
+    _forbid_inflating(monkeypatch)
+    with pytest.raises(MismatchError, match=r"p\.npz: 'probabilities' of shape \(2, 7, 8, 9\).*\(9, 8, 7\).*\(7, 8, 9\)"):
+        read_npz(path, spatial_shape=(7, 8, 9))
+    with pytest.raises(MismatchError, match=r"p\.npz: channel 2 does not exist .*2 channels"):
+        read_npz(path, channel=2, spatial_shape=XYZ)
+    with pytest.raises(MismatchError, match=r"p\.npz: .*labels' shape is \(9, 8\)"):
+        read_npz(path, spatial_shape=(9, 8))
+
+
+def test_npz_declared_shapes_are_checked(tmp_path):
+    for shape, message in [((5,), r"expected \(C, z, y, x\)"), ((0, 3, 4), "holds no voxels")]:
+        np.savez(tmp_path / "d.npz", probabilities=np.zeros(shape, np.float32))
+        with pytest.raises(FileFormatError, match=rf"d\.npz: 'probabilities' .*{message}"):
+            read_npz(tmp_path / "d.npz")
+    np.savez(tmp_path / "d.npz", probabilities=np.zeros((2, 3, 4), np.float32))
+    blob = bytearray((tmp_path / "d.npz").read_bytes())
+    at = blob.index(b"(2, 3, 4)")
+    blob[at : at + 9] = b"(2,-3, 4)"  # a negative dimension, same length
+    (tmp_path / "d.npz").write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"d\.npz: .*(negative|not a \.npy)"):
+        read_npz(tmp_path / "d.npz")
+    blob[at : at + 9] = b"(2, 9, 4)"  # more than the member holds
+    (tmp_path / "d.npz").write_bytes(bytes(blob))
+    with pytest.raises(FileFormatError, match=r"d\.npz: truncated 'probabilities'"):
+        read_npz(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("name", ["a.nii.gz", "a.nii", "a.npz", "z.npz"])
+def test_declared_sizes_beyond_available_memory_are_refused(tmp_path, name, monkeypatch):
+    probs = _probs()
+    if name.endswith(".npz"):
+        _write_npz(tmp_path / name, probs, "stored" if name == "a.npz" else "deflated")
+        read = read_npz
+    else:
+        img = nib.Nifti1Image(probs[1].T.copy(), np.eye(4))
+        img.header.set_slope_inter(2.0, 0.0)  # a scaled .nii allocates; an unscaled one is mapped
+        nib.save(img, tmp_path / name)
+        read = read_nifti
+    monkeypatch.setattr(_gzip, "available_memory", lambda: 1000)
+    with pytest.raises(FileFormatError, match=re.escape(name) + r": declares \d+ bytes .* more than the 1000 bytes of memory available"):
+        read(tmp_path / name)
+    monkeypatch.setattr(_gzip, "available_memory", lambda: None)  # unknown: not checked
+    read(tmp_path / name)
+
+
+@pytest.mark.skipif(_gzip.available_memory() is None, reason="no /proc/meminfo")
+def test_a_huge_declared_size_is_refused_by_the_real_memory_check(tmp_path):
+    raw = _patch(_raw_nifti(nib.Nifti2Image), nib.Nifti2Image, dim=(2**20, 2**20, 2**10), slope=2.0)
+    with pytest.raises(FileFormatError, match=r"h\.nii\.gz: declares \d+ bytes .*\(.* PiB\), more than the \d+ bytes of memory available"):
+        read_nifti(_write(tmp_path, raw, ".nii.gz"))
+    with pytest.raises(FileFormatError, match=r"h\.nii: truncated NIfTI file \(\d+ bytes, the header needs \d+\)"):
+        read_nifti(_write(tmp_path, raw, ".nii"))  # a .nii is mapped: its size on disk tells first
+
+
+def test_available_memory_reads_meminfo():
+    memory = _gzip.available_memory()
+    assert memory is None or memory > 1 << 20
+
+
+# --- 4. no third-party log lines or warnings -------------------------------------------------
+
+
+def _qfac_zero(tmp_path, suffix):
+    raw = _raw_nifti()
+    struct.pack_into("<f", raw, 76, 0.0)  # pixdim[0] (qfac) = 0: nibabel logs a warning on load
+    return _write(tmp_path, bytes(raw), suffix)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_reading_emits_no_nibabel_log_records(tmp_path, suffix, caplog):
+    path = _qfac_zero(tmp_path, suffix)
+    caplog.set_level(logging.DEBUG)
+    vol = read_nifti(path)
+    read_header(path)
+    assert vol.array.shape == (4, 3, 2)
+    assert not [r for r in caplog.records if r.name.startswith("nibabel")], caplog.text
+    nib.load(path)  # the user's own nibabel calls keep their records
+    assert any("qfac" in r.getMessage() for r in caplog.records if r.name.startswith("nibabel"))
+
+
+def test_nibabel_warnings_while_parsing_a_header_do_not_leak(tmp_path, monkeypatch):
+    original = nib.Nifti1Header.from_fileobj.__func__
+
+    def warning_from_fileobj(cls, *args, **kwargs):
+        warnings.warn("a nibabel header warning", UserWarning, stacklevel=2)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(nib.Nifti1Header, "from_fileobj", classmethod(warning_from_fileobj))
+    path = _nifti_gz(tmp_path)
+    before = list(warnings.filters)
+    read_nifti(path)  # pytest turns warnings into errors: a leak would raise here
+    assert warnings.filters == before
+    with pytest.warns(UserWarning, match="a nibabel header warning"):
+        with gzip.open(path) as f:
+            nib.Nifti1Header.from_fileobj(f)
+
+
+def test_reader_threads_leave_logging_and_warnings_as_they_were(tmp_path):
+    paths = [_qfac_zero(tmp_path, ".nii.gz")] + [_nifti_gz(tmp_path, f"t{i}.nii.gz") for i in range(3)]
+    before = list(warnings.filters)
+    logger = nib.imageglobals.logger
+    level = logger.level
+    errors = []
+
+    def work():
+        try:
+            for _ in range(20):
+                for p in paths:
+                    read_nifti(p)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert warnings.filters == before and logger.level == level
