@@ -31,6 +31,7 @@ import numpy as np
 from .errors import FileFormatError, MismatchError
 
 AFFINE_ATOL = 1e-3  # world units (mm); clskern.io.cases uses the same
+MAX_PKL_BYTES = 64 << 20  # nnU-Net's properties files are a few kB
 ALLOWED = "dicts, lists, tuples, sets, strings, numbers and NumPy arrays"
 
 _BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
@@ -102,8 +103,15 @@ def load_properties(path):
         No such file.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PKL_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileFormatError(f"{path}: unreadable nnU-Net .pkl ({exc.strerror or exc})") from None
+    if len(data) > MAX_PKL_BYTES:
+        raise FileFormatError(f"{path}: over {MAX_PKL_BYTES >> 20} MiB; not an nnU-Net properties file")
     try:
         props = _PropertiesUnpickler(io.BytesIO(data)).load()
     except _Refused as exc:
