@@ -175,7 +175,7 @@ def parse_json(text):
             object_pairs_hook=_no_duplicates,
         )
     except json.JSONDecodeError as exc:
-        raise CalibrationFileError(f"not valid JSON ({exc})") from None
+        raise CalibrationFileError(f"calibration is not valid JSON ({exc})") from None
     except RecursionError:  # the depth check should have caught it
         raise CalibrationFileError(f"not a calibration: JSON nested deeper than {MAX_DEPTH} levels") from None
 
