@@ -9,6 +9,7 @@ histogram's resolution, see ``clskern._binning``).
 
 import io
 import json
+import numbers
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from ._validate import (
     real_array,
     scalar_or_array,
 )
-from .errors import InputError, NaNScoresError, volume_name
+from .errors import ArgumentTypeError, InputError, NaNScoresError, volume_name
 
 class VolumeStats:
     """One volume's lesion scores and background histogram.
@@ -56,8 +57,8 @@ class VolumeStats:
     __slots__ = ("n_voxels", "n_fg", "lesion_scores", "bg_bins", "bg_counts", "name", "_fp_table")
 
     def __init__(self, n_voxels, n_fg, lesion_scores, bg_bins, bg_counts, name=None):
-        self.n_voxels = int(n_voxels)
-        self.n_fg = int(n_fg)
+        self.n_voxels = _count(n_voxels, "n_voxels", name)
+        self.n_fg = _count(n_fg, "n_fg", name)
         self.lesion_scores = np.asarray(lesion_scores)
         self.bg_bins = np.asarray(bg_bins)
         self.bg_counts = np.asarray(bg_counts)
@@ -239,6 +240,13 @@ class VolumeStats:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"not clskern volume statistics ({exc})") from None
+
+
+def _count(value, what, name):
+    """A voxel count: an integer (Python's or NumPy's), never a bool, float or string."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{volume_name(name)}: {what} must be an integer, got {value!r}")
+    return int(value)
 
 
 def _thresholds(t):

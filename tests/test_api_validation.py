@@ -131,3 +131,14 @@ def test_arguments_are_checked_before_the_backend_is_chosen(backend):
         clskern.volume_stats(SCORES, LABELS, label="1", backend=backend)
     with pytest.raises(ArgumentTypeError, match="threshold"):
         clskern.apply_threshold(SCORES, "0.5", backend=backend)
+
+
+@pytest.mark.parametrize("value", ["24", 24.0, True, None, np.float64(24)])
+def test_volume_stats_counts_are_integers(value):
+    args = dict(n_voxels=STATS.n_voxels, n_fg=STATS.n_fg)
+    for what in args:
+        with pytest.raises(ArgumentTypeError, match=what):
+            clskern.VolumeStats(**{**args, what: value}, lesion_scores=STATS.lesion_scores,
+                                bg_bins=STATS.bg_bins, bg_counts=STATS.bg_counts, name="a")
+    assert clskern.VolumeStats(np.int64(STATS.n_voxels), STATS.n_fg, STATS.lesion_scores, STATS.bg_bins,
+                               STATS.bg_counts, "a") == STATS
