@@ -128,7 +128,10 @@ def _short(value, limit=60):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one up to the end: the match never fails once a quote starts, so
+# stripping is linear whatever the text (a pattern that must find the closing quote backtracks
+# quadratically on '"\\"\\...').
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def _depth(text):

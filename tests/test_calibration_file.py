@@ -212,6 +212,16 @@ def test_malformed_files_in_one_line(tmp_path, text, match):
     _refused(_write(tmp_path, text), match)
 
 
+def test_depth_check_is_linear_on_hostile_strings(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    for text in ['"\\"' * 100_000, '"\\' * 100_000, '"' + "[" * 100_000]:
+        with pytest.raises(CalibrationFileError):
+            clskern.Calibration.from_json(text)
+    assert time.perf_counter() - start < 5  # a backtracking pattern took minutes here
+
+
 def test_format_1_is_refused_with_the_way_out(tmp_path, cases):
     d = json.loads(_calibration(cases).to_json())
     del d["sha256"]
