@@ -36,7 +36,6 @@ who recomputes it; an attacker who does must still keep every check of 4.
 import hashlib
 import json
 import math
-import numbers
 import re
 from dataclasses import asdict, dataclass
 

@@ -24,7 +24,7 @@ from ._calibration_record import METHODS, Calibration, cls_pac_rank, cls_rank, k
 from ._calibration_record import NEEDS as _NEEDS
 from ._risk_search import largest_certified_score
 from ._validate import check_empty_policy, check_fraction, empty_error
-from .errors import ArgumentError, ArgumentTypeError, CalibrationError, InputError
+from .errors import ArgumentError, ArgumentTypeError, CalibrationError
 from .volume import VolumeStats
 
 # The rules live with the record, which re-checks every file it reads with them.
