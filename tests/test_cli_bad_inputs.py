@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import clskern.io.batch
+import clskern.volume
 from clskern.cli.main import main
 from clskern.store import StatsStore
 
@@ -152,14 +152,14 @@ def test_calibration_of_another_format_version(root, capsys):
     assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
                  "-o", str(cal), "-q"]) == 0
     record = json.loads(cal.read_text())
-    record["format_version"] = 2
+    record["format_version"] = 3
     cal.write_text(json.dumps(record))
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
-    assert "cal.json" in line and "format version 2" in line and not (root / "m").exists()
+    assert "cal.json" in line and "format version 3" in line and not (root / "m").exists()
     cal.write_text("{not json")
     assert "cal.json: calibration is not valid JSON" in fails(
         capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
-    cal.write_text('{"format_version": 1}')
+    cal.write_text('{"format_version": 2}')
     assert "cal.json: not a clskern calibration" in fails(
         capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m")
 
@@ -189,7 +189,7 @@ def test_missing_inputs(root, capsys):
 
 
 def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
-    real = clskern.io.batch.volume_stats
+    real = clskern.volume.volume_stats
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -200,12 +200,12 @@ def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(clskern.io.batch, "volume_stats", interrupted)
+    monkeypatch.setattr(clskern.volume, "volume_stats", interrupted)
     assert main([str(a) for a in stats(root)]) == 130
     assert "interrupted" in capsys.readouterr().err
     with StatsStore(root / "st.sqlite") as st:
         assert st.case_ids() == ["ok0", "ok1"]
-    monkeypatch.setattr(clskern.io.batch, "volume_stats", real)
+    monkeypatch.setattr(clskern.volume, "volume_stats", real)
     assert main([str(a) for a in stats(root)[:-1]]) == 0
     assert "3 read, 2 already stored" in capsys.readouterr().out
 
@@ -266,12 +266,18 @@ def test_npy_scores_need_a_reference_for_masks(root, capsys):
     assert "shape" in line and "ok1.npy" in line and "labels/ok1.nii.gz" in line
 
 
-def _calibration(path, threshold=0.5):
+_UNEDITED = object()
+
+
+def _calibration(path, threshold=0.5, *, edit=_UNEDITED):
+    """A valid calibration file at ``threshold`` (or one whose threshold was edited to ``edit`` by hand)."""
     from clskern._calibration_record import Calibration
 
-    cal = Calibration.build("cls", 0.5, 0.2, 0.2, None, 5, 0, 1, critical_thresholds=[0.5] * 5, case_ids=list("abcde"))
-    d = cal.to_dict()
-    d["threshold"] = threshold
+    cal = Calibration.build("cls", threshold, 0.2, 0.2, None, 5, 0, 1, critical_thresholds=[threshold] * 5,
+                            case_ids=list("abcde"))
+    d = json.loads(cal.to_json())
+    if edit is not _UNEDITED:
+        d["threshold"] = edit
     path.write_text(json.dumps(d))
     return path
 
@@ -287,16 +293,16 @@ def test_apply_never_writes_over_its_inputs(root, capsys):
     assert {p.name: p.read_bytes() for p in (root / "scores").iterdir()} == before
 
 
-@pytest.mark.parametrize("threshold", ["nan", None, [0.5], True])
+@pytest.mark.parametrize("threshold", ["nan", None, [0.5], True, 0.4])
 def test_apply_refuses_a_bad_threshold_before_writing(root, capsys, threshold):
-    cal = _calibration(root / "cal.json", threshold)
+    cal = _calibration(root / "cal.json", edit=threshold)
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "masks")
-    assert "cal.json: threshold must be a number" in line
+    assert "cal.json: " in line and "threshold" in line
     assert not (root / "masks").exists()
 
 
 def test_apply_accepts_infinite_thresholds(root, capsys):
-    cal = _calibration(root / "cal.json", "Infinity")
+    cal = _calibration(root / "cal.json", float("inf"))
     assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(root / "m"), "-q"]) == 0
     assert not nib.load(root / "m" / "ok0.nii.gz").get_fdata().any()
 

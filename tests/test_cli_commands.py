@@ -99,7 +99,7 @@ def test_stats_calibrate_apply_end_to_end(data, capsys):
 def test_calibrate_from_folders_equals_store_for_every_method(data, capsys):
     root, cases = data
     store = root / "st.sqlite"
-    assert cli(capsys, "stats", "--scores", root / "scores", "--labels", root / "labels", "-o", store, "-j", 3)[0] == 0
+    assert cli(capsys, "stats", "--scores", root / "scores", "--labels", root / "labels", "-o", store, "-j", 2)[0] == 0
     for method, extra in [("cls", ["--alpha", 0.3]), ("cls-pac", ["--alpha", 0.3, "--delta", 0.2]),
                           ("crc", []), ("rcps", ["--delta", 0.3])]:
         a, b = root / f"{method}_a.json", root / f"{method}_b.json"

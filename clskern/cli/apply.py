@@ -1,13 +1,12 @@
 """``clskern apply``: masks ``score >= threshold`` written as NIfTI."""
 
-import math
 import os
 import sys
 
 from .._calibration_record import Calibration
 from ..apply import apply_threshold
-from ..errors import InputError
-from ..io import SCORE_SUFFIXES, find_files, prefetch, read_scores, split_suffix
+from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
+from ..io.cases import read_case_scores
 from ..io.errors import FileFormatError
 from ..io.masks import reference_index, resolve_geometry, save_mask
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
@@ -37,16 +36,8 @@ def add_parser(subparsers):
 
 
 def load_calibration(path):
-    """A ``Calibration`` from a JSON file; errors name the file."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise FileFormatError(f"{path}: not a calibration file (not text)") from None
-    try:
-        return Calibration.from_json(text)
-    except InputError as exc:
-        raise FileFormatError(f"{path}: {exc}") from None
+    """A checked ``Calibration`` from a JSON file (edited or inconsistent files refused, naming the file)."""
+    return Calibration.read(path)
 
 
 def _inputs(scores):
@@ -62,16 +53,9 @@ def _inputs(scores):
     return {split[0]: scores}
 
 
-def check_threshold(threshold, path):
-    """A calibration's threshold must be a real number (+-inf allowed), not NaN or a bool."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or math.isnan(threshold):
-        raise FileFormatError(f"{path}: threshold must be a number (or +-Infinity), got {threshold!r}")
-    return float(threshold)
-
-
 def run(args):
     calibration = load_calibration(args.calibration)
-    threshold = check_threshold(calibration.threshold, args.calibration)
+    threshold = calibration.threshold
     inputs = _inputs(args.scores)
     references = reference_index(args.reference) if args.reference else None
     plan = []
@@ -79,14 +63,14 @@ def run(args):
         out = os.path.join(args.output, case_id + ".nii.gz")
         plan.append((case_id, path, resolve_geometry(path, case_id, references), out))
     sources = [args.scores, args.reference, args.calibration, *inputs.values(), *(references or {}).values()]
-    sources += [geometry.path for _, _, geometry, _ in plan]
+    sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
     refuse_inputs_as_outputs([args.output, *(out for *_, out in plan)], sources)
     refuse_existing([out for *_, out in plan], args.overwrite)
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
     def load(item):
-        return read_scores(item[1], channel=args.channel)
+        return read_case_scores(item[1], channel=args.channel, geometry=item[2])
 
     n_voxels = n_on = 0
     stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
