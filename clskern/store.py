@@ -25,7 +25,9 @@ import xxhash
 
 from ._version import __version__
 from .errors import InputError
-from .volume import VolumeStats
+
+# VolumeStats (clskern.volume, which imports Numba) is imported where a case is
+# stored or decoded: a re-run over a complete store only compares fingerprints.
 
 STORE_FORMAT = 1
 _SCHEMA = """
@@ -173,6 +175,8 @@ class StatsStore:
 
     def put(self, case_id, fingerprint, stats, *, scores_path=None, labels_path=None):
         """Store (or replace) one case, atomically."""
+        from .volume import VolumeStats
+
         if not isinstance(stats, VolumeStats):
             raise TypeError(f"stats must be VolumeStats, got {type(stats).__name__}")
         self._query(
@@ -193,6 +197,8 @@ class StatsStore:
         return self._decode(case_id, row[0])
 
     def _decode(self, case_id, blob):
+        from .volume import VolumeStats
+
         try:
             return VolumeStats.from_bytes(blob)
         except InputError as exc:
@@ -219,6 +225,8 @@ class StatsStore:
         equals ``n_fg`` and FP, FPR, Dice and PC are not meaningful; use
         ``load`` for those.
         """
+        from .volume import VolumeStats
+
         wanted = None if case_ids is None else set(case_ids)
         out = {}
         for case_id, rowid, n_fg in self._query("SELECT case_id, rowid, n_fg FROM cases ORDER BY case_id"):

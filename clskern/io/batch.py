@@ -19,7 +19,6 @@ import numpy as np
 
 from .._validate import check_empty_policy, empty_error
 from ..store import file_digest, fingerprint_of
-from ..volume import volume_stats
 from .cases import AFFINE_ATOL, load_case
 from .prefetch import prefetch
 
@@ -141,6 +140,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
             key = case_fingerprint(pair, label=label, channel=channel)
         return load_case(pair, channel=channel, backend=backend, affine_atol=affine_atol), started, key
 
+    if todo:  # Numba is imported only when a case is to be read (not on a re-run over a complete store)
+        from ..volume import volume_stats
     stream = prefetch(todo, load, jobs=jobs, meanwhile=_warm_up if todo else None)
     try:
         for (pair, _), loaded, error in stream:
@@ -184,5 +185,7 @@ def _warm_up():
     scores with uint8 labels are the common case (others load their own
     cached kernels on first use, a small cost once the pool is up).
     """
+    from ..volume import volume_stats
+
     volume_stats(np.zeros(8, np.float32), np.ones(8, np.uint8))
 
