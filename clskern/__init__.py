@@ -13,7 +13,10 @@ from .apply import apply_threshold
 from .calibration import METHODS, calibrate
 from ._calibration_record import Calibration
 from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
     CalibrationError,
+    CalibrationFileError,
     ClsKernError,
     EmptyGroundTruthError,
     InputError,
@@ -26,8 +29,11 @@ from .volume import VolumeStats, critical_threshold, lesion_scores, volume_stats
 __all__ = [
     "__version__",
     "METHODS",
+    "ArgumentError",
+    "ArgumentTypeError",
     "Calibration",
     "CalibrationError",
+    "CalibrationFileError",
     "ClsKernError",
     "CudaUnavailableError",
     "EmptyGroundTruthError",

@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from .._calibration_record import Calibration
-from ..errors import InputError
+from .._validate import real_number
+from ..errors import ArgumentTypeError
 
 
 def load_threshold(calibration):
@@ -13,16 +14,8 @@ def load_threshold(calibration):
     if isinstance(calibration, Calibration):
         return float(calibration.threshold)
     if isinstance(calibration, (str, os.PathLike)):
-        path = os.fspath(calibration)
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        try:
-            return float(Calibration.from_json(text).threshold)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{path}: not a clskern calibration file ({exc})") from None
-    if isinstance(calibration, bool) or not isinstance(calibration, (int, float, np.floating, np.integer)):
-        raise TypeError(f"expected a Calibration, a calibration file or a threshold, got {type(calibration).__name__}")
-    value = float(calibration)
-    if np.isnan(value):
-        raise ValueError("the threshold must not be NaN")
-    return value
+        return Calibration.read(os.fspath(calibration)).threshold  # digest and consistency checked
+    if isinstance(calibration, (bool, np.bool_)) or not isinstance(calibration, (int, float, np.floating, np.integer)):
+        raise ArgumentTypeError(
+            f"expected a Calibration, a calibration file or a threshold, got {type(calibration).__name__}")
+    return real_number(calibration, "threshold")
