@@ -14,10 +14,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import clskern.io._gzip as _gzip
-import clskern.io.arrays as arrays
-import clskern.io.nifti as nifti
-from clskern.io import FileFormatError, MismatchError, gunzip, gzip_backends, read_header, read_nifti, read_npz
+from clskern.io import (
+    FileFormatError,
+    MismatchError,
+    _gzip,
+    arrays,
+    gunzip,
+    gzip_backends,
+    nifti,
+    read_header,
+    read_nifti,
+    read_npz,
+)
 
 XYZ = (9, 8, 7)
 

@@ -208,6 +208,8 @@ def gunzip(data, path="<bytes>", backend=None):
     """
     if bytes(data[:2]) != b"\x1f\x8b":
         raise FileFormatError(f"{path}: not a gzip file (the name ends in .gz)")
+    if len(data) >= 18:  # the last member's declared size (ISIZE): libdeflate allocates it at once
+        check_memory(int.from_bytes(bytes(data[-4:]), "little"), path, "gzip data (ISIZE)")
     out = _backend(backend or default_backend())(data)
     if out is None:  # multi-member, or broken: zlib decides which and says so
         out = _diagnose(data, path)

@@ -6,8 +6,12 @@ nibabel's ``(x, y, z)``. ``read_npz`` picks one class and returns its
 transpose, a view (Fortran order in ``(x, y, z)``), so it lines up with the
 label NIfTI without a copy. The member is decompressed in one call by the
 fastest installed inflater (``np.load`` goes through ``zipfile`` at stdlib
-zlib speed, about half as fast). ``.npy`` files are memory-mapped and used as they
-are (same axes as the labels), or ``(C, ...)`` with a channel to pick.
+zlib speed, about half as fast). Since the member is read by hand, so are
+``np.load``'s checks: the local header must agree with the zip directory, the
+``.npy`` header's declared shape is checked before anything is inflated or
+allocated (``read_npz``'s Notes), and the member's CRC-32 after.
+``.npy`` files are memory-mapped and used as they are (same axes as the
+labels), or ``(C, ...)`` with a channel to pick.
 """
 
 import io
