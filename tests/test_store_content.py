@@ -207,3 +207,23 @@ def test_unreadable_stored_case_is_reported_per_case(cases, tmp_path):
         result = collect_stats(pairs, store=st, keep_going=True)
     assert (result.read, result.reused) == (0, N - 1)
     assert [c for c, _ in result.failed] == ["k1"] and isinstance(result.failed[0][1], OSError)
+
+
+def test_an_nnunet_pkl_is_part_of_the_fingerprint(tmp_path, reads):
+    """The .pkl decides which axes an .npz is in: another .pkl means another case."""
+    from nnunet_files import LPS_AFFINE, write_nnunet_case
+
+    s, l = tmp_path / "pred", tmp_path / "labels"
+    s.mkdir()
+    l.mkdir()
+    p = _scores(9)
+    nib.save(nib.Nifti1Image((p > 0.6).astype(np.uint8), LPS_AFFINE), l / "n0.nii.gz")
+    write_nnunet_case(s, "n0", p, LPS_AFFINE, reader="reorient")
+    store = tmp_path / "st.sqlite"
+    argv = ["stats", "--scores", str(s), "--labels", str(l), "-o", str(store), "-q"]
+    assert main(argv) == 0 and reads == ["n0"]
+    assert main(argv) == 0 and reads == ["n0"]  # unchanged: reused
+    npz = (s / "n0.npz").read_bytes()
+    write_nnunet_case(s, "n0", p, LPS_AFFINE, reader="reorient", protocol=2)  # the same geometry, other bytes
+    assert (s / "n0.npz").read_bytes() == npz  # only the .pkl changed
+    assert main(argv) == 0 and reads == ["n0", "n0"]

@@ -12,6 +12,7 @@ page cache the reader then maps, and a first run reads each file from disk
 once.
 """
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ import numpy as np
 from .._validate import check_empty_policy, empty_error
 from ..store import file_digest, fingerprint_of
 from .cases import AFFINE_ATOL, load_case
+from .nnunet_pkl import pkl_beside
 from .prefetch import prefetch
 
 
@@ -86,13 +88,22 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
 def case_fingerprint(pair, *, label, channel, digests=None):
     """The store fingerprint of a case pair (``clskern.store.fingerprint``).
 
+    An nnU-Net ``.npz`` is read through the ``CASE.pkl`` beside it (which
+    axes its probabilities are in), so that file's bytes count too.
     ``digests``: a ``{path: file_digest}`` cache, so that a file is hashed once.
     """
     digests = {} if digests is None else digests
-    for path in (pair.scores, pair.labels):
+    paths = [pair.scores, pair.labels]
+    geometry = pkl_beside(pair.scores) if pair.scores.endswith(".npz") else None
+    if geometry is not None and os.path.isfile(geometry):
+        paths.append(geometry)
+    for path in paths:
         if path not in digests:
             digests[path] = file_digest(path)
-    return fingerprint_of(digests[pair.scores], digests[pair.labels], label=label, channel=channel)
+    options = {"label": label, "channel": channel}
+    if geometry is not None:
+        options["geometry"] = digests.get(geometry)  # None: no .pkl (the read refuses the case)
+    return fingerprint_of(digests[pair.scores], digests[pair.labels], **options)
 
 
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
