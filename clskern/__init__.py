@@ -7,24 +7,48 @@ calibrate a threshold on held-out cases (``calibrate``), cut new cases with it
 ``backend="cuda"`` (or GPU arrays) runs the numba-cuda kernels.
 """
 
+import importlib
+
 from ._version import __version__
-from ._backend import CudaUnavailableError
-from .apply import apply_threshold
-from .calibration import METHODS, calibrate
-from ._calibration_record import Calibration
-from .errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    CalibrationError,
-    CalibrationFileError,
-    ClsKernError,
-    EmptyGroundTruthError,
-    InputError,
-    NaNScoresError,
-    ScoreDtypeError,
-)
-from .evaluation import evaluate
-from .volume import VolumeStats, critical_threshold, lesion_scores, volume_stats
+
+# Public names and the modules that hold them, imported on first use (PEP 562):
+# ``import clskern`` stays light, so a command that only reads a store, or a
+# resumed ``clskern stats``, does not pay for Numba's start-up.
+_PUBLIC = {
+    "CudaUnavailableError": "._backend",
+    "apply_threshold": ".apply",
+    "METHODS": ".calibration",
+    "calibrate": ".calibration",
+    "Calibration": "._calibration_record",
+    "ArgumentError": ".errors",
+    "ArgumentTypeError": ".errors",
+    "CalibrationError": ".errors",
+    "CalibrationFileError": ".errors",
+    "ClsKernError": ".errors",
+    "EmptyGroundTruthError": ".errors",
+    "InputError": ".errors",
+    "NaNScoresError": ".errors",
+    "ScoreDtypeError": ".errors",
+    "evaluate": ".evaluation",
+    "VolumeStats": ".volume",
+    "critical_threshold": ".volume",
+    "lesion_scores": ".volume",
+    "volume_stats": ".volume",
+}
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clskern' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "__version__",

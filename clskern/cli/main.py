@@ -33,7 +33,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser():
+def build_parser(commands=None):
+    """The ``clskern`` parser; ``commands`` (names) limits which subcommands' modules are imported.
+
+    The others get a bare parser, so a resumed ``clskern stats`` does not load
+    the evaluation's plotting or the calibration's tables to read its options.
+    """
     parser = _Parser(
         prog="clskern",
         description="Conformal lesion segmentation: exact per-case statistics, calibrated thresholds, masks.",
@@ -45,6 +50,9 @@ def build_parser():
     sub.required = True
     modules = {}
     for name, module_name in SUBCOMMANDS.items():
+        if commands is not None and name not in commands:
+            sub.add_parser(name)
+            continue
         module = importlib.import_module(module_name)
         command = module.add_parser(sub)
         command.set_defaults(_module=module)
@@ -96,8 +104,11 @@ def _quiet_libraries():
 
 def main(argv=None):
     """Run the command line; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    named = [w for w in words if w in SUBCOMMANDS][:1]
+    first = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(named if named and first == named[0] else None)
+    args = parser.parse_args(words)
     prog = f"clskern {args.command}"
     restore = (lambda: None) if args.debug else _quiet_libraries()
     try:

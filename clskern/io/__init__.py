@@ -26,8 +26,18 @@ from .cases import (
     split_suffix,
 )
 from .errors import FileFormatError, MismatchError, PairingError
-from .nifti import NiftiVolume, mask_image, read_header, read_nifti, write_atomic
 from .prefetch import prefetch
+
+_NIFTI_NAMES = ("NiftiVolume", "mask_image", "read_header", "read_nifti", "write_atomic")
+
+
+def __getattr__(name):
+    """The NIfTI names load nibabel, on first use only (PEP 562)."""
+    if name in _NIFTI_NAMES:
+        from . import nifti
+
+        return getattr(nifti, name)
+    raise AttributeError(f"module 'clskern.io' has no attribute {name!r}")
 
 __all__ = [
     "SCORE_SUFFIXES",

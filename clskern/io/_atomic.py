@@ -43,5 +43,5 @@ def atomic_path(path, suffix=".tmp"):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.filename in (None, tmp):
             code = exc.errno if exc.errno is not None else errno.EIO
-            raise OSError(code, exc.strerror or os.strerror(code), path) from None
+            raise OSError(code, exc.strerror or str(exc) or os.strerror(code), path) from None
         raise

@@ -23,11 +23,19 @@ import numpy as np
 
 from .arrays import read_npy, read_npz
 from .errors import FileFormatError, MismatchError, PairingError
-from .nifti import NIFTI_SUFFIXES, read_nifti
+from .suffixes import NIFTI_SUFFIXES
 from .nnunet_pkl import AFFINE_ATOL, pkl_beside, read_pkl_geometry
 
 SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")
 LABEL_SUFFIXES = NIFTI_SUFFIXES
+
+
+def _read_nifti(path, **options):
+    """``clskern.io.nifti.read_nifti``, imported when a volume is read: pairing and resuming
+    a store need no nibabel (a tenth of a resumed ``clskern stats``' start-up)."""
+    from .nifti import read_nifti
+
+    return read_nifti(path, **options)
 _CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
 
 
@@ -187,7 +195,7 @@ def read_scores(path, *, channel=None, ndim=3, backend=None):
         return ScoreVolume(read_npz(path, 1 if channel is None else channel), path)
     if suffix == ".npy":
         return ScoreVolume(read_npy(path, channel, ndim), path)
-    vol = read_nifti(path, backend=backend)
+    vol = _read_nifti(path, backend=backend)
     array = _pick_channel(_squeeze_trailing(vol.array), channel, path, ndim)
     return ScoreVolume(array, path, vol.affine, vol.header)
 
@@ -228,7 +236,7 @@ def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None,
 
 def read_labels(path, *, backend=None):
     """A label NIfTI: ``(array, affine, header)``, trailing singleton axes dropped."""
-    vol = read_nifti(path, backend=backend)
+    vol = _read_nifti(path, backend=backend)
     return _squeeze_trailing(vol.array), vol.affine, vol.header
 
 
