@@ -226,3 +226,28 @@ def test_no_library_log_lines(root, capsys):
     assert code == 0 and err == "", err
     with StatsStore(root / "st.sqlite") as st:
         assert len(st) == 6
+
+
+def test_an_npz_declaring_more_voxels_than_its_labels_is_refused_before_inflating(tmp_path, capsys, monkeypatch):
+    import clskern.io.arrays
+    from nnunet_files import write_nnunet_case
+
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "labels").mkdir()
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), np.eye(4)), tmp_path / "labels" / "big.nii.gz")
+    write_nnunet_case(tmp_path / "pred", "big", np.zeros((80, 70, 60), np.float32), np.eye(4))
+
+    def never(*args, **kwargs):
+        raise AssertionError("inflated before the shapes were compared")
+
+    monkeypatch.setattr(clskern.io.arrays, "inflate_raw", never)
+    line = fails(capsys, "stats", "--scores", tmp_path / "pred", "--labels", tmp_path / "labels",
+                 "-o", tmp_path / "st.sqlite", "-q")
+    assert "case 'big'" in line and "big.npz" in line and "(80, 70, 60)" in line and "(8, 7, 6)" in line
+
+
+def test_a_zero_voxel_image_is_refused(root, capsys):
+    np.save(root / "scores" / "c0.npy", np.zeros((0, 7, 6), np.float32))
+    os.unlink(root / "scores" / "c0.nii.gz")
+    line = fails(capsys, *stats_args(root))
+    assert "c0.npy" in line and "holds no voxels" in line

@@ -24,6 +24,7 @@ available, before anything is allocated).
 
 import zlib
 
+from ._memory import available_memory
 from .errors import FileFormatError
 
 BACKENDS = ("deflate", "isal", "zlib")
@@ -47,19 +48,6 @@ def check_crc32(data, expected, path, what):
     """
     if crc32(data) != expected:
         raise FileFormatError(f"{path}: corrupt .npz ({what} fails its CRC-32 check)")
-
-
-def available_memory():
-    """Bytes of memory available (``MemAvailable`` of ``/proc/meminfo``), or None where unknown."""
-    try:
-        with open("/proc/meminfo", "rb") as f:
-            for line in f:
-                if line.startswith(b"MemAvailable:"):
-                    parts = line.split()
-                    return int(parts[1]) * (1024 if parts[2:3] == [b"kB"] else 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _size(n):

@@ -7,7 +7,8 @@ def available_memory():
         with open("/proc/meminfo", "rb") as f:
             for line in f:
                 if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    parts = line.split()
+                    return int(parts[1]) * (1024 if parts[2:3] == [b"kB"] else 1)
     except (OSError, ValueError, IndexError):
         pass
     return None

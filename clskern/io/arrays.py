@@ -18,6 +18,7 @@ import io
 import mmap
 import os
 import struct
+import tokenize
 import zipfile
 
 import numpy as np
@@ -41,7 +42,7 @@ def _reason(exc):
     return str(exc) or type(exc).__name__
 
 
-def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None):
+def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None, any_axis_order=False):
     """One class of an nnU-Net probability file, aligned to nibabel's axes.
 
     Parameters
@@ -58,6 +59,10 @@ def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None):
         equal it; otherwise ``MismatchError`` names the file and both shapes,
         raised after reading the ``.npy`` header only: no voxel is inflated
         or mapped.
+    any_axis_order : bool
+        Compare ``spatial_shape`` up to the order of the axes: nnU-Net's
+        reorienting reader saves them permuted, and its ``.pkl`` (read
+        later) says how.
 
     Returns
     -------
@@ -85,7 +90,7 @@ def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None):
     """
     path = os.fspath(path)
     try:
-        array = _npz_member(path, key, channel, spatial_shape)
+        array = _npz_member(path, key, channel, spatial_shape, any_axis_order)
     except (FileFormatError, MismatchError, FileNotFoundError):
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
@@ -162,12 +167,12 @@ def _npy_header(read_head, path, key):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
-    except ValueError as exc:
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, tokenize.TokenError) as exc:
         raise FileFormatError(f"{path}: {key!r} is not a .npy array ({_reason(exc)})") from None
     return tuple(shape), fortran, dtype, head.tell()
 
 
-def _check_npy(header, size, path, key, channel, spatial_shape):
+def _check_npy(header, size, path, key, channel, spatial_shape, any_axis_order=False):
     """Check a member's declared ``.npy`` header before its voxels are inflated or allocated."""
     shape, _, dtype, offset = header
     if dtype.hasobject:
@@ -188,7 +193,8 @@ def _check_npy(header, size, path, key, channel, spatial_shape):
         raise FileFormatError(f"{path}: truncated {key!r} ({size} bytes, needs {needed})")
     if spatial_shape is not None:
         spatial_shape = tuple(int(n) for n in spatial_shape)
-        if shape[1:][::-1] != spatial_shape:
+        declared = shape[1:][::-1]
+        if (sorted(declared) != sorted(spatial_shape)) if any_axis_order else (declared != spatial_shape):
             raise MismatchError(
                 f"{path}: {key!r} of shape {shape} (C, z, y, x) declares spatial shape {shape[1:][::-1]} "
                 f"(x, y, z), but the labels' shape is {spatial_shape}"
@@ -199,7 +205,7 @@ def _check_npy(header, size, path, key, channel, spatial_shape):
         )
 
 
-def _npz_member(path, key, channel=None, spatial_shape=None):
+def _npz_member(path, key, channel=None, spatial_shape=None, any_axis_order=False):
     """The array ``key`` of an ``.npz``: its header checked first, then stored members copied
     from a map and deflated ones inflated at once, and their CRC-32 checked."""
     with open(path, "rb") as f:
@@ -217,7 +223,7 @@ def _npz_member(path, key, channel=None, spatial_shape=None):
                         return member.read(n)
 
                 header = _npy_header(read_head, path, key)
-                _check_npy(header, info.file_size, path, key, channel, spatial_shape)
+                _check_npy(header, info.file_size, path, key, channel, spatial_shape, any_axis_order)
                 check_memory(info.file_size, path, f"{key!r}")
                 with z.open(info) as member:
                     return _npy_from_bytes(bytearray(member.read()), path, key, header)
@@ -243,7 +249,7 @@ def _npz_member(path, key, channel=None, spatial_shape=None):
             return inflate_head(read, n, path)
 
         header = _npy_header(read_head, path, key)
-        _check_npy(header, info.file_size, path, key, channel, spatial_shape)
+        _check_npy(header, info.file_size, path, key, channel, spatial_shape, any_axis_order)
         check_memory(info.file_size, path, f"{key!r}")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             view = memoryview(m)
@@ -271,17 +277,35 @@ def read_npy(path, channel=None, ndim=None):
 
     With ``ndim`` (the labels' number of axes) and an array of one more
     axis, the first axis is taken as channels and ``channel`` picks one.
+    A ``.npy`` has no checksum: its header is checked (numeric dtype, at least
+    one voxel) and must account for the file's size exactly, so a damaged
+    header is refused; damaged voxels cannot be told from data.
     """
     path = os.fspath(path)
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise FileFormatError(f"{path}: unreadable .npy file ({exc})") from None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            shape, fortran, dtype, offset = _npy_header(lambda n: (f.seek(0), f.read(n))[1], path, "array")
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.filename is not None:
+            raise
+        raise FileFormatError(f"{path}: unreadable .npy file ({_reason(exc)})") from None
+    if dtype.hasobject:
+        raise FileFormatError(f"{path}: the array holds Python objects; clskern reads numeric arrays only")
+    voxels = 1
+    for n in shape:
+        voxels *= n
+    if voxels == 0:
+        raise FileFormatError(f"{path}: the array of shape {shape} holds no voxels")
+    if offset + voxels * dtype.itemsize != size:
+        raise FileFormatError(f"{path}: corrupt .npy file ({size} bytes, but its header declares "
+                              f"{offset + voxels * dtype.itemsize}: shape {shape} of {dtype})")
+    try:
+        array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    except (OSError, ValueError, MemoryError) as exc:
+        raise FileFormatError(f"{path}: unreadable .npy file ({_reason(exc)})") from None
     if ndim is not None and array.ndim == ndim + 1:
         array = _channel(array, 1 if channel is None else channel, path, f"array of shape {array.shape}")
     elif channel not in (None, 0):
         raise MismatchError(f"{path}: channel {channel} does not exist (the file has 1 channel)")
     return array
-

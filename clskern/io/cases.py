@@ -174,7 +174,7 @@ class ScoreVolume:
     header: object = None
 
 
-def read_scores(path, *, channel=None, ndim=3, backend=None):
+def read_scores(path, *, channel=None, ndim=3, backend=None, spatial_shape=None):
     """Read a score file of any supported format, aligned to nibabel's ``(x, y, z)``.
 
     An ``.npz`` comes back in the axes nnU-Net saved it in (reversed to
@@ -184,7 +184,9 @@ def read_scores(path, *, channel=None, ndim=3, backend=None):
 
     ``channel`` picks the class of a multi-channel file (default: 1, or 0
     when there is a single channel); ``ndim`` is the label volume's number
-    of axes (3 unless known otherwise).
+    of axes (3 unless known otherwise). ``spatial_shape`` (the labels' shape)
+    refuses a file declaring another shape before its voxels are inflated
+    (for an ``.npz`` up to the order of the axes, which its ``.pkl`` settles).
     """
     path = os.fspath(path)
     split = split_suffix(os.path.basename(path), SCORE_SUFFIXES)
@@ -192,10 +194,11 @@ def read_scores(path, *, channel=None, ndim=3, backend=None):
         raise FileFormatError(f"{path}: not a score file ({', '.join(SCORE_SUFFIXES)})")
     suffix = split[1]
     if suffix == ".npz":
-        return ScoreVolume(read_npz(path, 1 if channel is None else channel), path)
+        return ScoreVolume(read_npz(path, 1 if channel is None else channel, spatial_shape=spatial_shape,
+                                    any_axis_order=True), path)
     if suffix == ".npy":
         return ScoreVolume(read_npy(path, channel, ndim), path)
-    vol = _read_nifti(path, backend=backend)
+    vol = _read_nifti(path, backend=backend, spatial_shape=spatial_shape)
     array = _pick_channel(_squeeze_trailing(vol.array), channel, path, ndim)
     return ScoreVolume(array, path, vol.affine, vol.header)
 
@@ -299,7 +302,11 @@ def load_case(pair, *, channel=None, backend=None, affine_atol=AFFINE_ATOL):
         a ``.pkl`` without geometry or that would run code.
     """
     labels, label_affine, _ = read_labels(pair.labels, backend=backend)
-    scores = read_scores(pair.scores, channel=channel, ndim=labels.ndim, backend=backend)
+    try:  # a file declaring another shape is refused before its voxels are inflated
+        scores = read_scores(pair.scores, channel=channel, ndim=labels.ndim, backend=backend,
+                             spatial_shape=labels.shape)
+    except MismatchError as exc:
+        raise MismatchError(f"case {pair.case_id!r}: {exc}; labels {pair.labels} have shape {labels.shape}") from None
     array = scores.array
     if scores.affine is not None:
         geometry = "affine"
