@@ -1,0 +1,501 @@
+"""Lesions as connected components (SPEC 1b): labelling, detection scores, thresholds.
+
+The lesions of a volume are the connected components of its lesion mask
+(``labels > 0`` or ``labels == label``) under 6-, 18- or 26-connectivity. One
+read of the labels finds them, and only their scores are read afterwards:
+
+1. **Runs** (``_scan_task``, parallel over tasks of whole rows). The flat
+   volume, in memory order, is a stack of *rows* along its fastest axis
+   (the last axis of a C-ordered volume, the first of a Fortran-ordered one).
+   Each row's labels are read 64 at a time (one vector compare,
+   ``clskern._simd.lesion_mask64``); a word of zeros, most of a volume, costs
+   one test, and in the others the bits where the mask changes
+   (``m ^ (m << 1 | carry)``) give the starts and ends of *runs*, maximal
+   spans of consecutive lesion voxels of a row. A task's runs go to its own
+   row of a buffer of fixed capacity; a task with more runs only counts them
+   and is scanned again into a buffer of its exact size (a second read of
+   that task's labels only, never of the volume).
+2. **Union-find over runs** (``_link``, one thread: there are far fewer runs
+   than voxels). The connectivities are symmetric under any permutation and
+   reflection of the axes, so the components do not depend on which axis is
+   fastest: a run is joined to the runs of the four rows scanned before it
+   that can touch it (the previous row of its slice, and three rows of the
+   previous slice). Under 26-connectivity two runs in neighbouring rows
+   touch when their spans, widened by one voxel, overlap; under
+   18-connectivity that holds for the two face-neighbour rows while the two
+   diagonal rows need a true overlap; under 6-connectivity only the face rows
+   count, with a true overlap. Four pointers walk the run list alongside the
+   current run, so linking is linear in the number of runs.
+3. **Scores** (``_fill``, parallel over runs, then over lesions): each run's
+   scores, contiguous in memory, are decoded (float16 bit patterns to
+   float32), -0.0 stored as +0.0 and NaN counted, into its lesion's segment
+   of one ragged array; each segment is then sorted ascending.
+
+Lesions come in a canonical order: by the C-order flat index of their first
+voxel (the smallest ``(i, j, k)`` in lexicographic order), so C- and
+Fortran-ordered copies of a volume give identical results.
+"""
+
+import math
+import numbers
+from fractions import Fraction
+
+import numpy as np
+from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from ._radix import sort_floats
+from ._ranks import largest_rank
+from ._scalars import score_value
+from ._simd import MASK_LANES, is_lesion, lesion_mask64
+from ._validate import (
+    check_empty_policy,
+    check_label,
+    empty_threshold,
+    epsilon_array,
+    flat_labels,
+    flat_scores,
+    label_target,
+    real_number,
+    scalar_or_array,
+)
+from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
+
+CONNECTIVITIES = (6, 18, 26)
+TASK = 1 << 15  # voxels per scan task (whole rows): its labels stay in L2
+_CAPACITY_SHARE = 32  # a task's run buffer holds one run per this many voxels (+ a row's worth)
+_INSERTION_MAX = 24  # lesions of at most this many voxels are sorted by insertion
+
+# -- 1. runs -----------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _emit(run_row, run_lo, run_hi, o, r, lo, hi):
+    if o < run_row.size:
+        run_row[o] = r
+        run_lo[o] = lo
+        run_hi[o] = hi
+    return o + 1
+
+
+@njit(cache=True)
+def _scan_task(labels, target, use_target, n2, first_row, last_row, run_row, run_lo, run_hi):
+    """The runs of rows ``first_row..last_row-1`` into the run buffers, in scan order.
+
+    Returns how many runs there are; only the first ``run_row.size`` are
+    written (the task is scanned again with room for all when there are more).
+    """
+    whole = n2 - n2 % MASK_LANES
+    one = np.uint64(1)
+    top = np.uint64(MASK_LANES - 1)
+    o = 0
+    for r in range(first_row, last_row):
+        row = labels[r * n2 : (r + 1) * n2]
+        carry = np.uint64(0)  # 1 while a run is open
+        start = 0
+        for lo in range(0, whole, MASK_LANES):
+            m = lesion_mask64(row, lo, target, use_target)
+            edges = m ^ ((m << one) | carry)  # bit i: the mask changes at lo + i
+            while edges:
+                i = np.int64(trailing_zeros(edges))
+                edges &= edges - one
+                if (m >> np.uint64(i)) & one:
+                    start = lo + i
+                else:
+                    o = _emit(run_row, run_lo, run_hi, o, r, start, lo + i)
+            carry = m >> top
+        for i in range(whole, n2):
+            if is_lesion(row[i], target, use_target):
+                if not carry:
+                    start = i
+                    carry = one
+            elif carry:
+                o = _emit(run_row, run_lo, run_hi, o, r, start, i)
+                carry = np.uint64(0)
+        if carry:
+            o = _emit(run_row, run_lo, run_hi, o, r, start, n2)
+    return o
+
+
+@njit(parallel=True, cache=True)
+def _scan(labels, target, use_target, n2, rows_per_task, n_rows, run_row, run_lo, run_hi, counts):
+    """Every task's runs into its row of the run buffers (one read of the labels)."""
+    n_tasks = counts.size
+    for t in prange(n_tasks):
+        first = t * rows_per_task
+        last = min(n_rows, first + rows_per_task)
+        counts[t] = _scan_task(labels, target, use_target, n2, first, last, run_row[t], run_lo[t], run_hi[t])
+
+
+@njit(parallel=True, cache=True)
+def _compact(run_row, run_lo, run_hi, counts, starts, row, lo, hi):
+    """Lay the tasks' runs end to end (tasks in order: runs stay in scan order)."""
+    for t in prange(counts.size):
+        s = starts[t]
+        for i in range(counts[t]):
+            row[s + i] = run_row[t, i]
+            lo[s + i] = run_lo[t, i]
+            hi[s + i] = run_hi[t, i]
+
+
+@njit(parallel=True, cache=True)
+def _rescan(labels, target, use_target, n2, rows_per_task, n_rows, tasks, starts, counts, row, lo, hi):
+    """Scan the listed (overflowed) tasks again, straight into their place in the flat run arrays."""
+    for i in prange(tasks.size):
+        t = tasks[i]
+        first = t * rows_per_task
+        last = min(n_rows, first + rows_per_task)
+        s, e = starts[t], starts[t] + counts[t]
+        _scan_task(labels, target, use_target, n2, first, last, row[s:e], lo[s:e], hi[s:e])
+
+
+def find_runs(flat_l, target, use_target, n_rows, n2, capacity=None):
+    """``(row, lo, hi)`` int64 arrays: every run ``labels[row * n2 + lo : row * n2 + hi]``, in scan order.
+
+    ``capacity`` (runs a task's buffer holds) is only ever changed by tests,
+    to reach the rescan path on small volumes.
+    """
+    rows_per_task = max(1, TASK // max(n2, 1))
+    n_tasks = max(1, -(-n_rows // rows_per_task))
+    if capacity is None:
+        capacity = rows_per_task * n2 // _CAPACITY_SHARE + rows_per_task
+    capacity = max(0, min(capacity, rows_per_task * ((n2 + 1) // 2)))
+    buffers = [np.empty((n_tasks, capacity), np.int64) for _ in range(3)]
+    counts = np.empty(n_tasks, np.int64)
+    _scan(flat_l, target, use_target, n2, rows_per_task, n_rows, *buffers, counts)
+    starts = np.zeros(n_tasks + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    runs = [np.empty(int(starts[-1]), np.int64) for _ in range(3)]
+    kept = np.minimum(counts, capacity)
+    _compact(*buffers, kept, starts, *runs)
+    overflowed = np.flatnonzero(counts > capacity)
+    if overflowed.size:
+        _rescan(flat_l, target, use_target, n2, rows_per_task, n_rows, overflowed, starts, counts, *runs)
+    return runs
+
+
+# -- 2. union-find over runs --------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]  # path halving
+        x = parent[x]
+    return x
+
+
+@njit(cache=True, inline="always")
+def _union(parent, a, b):
+    """Join the sets of ``a`` and ``b``; a set's root is its first run in scan order."""
+    a = _find(parent, a)
+    b = _find(parent, b)
+    if a < b:
+        parent[b] = a
+    elif b < a:
+        parent[a] = b
+
+
+@njit(cache=True)
+def _link(row, lo, hi, n1, connectivity):
+    """Each run's component, numbered by the scan order of the components' first runs.
+
+    Returns ``(component per run, number of components)``.
+    """
+    n = row.size
+    parent = np.arange(n)
+    face_ext = 0 if connectivity == 6 else 1  # spans widened by this many voxels must overlap
+    diagonal = connectivity != 6
+    diagonal_ext = 1 if connectivity == 26 else 0
+    pointer = np.zeros(4, np.int64)
+    for q in range(n):
+        r = row[q]
+        a = r // n1
+        b = r - a * n1
+        q_lo, q_hi = lo[q], hi[q]
+        for kind in range(4):
+            if kind == 0:  # (a, b - 1): face neighbour row in the same slice
+                if b == 0:
+                    continue
+                target, ext = r - 1, face_ext
+            elif kind == 1:  # (a - 1, b): face neighbour row in the previous slice
+                if a == 0:
+                    continue
+                target, ext = r - n1, face_ext
+            elif kind == 2:  # (a - 1, b - 1)
+                if a == 0 or b == 0 or not diagonal:
+                    continue
+                target, ext = r - n1 - 1, diagonal_ext
+            else:  # (a - 1, b + 1)
+                if a == 0 or b == n1 - 1 or not diagonal:
+                    continue
+                target, ext = r - n1 + 1, diagonal_ext
+            j = pointer[kind]
+            while j < q and (row[j] < target or (row[j] == target and hi[j] + ext <= q_lo)):
+                j += 1
+            pointer[kind] = j
+            while j < q and row[j] == target and lo[j] < q_hi + ext:
+                _union(parent, q, j)
+                j += 1
+    component = np.empty(n, np.int64)
+    n_components = 0
+    for q in range(n):
+        if parent[q] == q:
+            component[q] = n_components
+            n_components += 1
+        else:
+            component[q] = component[_find(parent, q)]  # the root came first: numbered already
+    return component, n_components
+
+
+@njit(cache=True)
+def _canonical(row, lo, hi, component, n_components, n1, n2, fortran, s1, s2):
+    """``(sizes, place)``: lesion sizes in canonical order and each run's place in the ragged array.
+
+    Canonical order: by the C-order index of a lesion's first voxel. For a
+    C-ordered volume that is the scan order already; for a Fortran-ordered
+    one (memory axes ``(k, j, i)``, rows along ``i``) each run's first voxel
+    ``(lo, j, k)`` has C index ``lo * s1 * s2 + j * s2 + k``.
+    """
+    n = row.size
+    rank = np.arange(n_components)
+    if fortran:
+        key = np.full(n_components, np.iinfo(np.int64).max, np.int64)
+        for q in range(n):
+            k = row[q] // n1
+            j = row[q] - k * n1
+            c_index = lo[q] * s1 * s2 + j * s2 + k
+            c = component[q]
+            if c_index < key[c]:
+                key[c] = c_index
+        order = np.argsort(key)
+        for i in range(n_components):
+            rank[order[i]] = i
+    sizes = np.zeros(n_components, np.int64)
+    for q in range(n):
+        sizes[rank[component[q]]] += hi[q] - lo[q]
+    cursor = np.zeros(n_components + 1, np.int64)
+    for c in range(n_components):
+        cursor[c + 1] = cursor[c] + sizes[c]
+    place = np.empty(n, np.int64)
+    for q in range(n):
+        c = rank[component[q]]
+        place[q] = cursor[c]
+        cursor[c] += hi[q] - lo[q]
+    return sizes, place
+
+
+# -- 3. scores ------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _fill(scores, row, lo, hi, n2, place, out):
+    """Each run's decoded scores into ``out[place:]``; returns the NaN count."""
+    nan = 0
+    for q in prange(row.size):
+        base = row[q] * n2
+        o = place[q]
+        run_nan = 0
+        for i in range(lo[q], hi[q]):
+            x = score_value(scores[base + i]) + 0.0  # -0.0 becomes +0.0
+            out[o] = x
+            run_nan += x != x
+            o += 1
+        nan += run_nan
+    return nan
+
+
+@njit(cache=True)
+def _insertion_sort(values):
+    for i in range(1, values.size):
+        x = values[i]
+        j = i - 1
+        while j >= 0 and values[j] > x:
+            values[j + 1] = values[j]
+            j -= 1
+        values[j + 1] = x
+
+
+@njit(parallel=True, cache=True)
+def _sort_segments(offsets, values):
+    """Sort each lesion's segment ascending (NaN-free, -0.0 already +0.0: exact)."""
+    for c in prange(offsets.size - 1):
+        segment = values[offsets[c] : offsets[c + 1]]
+        if segment.size <= _INSERTION_MAX:
+            _insertion_sort(segment)
+        else:
+            sort_floats(segment)
+
+
+# -- the pieces together ------------------------------------------------------------
+
+
+def check_connectivity(connectivity):
+    """``connectivity`` as an int in (6, 18, 26); else an error naming it."""
+    if isinstance(connectivity, (bool, np.bool_)) or not isinstance(connectivity, numbers.Integral):
+        raise ArgumentTypeError(f"connectivity must be 6, 18 or 26 (an integer), got {connectivity!r}")
+    if int(connectivity) not in CONNECTIVITIES:
+        raise ArgumentError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
+    return int(connectivity)
+
+
+def check_overlap(overlap):
+    """``overlap`` (tau) as a float in [0, 1]; else an error naming it."""
+    value = real_number(overlap, "overlap")
+    if not 0.0 <= value <= 1.0:
+        raise ArgumentError(f"overlap must lie in [0, 1], got {overlap!r}")
+    return value
+
+
+def _memory_layout(shape, order):
+    """``(n0, n1, n2)``: the memory-order shape, ``n2`` the fastest axis."""
+    return tuple(shape) if order == "C" else tuple(shape[::-1])
+
+
+def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity=26, capacity=None):
+    """``(offsets, scores, n_nan)`` of flat views (``prepare``'s) of a 3-D volume.
+
+    ``offsets``: int64, length L + 1; lesion ``j``'s scores are
+    ``scores[offsets[j]:offsets[j + 1]]``, sorted ascending, lesions in
+    canonical order (module docstring). ``scores``: float32 for float16/32
+    volumes, float64 for float64 volumes. With ``n_nan > 0`` the segments
+    are not sorted (the caller raises).
+    """
+    n0, n1, n2 = _memory_layout(shape, order)
+    out_dtype = np.float64 if flat_s.dtype == np.float64 else np.float32
+    n_rows = n0 * n1
+    if n_rows * n2 == 0:
+        return np.zeros(1, np.int64), np.empty(0, out_dtype), 0
+    row, lo, hi = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
+    component, n_components = _link(row, lo, hi, n1, connectivity)
+    sizes, place = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
+    offsets = np.zeros(n_components + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.empty(int(offsets[-1]), out_dtype)
+    n_nan = int(_fill(flat_s, row, lo, hi, n2, place, values))
+    if not n_nan:
+        _sort_segments(offsets, values)
+    return offsets, values, n_nan
+
+
+def _prepare_3d(scores, labels, label, name):
+    """``prepare`` plus the volume's shape and memory order (3-D volumes only)."""
+    flat_s, order, array = flat_scores(scores, name)
+    if array.ndim != 3:
+        raise InputError(
+            f"{volume_name(name)}: lesions are connected components of a 3-D volume; scores have shape {array.shape}"
+        )
+    flat_l = flat_labels(labels, array.shape, order, name)
+    target, use_target = label_target(label, flat_l.dtype, name)
+    return flat_s, flat_l, target, use_target, array.shape, order
+
+
+def lesions(scores, labels, *, label=None, connectivity=26, name=None):
+    """The lesions of a 3-D volume and their voxels' scores (SPEC 1b).
+
+    Parameters
+    ----------
+    scores : array_like of float16, float32 or float64, 3-D
+        C- or Fortran-ordered (read in place), native or big-endian.
+    labels : array_like of bool, int or float, same shape
+        Lesion where ``labels > 0``, or ``labels == label``.
+    connectivity : {6, 18, 26}
+        Face, face+edge, or face+edge+corner neighbours.
+
+    Returns
+    -------
+    offsets : int64 ndarray of length L + 1
+        ``offsets[0] == 0``; lesion ``j`` has ``offsets[j + 1] - offsets[j]`` voxels.
+    sorted_scores : ndarray (float32 for float16/32 scores, float64 for float64)
+        Lesion ``j``'s scores, ascending, are ``sorted_scores[offsets[j]:offsets[j + 1]]``;
+        -0.0 is stored as +0.0. Lesions are ordered by the C-order index of their first
+        voxel, so the memory order of the inputs never changes the result.
+
+    Raises
+    ------
+    NaNScoresError
+        When a lesion voxel's score is NaN (background scores are not read).
+    """
+    connectivity = check_connectivity(connectivity)
+    check_label(label, name)
+    flat_s, flat_l, target, use_target, shape, order = _prepare_3d(scores, labels, label, name)
+    offsets, values, n_nan = ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
+    if n_nan:
+        raise NaNScoresError(
+            f"{volume_name(name)}: {n_nan} NaN scores among its {values.size} lesion voxels; "
+            "clskern never drops them silently"
+        )
+    return offsets, values
+
+
+def required_voxels(sizes, overlap):
+    """``r_j = max(1, ceil(overlap * m_j))`` for each lesion size ``m_j``, exactly (int64).
+
+    The product is taken as rationals (the float64 ``overlap`` times the
+    integer size), once per distinct size.
+    """
+    sizes = np.asarray(sizes, np.int64)
+    overlap = check_overlap(overlap)
+    if overlap == 0.0 or sizes.size == 0:
+        return np.ones(sizes.shape, np.int64)
+    if overlap == 1.0:
+        return np.maximum(sizes, 1)
+    distinct, where = np.unique(sizes, return_inverse=True)
+    tau = Fraction(overlap)
+    needed = np.array([max(1, math.ceil(tau * int(m))) for m in distinct], np.int64)
+    return needed[where].reshape(sizes.shape)
+
+
+def detection_scores(offsets, scores, overlap=0.0):
+    """Each lesion's detection score ``d_j``: the ``r_j``-th largest of its scores (SPEC 1b).
+
+    ``offsets`` and ``scores`` are the ragged result of ``lesions`` (segments
+    sorted ascending). Lesion ``j`` is detected at ``t`` exactly when
+    ``t <= d_j``. Returns an array of ``scores``' dtype, one per lesion, in
+    the lesions' order.
+    """
+    offsets = np.asarray(offsets, np.int64)
+    scores = np.asarray(scores)
+    sizes = np.diff(offsets)
+    if sizes.size and sizes.min() < 1:
+        raise ArgumentError("every lesion has at least one voxel: offsets must be strictly increasing")
+    r = required_voxels(sizes, overlap)
+    return scores[offsets[1:] - r]
+
+
+def lesion_critical_threshold(d, epsilon, empty="error", name=None):
+    """The lesion-level critical threshold: ``sorted(d)[k]`` (SPEC 1b).
+
+    ``k`` is the largest ``j`` in ``0..L-1`` with ``j / L <= epsilon``
+    (float64, as ``clskern.critical_threshold``), so ``L-FNR(t) <= epsilon``
+    exactly for ``t`` up to the result. ``L = 0`` follows ``empty``: raise
+    (``"error"``), ``+inf`` (``"pass"``) or None (``"skip"``). Returns a
+    float, or a float64 array of ``epsilon``'s shape.
+    """
+    check_empty_policy(empty)
+    eps = epsilon_array(epsilon)
+    d = np.asarray(d)
+    n = d.size
+    if n == 0:
+        return empty_threshold(empty, eps, name)
+    if np.isnan(d).any():
+        raise NaNScoresError(f"{volume_name(name)}: NaN detection scores; clskern never drops them silently")
+    k = largest_rank(eps, n, n - 1)
+    ordered = np.sort(d.ravel()) + 0.0  # one bit pattern for zero
+    return scalar_or_array(ordered[k].astype(np.float64), eps)
+
+
+def critical_threshold_lesions(
+    scores, labels, epsilon, *, label=None, connectivity=26, overlap=0.0, empty="error", name=None
+):
+    """Lesion-level critical threshold of one volume: labelling, detection scores, selection.
+
+    The largest ``t`` with ``L-FNR(t) <= epsilon`` (SPEC 1b); arguments as in
+    ``lesions`` and ``lesion_critical_threshold``. Checks every argument
+    before reading the volume.
+    """
+    check_empty_policy(empty)
+    eps = epsilon_array(epsilon)
+    overlap = check_overlap(overlap)
+    offsets, values = lesions(scores, labels, label=label, connectivity=connectivity, name=name)
+    return lesion_critical_threshold(detection_scores(offsets, values, overlap), eps, empty, name)
