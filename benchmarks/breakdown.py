@@ -19,8 +19,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import clskern  # noqa: E402
 from baselines import stream_pass  # noqa: E402
-from clskern import _cpu_kernels, _gather  # noqa: E402
-from clskern._radix import sort_scores  # noqa: E402
+from clskern.cpu import _gather  # noqa: E402
+from clskern.cpu import _kernels as _cpu_kernels  # noqa: E402
+from clskern.cpu._radix import sort_scores  # noqa: E402
 from clskern._validate import prepare  # noqa: E402
 from volumes import benchmark_volume  # noqa: E402
 

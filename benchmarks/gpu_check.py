@@ -13,7 +13,7 @@ Timings are medians of a few runs, wall clock around synchronised calls, on a
 - ``authors' bisection``: our reconstruction of the authors' method on the
   GPU: scores rescaled to [min, max] -> [0, 1], then bisection on t to a
   tolerance of 1e-4, one pass over the volume per step (FNR(t) <= epsilon).
-- batched calibration: ``clskern.cuda.calibrate`` of 100 volumes (10 distinct
+- batched calibration: ``clskern.batch.calibrate`` of 100 volumes (10 distinct
   volumes, each listed 10 times: 39 GB read in all, so caches do not help).
 """
 
@@ -362,15 +362,15 @@ def batched(copy_info, distinct):
     import torch
 
     import clskern
-    import clskern.cuda
+    import clskern.batch
 
     shape = (300, 512, 512)
     volumes = [make_volume(torch, shape, 10 + i) for i in range(distinct)]
     cases = {f"case{i:03d}": volumes[i % distinct] for i in range(100)}
     torch.cuda.synchronize()
-    clskern.cuda.critical_thresholds(dict(list(cases.items())[:2]), EPS)  # warm-up
+    clskern.batch.critical_thresholds(dict(list(cases.items())[:2]), EPS)  # warm-up
     t0 = time.perf_counter()
-    cal = clskern.cuda.calibrate(cases, epsilon=EPS, alpha=0.2)
+    cal = clskern.batch.calibrate(cases, epsilon=EPS, alpha=0.2)
     torch.cuda.synchronize()
     t = time.perf_counter() - t0
     singles = [clskern.critical_threshold(p, y, EPS) for p, y in volumes]

@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from baselines import stream_pass  # noqa: E402
 from volumes import benchmark_volume  # noqa: E402
 
-from clskern._binning import N_BINS, score_bin  # noqa: E402
+from clskern._binning import N_BINS  # noqa: E402
+from clskern.cpu._bins import score_bin  # noqa: E402
 
 
 @njit(cache=True)

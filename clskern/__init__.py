@@ -17,9 +17,9 @@ from ._version import __version__
 _PUBLIC = {
     "CudaUnavailableError": "._backend",
     "apply_threshold": ".apply",
-    "METHODS": ".calibration",
-    "calibrate": ".calibration",
-    "Calibration": "._calibration_record",
+    "METHODS": ".calibration.methods",
+    "calibrate": ".calibration.methods",
+    "Calibration": ".calibration.record",
     "ArgumentError": ".errors",
     "ArgumentTypeError": ".errors",
     "CalibrationError": ".errors",

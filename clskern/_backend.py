@@ -9,36 +9,24 @@
   with a working driver, or numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``,
   slow, for tests); otherwise it raises ``CudaUnavailableError``.
 
-This module only decides; the GPU work lives in ``clskern.cuda`` and is
-imported on first use.
+This is the one module that knows both backends. Each offers the same
+contract, arrays in and arrays out (``volume_stats_parts``, ``lesion_scores``,
+``critical_threshold``, ``apply_threshold``: see ``clskern.cpu``), and
+``kernels(backend, *arrays)`` returns the one a call runs on: ``clskern.cpu``,
+imported here, or ``CUDA``, which runs ``clskern.cuda`` (imported on first
+use) with the inputs' device current. Device detection lives in
+``clskern._device``, shared with the GPU intake.
 """
 
+from . import cpu
+from ._device import on_device
 from .errors import ClsKernError, InputError, volume_name
 
 BACKENDS = ("auto", "cpu", "cuda")
-_DLPACK_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
 class CudaUnavailableError(ClsKernError):
     """``backend="cuda"`` on a machine where numba-cuda cannot reach a GPU."""
-
-
-def on_device(obj):
-    """Whether ``obj`` is an array in GPU memory (decided by interface, not by library)."""
-    if getattr(obj, "__cuda_ndarray__", False):  # numba device arrays, simulated ones too
-        return True
-    try:
-        if getattr(obj, "__cuda_array_interface__", None) is not None:
-            return True
-    except Exception:  # PyTorch raises for CUDA tensors that require grad
-        return True
-    dlpack_device = getattr(obj, "__dlpack_device__", None)
-    if dlpack_device is None:
-        return False
-    try:
-        return int(dlpack_device()[0]) in _DLPACK_CUDA
-    except Exception:
-        return False
 
 
 def check_cuda():
@@ -79,10 +67,15 @@ def use_cuda(backend, *arrays, name=None):
     return True
 
 
-def _ops():
-    from .cuda import _ops
+def kernels(backend, *arrays, name=None):
+    """The backend a call on ``arrays`` runs on: ``clskern.cpu`` or ``CUDA`` (see ``use_cuda``)."""
+    return CUDA if use_cuda(backend, *arrays, name=name) else cpu
 
-    return _ops
+
+def _cuda():
+    from . import cuda
+
+    return cuda
 
 
 def _device_index(arrays):
@@ -113,18 +106,34 @@ def _run(fn, arrays, *args):
         return fn(*args)
 
 
-def volume_stats_parts(scores, labels, label, name):
-    """``(n_voxels, sorted lesion scores, bins, counts)`` from the GPU."""
-    return _run(_ops().volume_stats_parts, (scores, labels), scores, labels, label, name)
+class _Cuda:
+    """``clskern.cuda``'s contract, run with the device of the input arrays current."""
+
+    @staticmethod
+    def volume_stats_parts(scores, labels, label=None, name=None):
+        """``(n_voxels, sorted lesion scores, bins, counts)`` from the GPU."""
+        return _run(_cuda().volume_stats_parts, (scores, labels), scores, labels, label, name)
+
+    @staticmethod
+    def lesion_scores(scores, labels, label=None, name=None):
+        return _run(_cuda().lesion_scores, (scores, labels), scores, labels, label, name)
+
+    @staticmethod
+    def critical_threshold(scores, labels, epsilon, label=None, empty="error", name=None):
+        return _run(_cuda().critical_threshold, (scores, labels), scores, labels, epsilon, label, empty, name)
+
+    @staticmethod
+    def apply_threshold(scores, threshold, out=None, name=None):
+        return _run(_cuda().apply_threshold, (scores, out), scores, threshold, out, name)
 
 
-def lesion_scores(scores, labels, label, name):
-    return _run(_ops().lesion_scores, (scores, labels), scores, labels, label, name)
+CUDA = _Cuda()
 
 
-def critical_threshold(scores, labels, epsilon, label, empty, name):
-    return _run(_ops().critical_threshold, (scores, labels), scores, labels, epsilon, label, empty, name)
+def gpu_critical_thresholds(pairs, names, eps, label, chunk):
+    """Many volumes' thresholds at ``eps`` on the GPU, ``chunk`` volumes at a time (``clskern.batch``).
 
-
-def apply_threshold(scores, threshold, out, name):
-    return _run(_ops().apply_threshold, (scores, out), scores, threshold, out, name)
+    A list in input order: per volume its thresholds, or None without lesion voxels.
+    """
+    check_cuda()
+    return _cuda().critical_thresholds(pairs, names, eps, label, chunk)

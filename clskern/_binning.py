@@ -15,13 +15,22 @@ memory speed; 1024 bins per octave made it three times slower.
 
 The bin index is computed from the float64 bit pattern (float16/32 scores
 convert to float64 exactly), so every score dtype lands in the same bins.
+
+This module is the grid's one definition and needs neither backend: the
+constants and the edges (NumPy). The bin of a score is computed by each
+backend from these constants: ``clskern.cpu._bins`` (Numba, CPU) and
+``clskern.cuda._bins`` (numba-cuda), tested equal on edges, signed zeros,
+subnormals and infinities.
+
+Numba freezes these constants into the compiled kernels, and its cache keys
+a kernel on its own source file only: after editing a constant here, delete
+the ``__pycache__`` folders of ``clskern/cpu`` (and ``clskern``) so the
+kernels recompile.
 """
 
 import functools
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
 
 MANTISSA_BITS = 8  # bins per power of two = 2**MANTISSA_BITS
 EXP_LOW, EXP_HIGH = -32, 32  # magnitudes in [2**EXP_LOW, 2**EXP_HIGH) get fine bins
@@ -38,56 +47,6 @@ _MAG_MASK = (1 << 63) - 1
 # float32 bit pattern: the same grid (it needs the top MANTISSA_BITS of 23).
 _SHIFT32 = 23 - MANTISSA_BITS
 _LOW_BITS32 = (127 + EXP_LOW) << 23
-
-@njit(cache=True, inline="always")
-def _from_magnitude_bits(negative, magnitude_bin):
-    """Bin of sign and magnitude bin; branch-free (the kernels' hot loop)."""
-    m = min(max(magnitude_bin, 0), _TOP)
-    return (_HALF + m) - negative * (2 * m + 1)
-
-
-@njit(cache=True, inline="always")
-def bin_index(x):
-    """Histogram bin of the float64 value ``x`` (NaN lands in an end bin).
-
-    A negative ``x`` (not -0.0) takes the magnitude bin of ``|x|`` one ulp
-    lower: ``|x|`` in ``(lo, hi]`` means ``x`` in ``[-hi, -lo)``, so negative
-    bins are half-open upwards like the positive ones.
-    """
-    u = np.float64(x).view(np.int64)
-    magnitude = u & _MAG_MASK
-    negative = np.int64((u < 0) & (magnitude != 0))
-    shifted = (magnitude - negative - _LOW_BITS) >> _SHIFT  # arithmetic shift: < 0 below 2**EXP_LOW
-    return _from_magnitude_bits(negative, shifted + 1)
-
-
-@njit(cache=True, inline="always")
-def bin_index_f32(x):
-    """``bin_index`` for a float32 ``x``, on its 32-bit pattern (same result).
-
-    All in int32 (every intermediate fits): 16 lanes a vector instead of 8,
-    1.3 x faster in the histogram.
-    """
-    u = np.float32(x).view(np.int32)
-    magnitude = u & np.int32(0x7FFFFFFF)
-    negative = np.int32((u < 0) & (magnitude != 0))
-    shifted = ((magnitude - negative - np.int32(_LOW_BITS32)) >> np.int32(_SHIFT32)) + np.int32(1)
-    m = min(max(shifted, np.int32(0)), np.int32(_TOP))
-    return (np.int32(_HALF) + m) - negative * (np.int32(2) * m + np.int32(1))
-
-
-def score_bin(x):
-    """Histogram bin of a score of any float dtype (Python reference)."""
-    return int(bin_index(np.float64(x)))
-
-
-@overload(score_bin, inline="always")
-def _score_bin_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: bin_index_f32(x)
-    if isinstance(x, types.Float):
-        return lambda x: bin_index(x)
-    return None
 
 
 def _magnitude_edge(m):

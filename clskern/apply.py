@@ -1,11 +1,7 @@
 """Test-time masks: ``apply_threshold``."""
 
-import numpy as np
-
 from . import _backend
-from . import _cpu_kernels as kernels
-from ._validate import flat_scores, real_number
-from .errors import ArgumentError, ArgumentTypeError, NaNScoresError, volume_name
+from ._validate import real_number
 
 
 def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
@@ -45,31 +41,5 @@ def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
         not a NumPy array at all).
     """
     threshold = real_number(threshold, "threshold")
-    if _backend.use_cuda(backend, scores, out, name=name):
-        return _backend.apply_threshold(scores, threshold, out, name)
-    flat, order, array = flat_scores(scores, name)
-    if out is None:
-        out = np.empty(array.shape, dtype=np.uint8, order=order)
-    else:
-        _check_out(out, array, order, name)
-    n_nan = int(kernels.threshold_mask(flat, threshold, out.ravel(order=order)))
-    if n_nan:
-        raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores; a mask would call them background")
-    return out
+    return _backend.kernels(backend, scores, out, name=name).apply_threshold(scores, threshold, out, name)
 
-
-def _check_out(out, array, order, name):
-    """``out`` must be able to take the mask in place, before any kernel sees it."""
-    where = volume_name(name)
-    if not isinstance(out, np.ndarray):
-        raise ArgumentTypeError(f"{where}: out must be a uint8 NumPy array, got {type(out).__name__}")
-    if out.dtype != np.uint8:
-        raise ArgumentError(f"{where}: out must be a uint8 array of shape {array.shape}, got dtype {out.dtype}")
-    if out.shape != array.shape:
-        raise ArgumentError(f"{where}: out must be a uint8 array of shape {array.shape}, got shape {out.shape}")
-    if not out.flags.writeable:
-        raise ArgumentError(f"{where}: out is read-only")
-    if not (out.flags.c_contiguous if order == "C" else out.flags.f_contiguous):
-        raise ArgumentError(f"{where}: out must be {order}-contiguous like the scores")
-    if np.shares_memory(out, array):
-        raise ArgumentError(f"{where}: out shares memory with the scores; the mask would overwrite them as it goes")

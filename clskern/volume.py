@@ -5,6 +5,10 @@ epsilon, alpha, method or curve ever needs the voxels again (SPEC 4): the
 sorted lesion scores (exact FN/FNR/TP at any threshold, exact critical
 thresholds) and a histogram of background scores (FP, FPR, Dice and PC at the
 histogram's resolution, see ``clskern._binning``).
+
+The passes themselves are the backends' (``clskern.cpu``, ``clskern.cuda``,
+chosen by ``clskern._backend``); they return arrays, and this module makes
+the public results of them.
 """
 
 import io
@@ -14,10 +18,7 @@ import numbers
 import numpy as np
 
 from . import _backend
-from . import _cpu_kernels as kernels
-from . import _gather as gather
 from ._binning import N_BINS, bin_lower_edges
-from ._radix import select_ranks, sort_scores
 from ._ranks import largest_rank
 from ._validate import (
     check_empty_policy,
@@ -25,11 +26,10 @@ from ._validate import (
     empty_error,
     empty_threshold,
     epsilon_array,
-    prepare,
     real_array,
     scalar_or_array,
 )
-from .errors import ArgumentTypeError, InputError, NaNScoresError, volume_name
+from .errors import ArgumentTypeError, InputError, volume_name
 
 class VolumeStats:
     """One volume's lesion scores and background histogram.
@@ -254,14 +254,6 @@ def _thresholds(t):
     return real_array(t, "thresholds t", finite=False)
 
 
-def _lesion_dtype(flat_scores):
-    return np.float64 if flat_scores.dtype == np.float64 else np.float32
-
-
-def _raise_nan(name, n_nan, where):
-    raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores {where}; clskern never drops them silently")
-
-
 def volume_stats(scores, labels, *, label=None, name=None, backend="auto"):
     """Gather a volume's statistics in one pass over scores and labels.
 
@@ -293,43 +285,22 @@ def volume_stats(scores, labels, *, label=None, name=None, backend="auto"):
         For shape mismatches and unreadable dtypes.
     """
     check_label(label, name)
-    if _backend.use_cuda(backend, scores, labels, name=name):
-        n_voxels, lesion, bins, counts = _backend.volume_stats_parts(scores, labels, label, name)
+    kernels = _backend.kernels(backend, scores, labels, name=name)
+    n_voxels, lesion, bins, counts = kernels.volume_stats_parts(scores, labels, label, name)
+    if kernels is _backend.CUDA:  # the device's arrays are checked as outside data are
         return VolumeStats(n_voxels, lesion.size, lesion, bins, counts, name)
-    flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    gathered = gather.gather(flat_s, flat_l, target, use_target, every_score=True)
-    lesion, _ = gather.assemble_lesions(gathered, _lesion_dtype(flat_s))
-    hist = gathered.all_hist
-    if hist[:, 0].any() or hist[:, -1].any():  # the end bins also catch NaN: count them now
-        n_nan = int(kernels.count_nan(flat_s))
-        if n_nan:
-            _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
-    lesion_hist = gathered.lesion_hist
-    if lesion_hist is None:  # a row overflowed: count the assembled scores instead
-        lesion_hist = kernels.bin_counts(lesion, hist.shape[0])
-    bins, counts = kernels.background_bins(hist, lesion_hist)
-    sort_scores(lesion)
-    return VolumeStats._from_kernels(flat_s.size, lesion, bins, counts, name)
+    return VolumeStats._from_kernels(n_voxels, lesion, bins, counts, name)
 
 
 def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
     """The lesion voxels' scores in memory order (unsorted), reading only what it must.
 
     The labels are read once; scores are read only in the 16-voxel groups that
-    hold lesion voxels (see ``clskern._gather``). Raises ``NaNScoresError`` when a lesion score is NaN. ``backend``
+    hold lesion voxels (see ``clskern.cpu._gather``). Raises ``NaNScoresError`` when a lesion score is NaN. ``backend``
     as in ``volume_stats``; the result is a host array either way.
     """
     check_label(label, name)
-    if _backend.use_cuda(backend, scores, labels, name=name):
-        return _backend.lesion_scores(scores, labels, label, name)
-    flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    lesion, n_nan = gather.assemble_lesions(gather.gather(flat_s, flat_l, target, use_target), _lesion_dtype(flat_s))
-    if n_nan:
-        _raise_nan(name, n_nan, f"among its {lesion.size} lesion voxels")
-    return lesion
-
-
-_SORT_ABOVE = 8  # more distinct ranks than this: one sort beats selection per rank
+    return _backend.kernels(backend, scores, labels, name=name).lesion_scores(scores, labels, label, name)
 
 
 def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", name=None, backend="auto"):
@@ -339,7 +310,7 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
     with ``k`` the largest ``j < n_fg`` with ``j / n_fg <= epsilon``, equal to
     the sorted-order reference bit for bit, ties included. It reads the
     labels once and only the scores of 16-voxel groups holding lesion voxels,
-    and selects the k-th score without sorting (``clskern._gather``), so NaN
+    and selects the k-th score without sorting (``clskern.cpu._gather``), so NaN
     scores are detected among lesion voxels (the only ones that decide the
     result); ``volume_stats`` checks every voxel.
 
@@ -364,22 +335,5 @@ def critical_threshold(scores, labels, epsilon, *, label=None, empty="error", na
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
     check_label(label, name)
-    if _backend.use_cuda(backend, scores, labels, name=name):
-        return _backend.critical_threshold(scores, labels, epsilon, label, empty, name)
-    flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    gathered = gather.gather(flat_s, flat_l, target, use_target)
-    n_fg = int(gathered.counts.sum())
-    if n_fg == 0:
-        return empty_threshold(empty, eps, name)
-    k = largest_rank(eps, n_fg, n_fg - 1)
-    distinct, where = np.unique(k, return_inverse=True)
-    lesion_dtype = _lesion_dtype(flat_s)
-    if distinct.size <= _SORT_ABOVE and gathered.complete:
-        values, n_nan = gather.select_in_rows(gathered, distinct, lesion_dtype)
-    else:
-        lesion, n_nan = gather.assemble_lesions(gathered, lesion_dtype)
-        if not n_nan:
-            values = sort_scores(lesion)[distinct] if distinct.size > _SORT_ABOVE else select_ranks(lesion, distinct)
-    if n_nan:
-        _raise_nan(name, n_nan, f"among its {n_fg} lesion voxels")
-    return scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)
+    kernels = _backend.kernels(backend, scores, labels, name=name)
+    return kernels.critical_threshold(scores, labels, eps, label, empty, name)

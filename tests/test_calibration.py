@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 import clskern
 import naive
-from clskern._binomial import binom_cdf_table, hoeffding_bentkus_pvalue
+from clskern.calibration._binomial import binom_cdf_table, hoeffding_bentkus_pvalue
 
 
 def random_cases(rng, n, lesion=(1, 40), size=200, quantise=False):

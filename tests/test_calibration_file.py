@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import clskern
-from clskern._calibration_record import FORMAT_VERSION, _guarantee, digest_of
+from clskern.calibration.record import FORMAT_VERSION, _guarantee, digest_of
 from clskern.errors import CalibrationFileError, ClsKernError
 
 METHODS = [

@@ -271,7 +271,7 @@ _UNEDITED = object()
 
 def _calibration(path, threshold=0.5, *, edit=_UNEDITED):
     """A valid calibration file at ``threshold`` (or one whose threshold was edited to ``edit`` by hand)."""
-    from clskern._calibration_record import Calibration
+    from clskern.calibration.record import Calibration
 
     cal = Calibration.build("cls", threshold, 0.2, 0.2, None, 5, 0, 1, critical_thresholds=[threshold] * 5,
                             case_ids=list("abcde"))

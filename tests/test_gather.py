@@ -1,4 +1,4 @@
-"""The lesion gather (clskern._gather) against NumPy, overflowing rows included."""
+"""The lesion gather (clskern.cpu._gather) against NumPy, overflowing rows included."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 import clskern
 import naive
-from clskern import _gather
 from clskern._binning import N_BINS
+from clskern.cpu import _bins, _gather
 from clskern._validate import prepare
 from clskern.errors import NaNScoresError
 from strategies import volumes
@@ -29,7 +29,7 @@ def expected_in_memory_order(scores, labels, label=None):
 
 def dense_histogram(values):
     hist = np.zeros(N_BINS, np.int64)
-    np.add.at(hist, [clskern._binning.score_bin(v) for v in values], 1)
+    np.add.at(hist, [_bins.score_bin(v) for v in values], 1)
     return hist
 
 
@@ -135,7 +135,7 @@ def test_members_never_overrun_a_histogram_that_disagrees():
     scores = np.full(300, 0.5, np.float32)
     labels = (rng.random(300) < 0.5).astype(np.uint8)
     g, _ = gathered(scores, labels)
-    b = clskern._binning.score_bin(0.5)
+    b = _bins.score_bin(0.5)
     wrong = g.lesion_hist.copy()
     wrong[:, b] = 1  # fewer than the rows hold
     with pytest.raises(RuntimeError, match="stale Numba cache"):

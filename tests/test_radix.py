@@ -1,11 +1,11 @@
-"""Radix sort and rank selection of scores (clskern._radix) against np.sort, bit for bit."""
+"""Radix sort and rank selection of scores (clskern.cpu._radix) against np.sort, bit for bit."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clskern import _radix
+from clskern.cpu import _radix
 
 SPECIALS = [0.0, 1.0, -1.0, np.inf, -np.inf, 1e-40, -1e-40, 1e-45, -1e-45, 0.5, 3.4e38, -3.4e38]  # all float32
 

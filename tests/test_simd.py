@@ -1,10 +1,10 @@
-"""The vector primitives of clskern._simd against their plain-loop forms."""
+"""The vector primitives of clskern.cpu._simd against their plain-loop forms."""
 
 import numpy as np
 import pytest
 from numba import njit
 
-from clskern import _simd
+from clskern.cpu import _simd
 
 LABEL_DTYPES = [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64, np.float32, np.float64]
 

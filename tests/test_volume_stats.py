@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 import clskern
 import naive
-from clskern._binning import N_BINS, bin_index, bin_lower_edges
-from clskern._cpu_kernels import score_bins
+from clskern._binning import N_BINS, bin_lower_edges
+from clskern.cpu._bins import bin_index
+from clskern.cpu._kernels import score_bins
 from strategies import volumes
 
 

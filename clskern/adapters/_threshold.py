@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .._calibration_record import Calibration
+from ..calibration.record import Calibration
 from .._validate import real_number
 from ..errors import ArgumentTypeError
 

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .._calibration_record import Calibration
+from ..calibration.record import Calibration
 from ..apply import apply_threshold
 from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
 from ..io.cases import read_case_scores

@@ -1,17 +1,21 @@
 """The GPU path of clskern (numba-cuda), imported only when a call runs on the GPU.
 
-The public entry points are the ordinary ones with ``backend="cuda"`` (or
-``"auto"`` with GPU arrays): ``clskern.volume_stats``,
-``clskern.critical_threshold``, ``clskern.lesion_scores`` and
-``clskern.apply_threshold`` give the CPU results bit for bit. This package adds
-batched helpers for many volumes: ``critical_thresholds`` and ``calibrate``.
+It offers the contract of ``clskern.cpu`` (same arguments, results equal bit
+for bit), arrays in and arrays out: ``volume_stats_parts``,
+``lesion_scores``, ``critical_threshold``, ``apply_threshold``; and, for many
+volumes at once, ``critical_thresholds`` (batched). The dispatch
+(``clskern._backend``) calls them; users reach them through the ordinary
+functions with ``backend="cuda"`` (or ``"auto"`` with GPU arrays) and
+through ``clskern.batch`` (many volumes, calibration).
 
-Layout: ``_bins`` (the histogram bin and order key on the device),
-``_kernels`` (every kernel), ``_intake`` (zero-copy views of CuPy, PyTorch,
-``__cuda_array_interface__`` and DLPack arrays), ``_ops`` (launches and the
-small host-side steps), ``batch`` (many volumes).
+Layout: ``_bins`` (the histogram bin and order key on the device; the grid is
+``clskern._binning``), ``_kernels`` (every kernel), ``_intake`` (zero-copy
+views of CuPy, PyTorch, ``__cuda_array_interface__`` and DLPack arrays),
+``_launch`` (launch helpers), ``_ops`` (the contract: launches and the small
+host-side steps), ``batch`` (many volumes).
 """
 
-from .batch import calibrate, critical_thresholds
+from ._ops import apply_threshold, critical_threshold, lesion_scores, volume_stats_parts
+from .batch import critical_thresholds
 
-__all__ = ["calibrate", "critical_thresholds"]
+__all__ = ["apply_threshold", "critical_threshold", "critical_thresholds", "lesion_scores", "volume_stats_parts"]

@@ -1,9 +1,10 @@
-"""Device twin of ``clskern._binning.bin_index``.
+"""Device twin of ``clskern.cpu._bins.bin_index``.
 
 The same arithmetic on the float64 bit pattern (float16/32 scores convert to
 float64 exactly on the device too), so a score lands in the same histogram bin
-on the GPU as on the CPU. The constants are imported from ``_binning``; the
-tests compare both functions on edges, signed zeros, subnormals and infinities.
+on the GPU as on the CPU. The constants come from ``clskern._binning``, the
+grid both backends share; the tests compare both functions on edges, signed
+zeros, subnormals and infinities.
 """
 
 import numpy as np

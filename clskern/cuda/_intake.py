@@ -15,11 +15,11 @@ CuPy is missing).
 import numpy as np
 from numba import cuda
 
-from .._backend import on_device
-from . import _kernels as K
-from ._launch import blocks_for, launch
+from .._device import on_device
 from .._validate import flat_labels, flat_scores, label_target
 from ..errors import InputError, ScoreDtypeError, volume_name
+from . import _kernels as K
+from ._launch import blocks_for, launch
 
 
 def _cuda_interface(obj):

@@ -1,7 +1,7 @@
 """Host side of the GPU path: launch the kernels, select, bring back the small results.
 
-Each function mirrors one CPU function (``clskern.volume``, ``clskern.apply``)
-and returns the same values bit for bit; only statistics (counts, the
+Each function mirrors one of ``clskern.cpu._ops`` (the contract both
+backends offer, see ``clskern.cpu``) and returns the same values bit for bit; only statistics (counts, the
 histogram, lesion scores, thresholds) cross to the host, never the volume.
 """
 
@@ -16,7 +16,7 @@ from . import _kernels as K
 from ._intake import device_array, device_scores, device_volume
 from ._launch import blocks_for, launch, multiprocessors, zeros
 
-SORT_ABOVE = 8  # as clskern.volume: more distinct ranks than this, sort instead of selecting
+SORT_ABOVE = 8  # as clskern.cpu._ops: more distinct ranks than this, sort instead of selecting
 _SIGN = np.uint64(1) << np.uint64(63)
 
 

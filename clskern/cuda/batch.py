@@ -1,73 +1,40 @@
-"""Many volumes at once: critical thresholds and calibration on the GPU.
+"""Many volumes at once: their critical thresholds, on the GPU.
 
 The volumes of a chunk are launched back to back on the device (label
 counts, then gathers, then the radix selection of all of them together), so
 the host waits a handful of times per chunk instead of per volume and the GPU
 stays busy between volumes. Results equal the one-volume calls bit for bit.
+The public entry points (case ids, empty cases, calibration) are
+``clskern.batch``.
 """
 
-from collections.abc import Mapping
-
-from .._backend import check_cuda
-from .._validate import check_empty_policy, empty_threshold, epsilon_array, scalar_or_array
-from ..calibration import METHODS
-from ..calibration import calibrate as _calibrate
-from ..volume import volume_stats
 from . import _ops
 from ._intake import device_volume
 
 
-def _cases(cases):
-    """``(pairs, names, as_mapping)`` from a mapping id -> (scores, labels) or a sequence of pairs."""
-    if isinstance(cases, Mapping):
-        return list(cases.values()), [str(k) for k in cases.keys()], True
-    pairs = list(cases)
-    return pairs, [f"#{i}" for i in range(len(pairs))], False
-
-
-def _pair(pair, name):
-    try:
-        scores, labels = pair
-    except (TypeError, ValueError):
-        raise TypeError(f"case {name}: expected a (scores, labels) pair") from None
-    return scores, labels
-
-
-def critical_thresholds(cases, epsilon, *, label=None, empty="skip", chunk=16):
-    """Critical thresholds of many volumes, computed on the GPU in batches.
+def critical_thresholds(pairs, names, eps, label, chunk):
+    """Per volume, its thresholds at ``eps`` (a float64 array), or None without lesion voxels.
 
     Parameters
     ----------
-    cases : mapping of case id -> (scores, labels), or sequence of pairs
+    pairs : list of (scores, labels)
         GPU arrays are read in place; host arrays are copied over, ``chunk``
         volumes at a time.
-    epsilon : float or array_like
-        Tolerated FNR, in [0, 1).
-    label : number, optional
+    names : list of str
+        The case ids, for error messages.
+    eps : ndarray of float64
+        Tolerated FNRs, checked.
+    label : number or None
         The lesion label value in multi-label masks.
-    empty : {"skip", "pass", "error"}
-        Volumes without lesion voxels give None, +inf, or raise.
     chunk : int
         Volumes on the device at once.
-
-    Returns
-    -------
-    dict or list
-        Case id -> threshold for a mapping, else a list in input order; each
-        threshold as ``clskern.critical_threshold`` gives it.
     """
-    check_cuda()
-    check_empty_policy(empty)
-    eps = epsilon_array(epsilon)
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    pairs, names, as_mapping = _cases(cases)
     results = []
-    for start in range(0, len(pairs), int(chunk)):
-        part_names = names[start : start + int(chunk)]
+    for start in range(0, len(pairs), chunk):
+        part_names = names[start : start + chunk]
         vols = [
-            device_volume(*_pair(pair, name), label=label, name=name)
-            for pair, name in zip(pairs[start : start + int(chunk)], part_names)
+            device_volume(scores, labels, label=label, name=name)
+            for (scores, labels), name in zip(pairs[start : start + chunk], part_names)
         ]
         offsets = [_ops.launch_offsets(vol) for vol in vols]
         totals = [_ops.total(o) for o in offsets]
@@ -75,48 +42,5 @@ def critical_thresholds(cases, epsilon, *, label=None, empty="skip", chunk=16):
         for (lesion, n_nan), name in zip(gathered, part_names):
             _ops.check_gather(lesion, n_nan, name)
         lesions = [lesion for lesion, _ in gathered]
-        for values, name in zip(_ops.thresholds_from_lesions(lesions, eps), part_names):
-            results.append(empty_threshold(empty, eps, name) if values is None else scalar_or_array(values, eps))
-    return dict(zip(names, results)) if as_mapping else results
-
-
-def calibrate(cases, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", label=None, chunk=16):
-    """``clskern.calibrate`` over volumes given as (scores, labels) pairs, read on the GPU.
-
-    Parameters
-    ----------
-    cases : mapping of case id -> (scores, labels), or sequence of pairs
-        As in ``critical_thresholds``.
-    epsilon, alpha, method, delta, empty
-        As in ``clskern.calibrate``.
-    label : number, optional
-        The lesion label value in multi-label masks.
-    chunk : int
-        Volumes on the device at once (``cls``, ``cls-pac``).
-
-    Returns
-    -------
-    Calibration
-        Equal to ``clskern.calibrate`` of the CPU statistics (case ids are the
-        mapping's keys, or ``#0``, ``#1``, ... for a sequence).
-
-    Notes
-    -----
-    ``cls`` and ``cls-pac`` need only each volume's critical threshold
-    (``critical_thresholds``, batched); ``crc`` and ``rcps`` need every
-    volume's statistics (``volume_stats(..., backend="cuda")``, one by one).
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    pairs, names, as_mapping = _cases(cases)
-    if method in ("cls", "cls-pac"):
-        given = dict(zip(names, pairs)) if as_mapping else pairs  # ``cases`` may be an iterator, now spent
-        values = critical_thresholds(given, epsilon, label=label, empty="skip", chunk=chunk)
-    else:
-        check_cuda()
-        stats = [
-            volume_stats(*_pair(pair, name), label=label, name=name if as_mapping else None, backend="cuda")
-            for pair, name in zip(pairs, names)
-        ]
-        values = dict(zip(names, stats)) if as_mapping else stats
-    return _calibrate(values, epsilon=epsilon, alpha=alpha, method=method, delta=delta, empty=empty)
+        results += _ops.thresholds_from_lesions(lesions, eps)
+    return results

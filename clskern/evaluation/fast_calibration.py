@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._risk_search import _fnr_terms
+from ..calibration._risk_search import _fnr_terms
 from ..calibration import risk_predicate
 
 

@@ -11,6 +11,10 @@ here). Sorting those keys 11 bits at a time is linear and exact:
   machine (AMD Zen 4) and costs ~25 ns a float; this costs ~2 on 2 threads.
 - ``select_ranks``: ``sorted(values)[k]`` without sorting: count the top
   digit, keep the bucket holding rank k, and narrow it digit by digit.
+
+``sort_floats`` (an overload) is compiled into the gather's kernels, and
+Numba's cache keys a compiled function on its own source file: after editing
+this file, delete ``clskern/cpu/__pycache__`` so the callers recompile.
 """
 
 import numba

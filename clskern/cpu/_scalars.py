@@ -3,6 +3,10 @@
 Numba's CPU target has no float16, so float16 volumes reach the kernels as
 their uint16 bit patterns (a view, no copy) and ``score_value`` decodes them
 exactly to float32. For float32/float64 it is the identity.
+
+Inlined into the kernels, and Numba's cache keys a compiled function on its
+own source file: after editing this file, delete ``clskern/cpu/__pycache__``
+so the callers recompile.
 """
 
 import numpy as np

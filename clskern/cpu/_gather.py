@@ -6,7 +6,7 @@ time (one vector compare gives a 64-bit lesion mask); a mask of zeros, most of
 the volume, costs nothing more, and for the rest only the 16-voxel groups
 holding lesion voxels read their scores (one cache line of float32) and
 compress them into the task's row of a buffer, packed and in memory order
-(``clskern._simd``). The labels are read once and no counting pass comes
+(``clskern.cpu._simd``). The labels are read once and no counting pass comes
 first, so rows have a fixed ``CAPACITY``: a denser task only counts, and is
 gathered again afterwards into a buffer of its exact size (a second read of
 that task's labels, never of the whole volume).
@@ -27,8 +27,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._binning import N_BINS, score_bin
-from ._cpu_kernels import HISTOGRAM_RUN, fill_bins, histogram
+from .._binning import N_BINS
+from ._bins import score_bin
+from ._kernels import HISTOGRAM_RUN, fill_bins, histogram
 from ._radix import sort_floats
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, MASK_LANES, SLACK, compress16, is_lesion, lesion_mask64, popcount64
@@ -322,7 +323,7 @@ def _bin_members_by_chunk(rows, counts, hist, b):
         found[c] = _bin_members(rows[first:last], counts[first:last], b, raw[starts[c] : starts[c + 1]])
     for c in range(n_chunks):
         if found[c] != hist[c, b]:
-            raise RuntimeError("clskern: the lesion histogram and the rows disagree (a stale Numba cache? delete the package's __pycache__)")
+            raise RuntimeError("clskern: the lesion histogram and the rows disagree (a stale Numba cache? delete clskern/cpu/__pycache__)")
     m = 0
     for c in range(n_chunks):
         for i in range(hist[c, b]):

@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .._ranks import largest_rank
+from .._version import __version__
+from ..errors import CalibrationFileError
 from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
-from ._ranks import largest_rank
-from ._version import __version__
-from .errors import CalibrationFileError
 
 FORMAT_VERSION = 2
 METHODS = ("cls", "cls-pac", "crc", "rcps")

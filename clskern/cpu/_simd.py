@@ -9,7 +9,7 @@
   that slack); lanes past the count are garbage for the next store to cover.
 
 - ``bins16_f32(src, start, dst, dst_start)``: the histogram bins of 16
-  float32 scores (``clskern._binning``), as uint16, in 32-bit lanes.
+  float32 scores (the grid of ``clskern._binning``), as uint16, in 32-bit lanes.
 
 All are generic LLVM operations (a vector ``icmp``/``fcmp``,
 ``llvm.experimental.vector.compress``), so they compile on every CPU LLVM
@@ -21,8 +21,9 @@ arithmetic, so float16 bit patterns (uint16) pass through unchanged.
 ``llvm.experimental.vector.compress`` needs LLVM 19 (llvmlite 0.45); with an
 older llvmlite the plain loops below are used instead (same results).
 
-Numba's cache keys a compiled function on its own source file: after editing
-this file, delete the ``__pycache__`` of the package so the callers recompile.
+Numba's cache keys a compiled function on its own source file, and these
+primitives are inlined into their callers: after editing this file, delete
+``clskern/cpu/__pycache__`` so the callers recompile.
 """
 
 import numpy as np
@@ -32,7 +33,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._binning import _HALF, _LOW_BITS32, _SHIFT32, _TOP
+from .._binning import _HALF, _LOW_BITS32, _SHIFT32, _TOP
 
 MASK_LANES = 64
 COMPRESS_LANES = 16

@@ -19,13 +19,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._validate import check_empty_policy, check_fraction, empty_error
+from ..errors import ArgumentError, ArgumentTypeError, CalibrationError
+from ..volume import VolumeStats
 from ._binomial import hoeffding_bentkus_pvalue
-from ._calibration_record import METHODS, Calibration, cls_pac_rank, cls_rank, kth_smallest, risk_predicate
-from ._calibration_record import NEEDS as _NEEDS
 from ._risk_search import largest_certified_score
-from ._validate import check_empty_policy, check_fraction, empty_error
-from .errors import ArgumentError, ArgumentTypeError, CalibrationError
-from .volume import VolumeStats
+from .record import METHODS, Calibration, cls_pac_rank, cls_rank, kth_smallest, risk_predicate
+from .record import NEEDS as _NEEDS
 
 # The rules live with the record, which re-checks every file it reads with them.
 _cls_rank, _cls_pac_rank = cls_rank, cls_pac_rank

@@ -17,7 +17,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._binning import N_BINS, score_bin
+from .._binning import N_BINS
+from ._bins import score_bin
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, bins16_f32
 
