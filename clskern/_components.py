@@ -44,10 +44,16 @@ import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from ._radix import sort_floats
 from ._ranks import largest_rank
-from ._scalars import score_value
-from ._simd import MASK_LANES, is_lesion, lesion_mask64
+
+try:  # the CPU kernels' home (clskern.cpu) since the package was reorganised
+    from .cpu._radix import sort_floats
+    from .cpu._scalars import score_value
+    from .cpu._simd import MASK_LANES, is_lesion, lesion_mask64
+except ImportError:  # pragma: no cover - the layout before it
+    from ._radix import sort_floats
+    from ._scalars import score_value
+    from ._simd import MASK_LANES, is_lesion, lesion_mask64
 from ._validate import (
     check_empty_policy,
     check_label,
@@ -250,7 +256,7 @@ def _link(row, lo, hi, n1, connectivity):
 
 @njit(cache=True)
 def _canonical(row, lo, hi, component, n_components, n1, n2, fortran, s1, s2):
-    """``(sizes, place)``: lesion sizes in canonical order and each run's place in the ragged array.
+    """``(sizes, place, lesion)``: lesion sizes in canonical order, each run's place in the ragged array and its lesion.
 
     Canonical order: by the C-order index of a lesion's first voxel. For a
     C-ordered volume that is the scan order already; for a Fortran-ordered
@@ -278,11 +284,13 @@ def _canonical(row, lo, hi, component, n_components, n1, n2, fortran, s1, s2):
     for c in range(n_components):
         cursor[c + 1] = cursor[c] + sizes[c]
     place = np.empty(n, np.int64)
+    lesion = np.empty(n, np.int64)
     for q in range(n):
         c = rank[component[q]]
+        lesion[q] = c
         place[q] = cursor[c]
         cursor[c] += hi[q] - lo[q]
-    return sizes, place
+    return sizes, place, lesion
 
 
 # -- 3. scores ------------------------------------------------------------------------
@@ -327,6 +335,82 @@ def _sort_segments(offsets, values):
             sort_floats(segment)
 
 
+@njit(parallel=True, cache=True)
+def _run_maxima(scores, row, lo, hi, n2, out):
+    """Each run's largest decoded score (-0.0 as +0.0) into ``out``; returns the NaN count."""
+    nan = 0
+    for q in prange(row.size):
+        base = row[q] * n2
+        best = score_value(scores[base + lo[q]]) + 0.0
+        run_nan = 0
+        for i in range(lo[q], hi[q]):
+            x = score_value(scores[base + i]) + 0.0
+            run_nan += x != x
+            if x > best:
+                best = x
+        out[q] = best
+        nan += run_nan
+    return nan
+
+
+@njit(cache=True)
+def _lesion_maxima(run_max, lesion, out):
+    """``out[j]`` = the largest of lesion ``j``'s run maxima."""
+    out[:] = -np.inf
+    for q in range(run_max.size):
+        if run_max[q] > out[lesion[q]]:
+            out[lesion[q]] = run_max[q]
+
+
+@njit(cache=True)
+def _select(values, k):
+    """``sorted(values)[k]`` of NaN-free ``values``, partitioning them in place.
+
+    Quickselect (median-of-three pivot, Hoare partition: ties split evenly);
+    after ``2 log2(n) + 8`` rounds without converging the remaining range is
+    sorted outright, so the worst case stays ``n log n``.
+    """
+    lo, hi = 0, values.size - 1
+    rounds = 8
+    n = values.size
+    while n > 1:
+        rounds += 2
+        n >>= 1
+    while hi - lo > _INSERTION_MAX:
+        rounds -= 1
+        if rounds == 0:
+            sort_floats(values[lo : hi + 1])
+            return values[k]
+        mid = (lo + hi) // 2
+        a, b, c = values[lo], values[mid], values[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return values[k]  # between the two parts: equal to the pivot
+    _insertion_sort(values[lo : hi + 1])
+    return values[k]
+
+
+@njit(parallel=True, cache=True)
+def _select_segments(offsets, values, ranks, out):
+    """``out[j] = sorted(segment j)[ranks[j]]`` (segments partitioned in place)."""
+    for c in prange(offsets.size - 1):
+        out[c] = _select(values[offsets[c] : offsets[c + 1]], ranks[c])
+
+
 # -- the pieces together ------------------------------------------------------------
 
 
@@ -368,7 +452,7 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
         return np.zeros(1, np.int64), np.empty(0, out_dtype), 0
     row, lo, hi = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
     component, n_components = _link(row, lo, hi, n1, connectivity)
-    sizes, place = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
+    sizes, place, _ = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
     offsets = np.zeros(n_components + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     values = np.empty(int(offsets[-1]), out_dtype)
@@ -376,6 +460,39 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
     if not n_nan:
         _sort_segments(offsets, values)
     return offsets, values, n_nan
+
+
+def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, connectivity=26, overlap=0.0, capacity=None):
+    """``(d, sizes, n_nan)`` straight from flat views: no lesion is sorted.
+
+    ``d`` (the lesions' detection scores, canonical order, dtype as in
+    ``ragged_lesions``) equals ``detection_scores(*lesions(...), overlap)``:
+    with ``overlap == 0`` it is each lesion's largest score (a maximum per
+    run, then per lesion), otherwise the ``r_j``-th largest by selection.
+    ``sizes``: int64 voxels per lesion. With ``n_nan > 0``, ``d`` is
+    meaningless (the caller raises).
+    """
+    n0, n1, n2 = _memory_layout(shape, order)
+    out_dtype = np.float64 if flat_s.dtype == np.float64 else np.float32
+    n_rows = n0 * n1
+    if n_rows * n2 == 0:
+        return np.empty(0, out_dtype), np.empty(0, np.int64), 0
+    row, lo, hi = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
+    component, n_components = _link(row, lo, hi, n1, connectivity)
+    sizes, place, lesion = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
+    d = np.empty(n_components, out_dtype)
+    if overlap == 0.0:
+        run_max = np.empty(row.size, out_dtype)
+        n_nan = int(_run_maxima(flat_s, row, lo, hi, n2, run_max))
+        _lesion_maxima(run_max, lesion, d)
+        return d, sizes, n_nan
+    offsets = np.zeros(n_components + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.empty(int(offsets[-1]), out_dtype)
+    n_nan = int(_fill(flat_s, row, lo, hi, n2, place, values))
+    if not n_nan:
+        _select_segments(offsets, values, sizes - required_voxels(sizes, overlap), d)
+    return d, sizes, n_nan
 
 
 def _prepare_3d(scores, labels, label, name):
@@ -421,11 +538,14 @@ def lesions(scores, labels, *, label=None, connectivity=26, name=None):
     flat_s, flat_l, target, use_target, shape, order = _prepare_3d(scores, labels, label, name)
     offsets, values, n_nan = ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
     if n_nan:
-        raise NaNScoresError(
-            f"{volume_name(name)}: {n_nan} NaN scores among its {values.size} lesion voxels; "
-            "clskern never drops them silently"
-        )
+        _raise_nan(name, n_nan, values.size)
     return offsets, values
+
+
+def _raise_nan(name, n_nan, n_voxels):
+    raise NaNScoresError(
+        f"{volume_name(name)}: {n_nan} NaN scores among its {n_voxels} lesion voxels; clskern never drops them silently"
+    )
 
 
 def required_voxels(sizes, overlap):
@@ -497,5 +617,10 @@ def critical_threshold_lesions(
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
     overlap = check_overlap(overlap)
-    offsets, values = lesions(scores, labels, label=label, connectivity=connectivity, name=name)
-    return lesion_critical_threshold(detection_scores(offsets, values, overlap), eps, empty, name)
+    connectivity = check_connectivity(connectivity)
+    check_label(label, name)
+    flat_s, flat_l, target, use_target, shape, order = _prepare_3d(scores, labels, label, name)
+    d, sizes, n_nan = detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, connectivity, overlap)
+    if n_nan:
+        _raise_nan(name, n_nan, int(sizes.sum()))
+    return lesion_critical_threshold(d, eps, empty, name)
