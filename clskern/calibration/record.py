@@ -58,7 +58,7 @@ _FIELDS = (
 )
 
 
-# -- the rules calibrate follows (calibration.py uses these very functions) -------------
+# -- the rules calibrate follows (methods.py uses these very functions) -----------------
 
 
 def cls_rank(n, alpha):
