@@ -23,6 +23,7 @@ The rules:
 
 import ast
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,7 @@ def _cycle_in(component, edges):
 
 def _describe(cycle, modules, edges):
     steps = []
-    for a, b in zip(cycle, cycle[1:]):
+    for a, b in pairwise(cycle):
         path = modules[a][0].relative_to(PACKAGE.parent)
         steps.append(f"  {a} -> {b}   ({path}:{edges[a][b]})")
     return "\n".join(steps)
