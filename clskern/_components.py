@@ -45,15 +45,6 @@ from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ._ranks import largest_rank
-
-try:  # the CPU kernels' home (clskern.cpu) since the package was reorganised
-    from .cpu._radix import sort_floats
-    from .cpu._scalars import score_value
-    from .cpu._simd import MASK_LANES, is_lesion, lesion_mask64
-except ImportError:  # pragma: no cover - the layout before it
-    from ._radix import sort_floats
-    from ._scalars import score_value
-    from ._simd import MASK_LANES, is_lesion, lesion_mask64
 from ._validate import (
     check_empty_policy,
     check_label,
@@ -65,6 +56,9 @@ from ._validate import (
     real_number,
     scalar_or_array,
 )
+from .cpu._radix import sort_floats
+from .cpu._scalars import score_value
+from .cpu._simd import MASK_LANES, is_lesion, lesion_mask64
 from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
 
 CONNECTIVITIES = (6, 18, 26)
