@@ -91,12 +91,24 @@ def case_stats(pair, label, channel, affine_atol, numba_threads):
     return stats.to_bytes(), case.nbytes, time.perf_counter() - started, n
 
 
+class _InputFailure:
+    """A case's input error, returned by a worker as a value: a raised one would make Dask log
+    "Compute Failed" with a traceback, and the command owes the user one line per case."""
+
+    def __init__(self, error):
+        self.error = error
+
+
 def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads):
     """``(fingerprint, case_stats(...))`` on a worker; the files are hashed first when ``key`` is None,
-    so a file replaced during the read gets a fingerprint that the next run does not match."""
-    if key is None:
-        key = case_fingerprint(pair, label=label, channel=channel)
-    return key, case_stats(pair, label, channel, affine_atol, numba_threads)
+    so a file replaced during the read gets a fingerprint that the next run does not match.
+    An input error comes back as ``(key, _InputFailure)``."""
+    try:
+        if key is None:
+            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol)
+        return key, case_stats(pair, label, channel, affine_atol, numba_threads)
+    except (ValueError, OSError, MemoryError, OverflowError, RecursionError) as exc:
+        return key, _InputFailure(exc)
 
 
 def _connect(scheduler):
@@ -157,6 +169,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     todo = {
         pair.case_id: (pair, key)
         for pair, key in split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
+                                      affine_atol=affine_atol,
                                       on_case=on_case, empty=empty)
     }
     client, owned = _connect(scheduler)
@@ -173,7 +186,10 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
                 finished.add(case_id)
                 pair = todo[case_id][0]
                 try:
-                    key, (blob, nbytes, seconds, _) = future.result()
+                    key, outcome = future.result()
+                    if isinstance(outcome, _InputFailure):
+                        raise outcome.error
+                    blob, nbytes, seconds, _ = outcome
                     stats = VolumeStats.from_bytes(blob)
                     if stats.n_fg == 0 and empty == "error":
                         raise empty_error(case_id)

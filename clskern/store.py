@@ -16,6 +16,7 @@ histogram that makes up most of its bytes.
 import io
 import json
 import os
+import pathlib
 import sqlite3
 import time
 import zipfile
@@ -106,32 +107,47 @@ class StatsStore:
 
     def __init__(self, path, *, create=True):
         self.path = os.fspath(path)
-        if not create and not os.path.isfile(self.path):
+        self._db = None
+        exists = os.path.isfile(self.path) and os.path.getsize(self.path) > 0
+        if not create and not exists:
             raise StoreError(f"{self.path}: no statistics store there (run clskern stats first)")
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='store_format'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta VALUES ('store_format', ?), ('created_by', ?)",
-                    (str(STORE_FORMAT), f"clskern {__version__}"),
-                )
-            elif row[0] != str(STORE_FORMAT):
-                raise StoreError(
-                    f"{self.path}: statistics store of format {row[0]}; this clskern reads format {STORE_FORMAT}"
-                )
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(cases)")}
-            if not {"case_id", "fingerprint", "stats"} <= cols:
-                raise StoreError(f"{self.path}: not a clskern statistics store (table 'cases' differs)")
+            if exists:  # someone's file: read it without writing a byte until it proves to be a store
+                self._db = sqlite3.connect(f"{pathlib.Path(os.path.abspath(self.path)).as_uri()}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+                self._check_format()
+                if create:
+                    self._db.close()
+                    self._db = None
+            if self._db is None:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                if not exists:
+                    self._db.executescript(_SCHEMA)
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('store_format', ?), ('created_by', ?)",
+                        (str(STORE_FORMAT), f"clskern {__version__}"),
+                    )
         except sqlite3.Error as exc:
             self._close_quietly()
             raise StoreError(f"{self.path}: not a clskern statistics store ({exc})") from None
         except StoreError:
             self._close_quietly()
             raise
+
+    def _check_format(self):
+        """Raise ``StoreError`` unless the open database is a clskern store of this format."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "cases"} <= tables:
+            raise StoreError(f"{self.path}: not a clskern statistics store (no tables 'meta' and 'cases')")
+        row = self._db.execute("SELECT value FROM meta WHERE key='store_format'").fetchone()
+        if row is None or row[0] != str(STORE_FORMAT):
+            found = "no format" if row is None else f"format {row[0]}"
+            raise StoreError(f"{self.path}: statistics store of {found}; this clskern reads format {STORE_FORMAT}")
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(cases)")}
+        if not {"case_id", "fingerprint", "n_fg", "stats"} <= cols:
+            raise StoreError(f"{self.path}: not a clskern statistics store (table 'cases' differs)")
 
     def _close_quietly(self):
         db = getattr(self, "_db", None)
@@ -233,23 +249,40 @@ class StatsStore:
             if wanted is not None and case_id not in wanted:
                 continue
             try:
-                lesion = self._read_lesion(rowid)
+                lesion, meta = self._read_lesion(rowid)
+                if meta.get("name") != case_id or meta.get("n_fg") != n_fg or isinstance(n_fg, bool):
+                    raise ValueError(f"the row (case id {case_id!r}, n_fg {n_fg!r}) disagrees with its statistics "
+                                     f"(case id {meta.get('name')!r}, n_fg {meta.get('n_fg')!r})")
                 out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id)
-            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-                raise StoreError(f"{self.path}: case {case_id!r}: unreadable statistics ({exc})") from None
+            except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, sqlite3.Error,
+                    RecursionError) as exc:
+                reason = str(exc) or type(exc).__name__
+                raise StoreError(f"{self.path}: case {case_id!r}: unreadable statistics ({reason})") from None
         if wanted is not None and len(out) < len(wanted):
             missing = sorted(wanted - set(out))
             raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
         return out
 
     def _read_lesion(self, rowid):
-        if hasattr(self._db, "blobopen"):  # Python 3.11+: read only that member's bytes
+        """``(lesion scores, meta)`` of a stored record: only those two members are read
+        (zipfile checks their CRC-32); ``meta`` names the case and its ``n_fg``, which the row must repeat."""
+        if hasattr(self._db, "blobopen"):  # Python 3.11+: read only those members' bytes
             with self._db.blobopen("cases", "stats", rowid, readonly=True) as blob:
-                with zipfile.ZipFile(_BlobFile(blob)) as z, z.open("lesion_scores.npy") as f:
-                    return np.lib.format.read_array(f, allow_pickle=False)
+                with zipfile.ZipFile(_BlobFile(blob)) as z:
+                    return self._members(z)
         blob = self._query("SELECT stats FROM cases WHERE rowid=?", (rowid,)).fetchone()[0]
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            return z["lesion_scores"]
+        with zipfile.ZipFile(io.BytesIO(blob)) as z:
+            return self._members(z)
+
+    @staticmethod
+    def _members(z):
+        with z.open("lesion_scores.npy") as f:
+            lesion = np.lib.format.read_array(f, allow_pickle=False)
+        with z.open("meta.npy") as f:
+            meta = json.loads(np.lib.format.read_array(f, allow_pickle=False).tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError("statistics metadata is not a record")
+        return lesion, meta
 
 
 class _BlobFile(io.RawIOBase):

@@ -5,6 +5,7 @@ bit, and killing a worker (or the calling process) mid-run must lose nothing.
 """
 
 import os
+import time
 import signal
 
 import nibabel as nib
@@ -143,7 +144,7 @@ def test_interrupted_run_resumes(dataset, reference, client, tmp_path):
     _assert_same_as_reference(path, reference)
 
 
-def test_failing_case_is_reported_or_raised(dataset, client, tmp_path):
+def test_failing_case_is_reported_or_raised(dataset, client, tmp_path, capfd):
     bad = tmp_path / "bad"
     (bad / "s").mkdir(parents=True)
     (bad / "l").mkdir()
@@ -156,6 +157,8 @@ def test_failing_case_is_reported_or_raised(dataset, client, tmp_path):
         assert len(store) == 2
     with StatsStore(tmp_path / "r.sqlite") as store, pytest.raises(clskern.NaNScoresError, match="'x'"):
         stats_to_store(pairs, store, client)
+    time.sleep(0.5)  # let the workers' stderr arrive
+    assert "Compute Failed" not in capfd.readouterr().err  # an input error is a value, not a worker traceback
 
 
 def test_bad_scheduler_argument(dataset, tmp_path):

@@ -251,3 +251,76 @@ def test_a_zero_voxel_image_is_refused(root, capsys):
     os.unlink(root / "scores" / "c0.nii.gz")
     line = fails(capsys, *stats_args(root))
     assert "c0.npy" in line and "holds no voxels" in line
+
+
+def test_evaluate_never_writes_a_report_file_over_its_store(root, capsys):
+    assert main([str(a) for a in stats_args(root)]) == 0
+    (root / "rep").mkdir()
+    store = root / "rep" / "summary.json"
+    os.replace(root / "st.sqlite", store)
+    before = store.read_bytes()
+    line = fails(capsys, "evaluate", "--store", store, "--epsilon", 0.2, "--alpha", 0.5, "--splits", 3,
+                 "-o", root / "rep", "--overwrite", "--no-plots")
+    assert "summary.json: output is an input" in line and store.read_bytes() == before
+
+
+def test_a_database_that_is_not_a_store_is_never_written(root, capsys):
+    import sqlite3
+
+    other = root / "users.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    db.close()
+    before = other.read_bytes()
+    line = fails(capsys, "calibrate", "--store", other, "--epsilon", 0.2, "--alpha", 0.2, "-o", root / "c.json")
+    assert "users.db: not a clskern statistics store" in line
+    line = fails(capsys, *stats_args(root, other))
+    assert "users.db: not a clskern statistics store" in line
+    assert other.read_bytes() == before and not (root / "users.db-wal").exists()
+
+
+@pytest.mark.parametrize("edit", ["UPDATE cases SET case_id='c9' WHERE case_id='c1'",
+                                  "UPDATE cases SET n_fg=n_fg+1 WHERE case_id='c1'",
+                                  "UPDATE cases SET stats=5 WHERE case_id='c1'"])
+def test_an_edited_store_row_is_refused_naming_store_and_case(root, capsys, edit):
+    import sqlite3
+
+    assert main([str(a) for a in stats_args(root)]) == 0
+    with sqlite3.connect(root / "st.sqlite") as db:
+        db.execute(edit)
+    db.close()
+    line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--epsilon", 0.2, "--alpha", 0.2,
+                 "-o", root / "c.json")
+    assert "st.sqlite: case 'c" in line and "unreadable statistics" in line
+    assert not (root / "c.json").exists()
+
+
+def test_a_looser_affine_tolerance_does_not_outlive_its_run(root, capsys):
+    img = nib.load(root / "scores" / "c2.nii.gz")
+    moved = img.affine.copy()
+    moved[0, 3] += 15
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), moved), root / "scores" / "c2.nii.gz")
+    assert main([str(a) for a in stats_args(root, None, "--affine-tolerance", 100)]) == 0
+    line = fails(capsys, *stats_args(root))  # the default tolerance checks the stored case again
+    assert "affine mismatch" in line and "c2.nii.gz" in line
+
+
+def test_apply_refuses_an_npz_without_its_pkl_even_with_a_reference(root, capsys, tmp_path):
+    from nnunet_files import write_nnunet_case
+
+    assert main([str(a) for a in stats_args(root)]) == 0
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(root / "c.json"), "-q"]) == 0
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    write_nnunet_case(pred, "c1", np.asarray(nib.load(root / "scores" / "c1.nii.gz").dataobj), np.eye(4))
+    os.unlink(pred / "c1.pkl")
+    line = fails(capsys, "apply", "--calibration", root / "c.json", "--scores", pred, "--reference",
+                 root / "labels", "-o", tmp_path / "m")
+    assert "c1.pkl not found" in line and not (tmp_path / "m").exists()
+
+
+def test_label_zero_is_refused(root, capsys):
+    with pytest.raises(SystemExit):
+        main([str(a) for a in stats_args(root, None, "--label", 0)])
+    assert "background" in capsys.readouterr().err

@@ -8,11 +8,12 @@ import pytest
 import clskern
 from clskern.errors import InputError
 from clskern.evaluation import evaluate
-from clskern.evaluation.authors import TOLERANCE, clipped_rank
+from clskern.evaluation.authors import clipped_rank
 from clskern.evaluation.cases import Cases
 from clskern.evaluation.fast_calibration import risk_controlled_thresholds
 from clskern.evaluation.methods import thresholds
 from clskern.evaluation.splits import random_splits
+from test_eval_authors import ref_calibrate, ref_test_mask  # the authors' code, ported to voxels
 
 METHODS = ("cls", "cls-pac", "crc", "rcps", "authors", "fixed-0.5")
 PARAMS = {"cls": {"alpha": 0.2}, "cls-pac": {"alpha": 0.2, "delta": 0.1}, "crc": {}, "rcps": {"delta": 0.1}}
@@ -33,34 +34,14 @@ def _volumes(n, seed, *, grid=512, shape=(6, 7, 8)):
     return out
 
 
-def _naive_metrics(scores, labels, t):
+def _naive_metrics(scores, labels, t, pred=None):
     lesion = labels > 0
-    pred = scores >= t
+    pred = scores >= t if pred is None else pred
     n_fg, n_bg = lesion.sum(), (~lesion).sum()
     tp = np.sum(pred & lesion)
     fn = n_fg - tp
     fp = np.sum(pred & ~lesion)
     return {"fnr": fn / n_fg, "fpr": fp / n_bg, "dice": 2 * tp / (2 * tp + fp + fn), "pc": (tp + fp) / scores.size}
-
-
-def _naive_authors_cut(cal, epsilon, alpha):
-    """The authors' recipe on raw voxels: min-max rescale, bisect to 1e-4, clipped rank."""
-    lam = []
-    for scores, labels in cal:
-        s = scores.astype(np.float64)
-        lo_s, hi_s = s.min(), s.max()
-        lesion = s[labels > 0]
-        lo, hi = 0.0, 1.0
-        while hi - lo > TOLERANCE:
-            mid = (lo + hi) / 2
-            if np.mean(lesion < lo_s + mid * (hi_s - lo_s)) <= epsilon:
-                lo = mid
-            else:
-                hi = mid
-        lam.append(lo)
-    n = len(lam)
-    k_authors = min(math.ceil((1 - alpha) * (n + 1)), n)
-    return np.sort(lam)[n - k_authors]  # t = 1 - lambda scale, written back in lambda
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +65,15 @@ def test_every_metric_matches_the_voxels(small):
                 t = clskern.calibrate([stats[v[0]] for v in cal], epsilon=eps, method=method, **PARAMS[method]).threshold
                 cuts = [t] * len(test)
             elif method == "authors":
-                cut = _naive_authors_cut([(v[1], v[2]) for v in cal], eps, alpha)
-                cuts = [v[1].min() + cut * (float(v[1].max()) - v[1].min()) for v in test]
-                assert result[method].cut[s] == pytest.approx(cut, abs=1e-12)
+                t_hat, _ = ref_calibrate([(v[1], v[2]) for v in cal], eps, alpha)
+                assert result[method].cut[s] == 1.0 - t_hat
+                cuts = [None] * len(test)
             else:
                 cuts = [0.5] * len(test)
-            naive = [_naive_metrics(v[1], v[2], c) for v, c in zip(test, cuts)]
+            naive = [
+                _naive_metrics(v[1], v[2], c, pred=ref_test_mask(v[1], t_hat) if c is None else None)
+                for v, c in zip(test, cuts)
+            ]
             expect = {
                 "ecr": np.mean([m["fnr"] <= eps for m in naive]),
                 "v_fnr": np.mean([m["fnr"] for m in naive]),

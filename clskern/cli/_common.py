@@ -59,6 +59,7 @@ def fraction(text):
 
 def label_value(text):
     value = _number(text, float, "a label value")
+    _require(value, value != 0, "0 is the background in a label map: choose the lesion's label value")
     return int(value) if value.is_integer() else value
 
 

@@ -66,6 +66,10 @@ def run(args):
     sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
     refuse_inputs_as_outputs([args.output, *(out for *_, out in plan)], sources)
     refuse_existing([out for *_, out in plan], args.overwrite)
+    n_npy = sum(1 for _, path, _, _ in plan if path.endswith(".npy"))
+    if n_npy and not args.quiet:
+        print(f"apply: {n_npy} .npy score file(s) carry no geometry: cut in the axes of their --reference, "
+              "checked by shape only", file=sys.stderr)
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 

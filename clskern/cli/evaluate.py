@@ -1,6 +1,9 @@
 """``clskern evaluate``: the paper's validation protocol on a statistics store."""
 
+import os
+
 from ..evaluation import cli as evaluation_cli
+from ..evaluation.report import REPORT_FILES
 from ..store import StatsStore
 from ._output import refuse_inputs_as_outputs
 
@@ -23,5 +26,6 @@ def load_stats(args):
 
 
 def run(args):
-    refuse_inputs_as_outputs([args.outdir], [args.store, *args.stats])
+    outputs = [args.outdir, *(os.path.join(args.outdir, name) for name in REPORT_FILES)]
+    refuse_inputs_as_outputs(outputs, [args.store, *args.stats])
     return evaluation_cli.run(args, load_stats)

@@ -15,6 +15,7 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 PLOTS = ("fnr_vs_fpr.png", "critical_thresholds.png")
 SWEEP_PLOTS = ("ecr_vs_alpha.png", "ecr_vs_cal_fraction.png", "dice_vs_epsilon.png")
+REPORT_FILES = (SUMMARY, REPORT, *PLOTS, *SWEEP_PLOTS)  # every file write_report may write
 
 _COLUMNS = (
     ("ecr", "ECR"), ("v_fnr", "V-FNR"), ("p_fnr", "P-FNR"), ("v_fpr", "V-FPR"), ("pc", "PC"), ("dice", "Dice"),

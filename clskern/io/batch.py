@@ -48,7 +48,7 @@ class BatchResult:
     nbytes: int = 0
 
 
-def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip"):
+def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL):
     """``[(pair, fingerprint or None)]`` of the cases still to read; cases stored with
     the same input bytes and options count as reused in ``result`` (and are loaded
     when ``keep_stats``). Under ``empty="error"`` a stored case without lesion
@@ -67,7 +67,7 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
         key = None
         if pair.case_id in known:
             try:
-                key = case_fingerprint(pair, label=label, channel=channel, digests=digests)
+                key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol, digests=digests)
             except OSError:
                 pass
         if key is not None and known[pair.case_id] == key:
@@ -85,11 +85,13 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
     return todo
 
 
-def case_fingerprint(pair, *, label, channel, digests=None):
+def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=None):
     """The store fingerprint of a case pair (``clskern.store.fingerprint``).
 
     An nnU-Net ``.npz`` is read through the ``CASE.pkl`` beside it (which
-    axes its probabilities are in), so that file's bytes count too.
+    axes its probabilities are in), so that file's bytes count too. A
+    geometry tolerance other than the default counts as a reading option: a
+    case stored under a looser ``--affine-tolerance`` is checked again.
     ``digests``: a ``{path: file_digest}`` cache, so that a file is hashed once.
     """
     digests = {} if digests is None else digests
@@ -101,6 +103,8 @@ def case_fingerprint(pair, *, label, channel, digests=None):
         if path not in digests:
             digests[path] = file_digest(path)
     options = {"label": label, "channel": channel}
+    if affine_atol != AFFINE_ATOL:
+        options["affine_atol"] = float(affine_atol)
     if geometry is not None:
         options["geometry"] = digests.get(geometry)  # None: no .pkl (the read refuses the case)
     return fingerprint_of(digests[pair.scores], digests[pair.labels], **options)
@@ -142,13 +146,13 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         raise ValueError("keep_stats=False needs a store: the statistics would be lost")
     result = BatchResult()
     todo = split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
-                        on_case=on_case, empty=empty)
+                        on_case=on_case, empty=empty, affine_atol=affine_atol)
 
     def load(item):
         started = time.perf_counter()
         pair, key = item
         if store is not None and key is None:  # hashed before reading: a file changed meanwhile is read again
-            key = case_fingerprint(pair, label=label, channel=channel)
+            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol)
         return load_case(pair, channel=channel, backend=backend, affine_atol=affine_atol), started, key
 
     if todo:  # Numba is imported only when a case is to be read (not on a re-run over a complete store)

@@ -58,9 +58,10 @@ def reference_index(directory):
 def resolve_geometry(score_path, case_id, references=None):
     """Decide, before anything is written, where the mask's affine comes from.
 
-    Raises ``PairingError`` when a ``.npz``/``.npy`` case has neither a
-    reference nor a ``.pkl``, ``FileFormatError`` for a ``.pkl`` that cannot
-    be read safely or holds no geometry. An ``.npz`` with its ``.pkl`` keeps
+    Raises ``PairingError`` when an ``.npz`` has no ``.pkl`` beside it (even
+    with a reference: only the ``.pkl`` says which axes its probabilities are
+    in) or a ``.npy`` has no reference, ``FileFormatError`` for a ``.pkl``
+    that cannot be read safely or holds no geometry. An ``.npz`` with its ``.pkl`` keeps
     the ``.pkl`` in ``Geometry.pkl`` also when a reference gives the geometry.
     """
     score_path = os.fspath(score_path)
@@ -69,7 +70,10 @@ def resolve_geometry(score_path, case_id, references=None):
         return Geometry("scores")
     pkl = pkl_beside(score_path) if suffix == ".npz" else None
     if pkl is not None and not os.path.isfile(pkl):
-        pkl = None
+        raise PairingError(
+            f"{score_path}: {pkl} not found: nnU-Net writes it beside the .npz, and only it says which "
+            "axes the probabilities are in (a mask cut in the wrong axes would be mirrored or transposed)"
+        )
     pkl_geometry = None if pkl is None else read_pkl_geometry(pkl)
     if references is not None and case_id in references:
         return Geometry("reference", references[case_id], pkl, pkl_geometry)
@@ -77,7 +81,6 @@ def resolve_geometry(score_path, case_id, references=None):
         return Geometry("pkl", pkl, pkl, pkl_geometry)
     raise PairingError(
         f"{score_path}: no geometry for the mask: give --reference DIR with {case_id}.nii.gz"
-        + (" or keep nnU-Net's .pkl beside the .npz" if suffix == ".npz" else "")
     )
 
 
