@@ -226,16 +226,41 @@ def test_unknown_datatype_is_refused(tmp_path, suffix):
         read_nifti(_write(tmp_path, _patch(_raw_nifti(), datatype=2048), suffix))
 
 
+def _nibabel_reads(path):
+    """nibabel's own array for ``path``, or None where nibabel refuses the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asanyarray(nib.load(path).dataobj)
+    except Exception:
+        return None
+
+
+_NON_FINITE = [np.nan, np.inf, -np.inf]
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
 @pytest.mark.parametrize(
     "slope, inter",
-    [(np.inf, 0.0), (-np.inf, 0.0), (2.0, np.nan), (2.0, np.inf), (np.nan, 5.0), (1.0, -np.inf), (0.0, np.nan)],
+    [(s, i) for s in [*_NON_FINITE, 0.0] for i in [*_NON_FINITE, 0.0, 5.0]]  # nibabel: unscaled
+    + [(s, i) for s in (1.0, 2.0) for i in _NON_FINITE]  # nibabel: HeaderDataError
+    + [(1.0, 0.0), (2.0, 0.0), (2.0, -1.5), (1.0, 3.0)],  # scaled (or the identity)
 )
-def test_non_finite_scale_factors_are_refused(tmp_path, suffix, klass, slope, inter):
+def test_scale_factors_are_read_as_nibabel_reads_them(tmp_path, suffix, klass, slope, inter):
     path = _write(tmp_path, _patch(_raw_nifti(klass), klass, slope=slope, inter=inter), suffix)
-    with pytest.raises(FileFormatError, match=r"h\.nii(\.gz)?: .*scale factor .* is not finite"):
-        read_nifti(path)
+    expected = _nibabel_reads(path)
+    if expected is None:
+        assert np.isfinite(slope) and slope != 0 and not np.isfinite(inter)
+        with pytest.raises(FileFormatError, match=r"h\.nii(\.gz)?: .*scale factor .*the intercept is not finite") as e:
+            read_nifti(path)
+        assert "\n" not in str(e.value)
+        return
+    got = read_nifti(path).array
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    if slope == 0 or not np.isfinite(slope):  # unscaled, whatever the intercept
+        np.testing.assert_array_equal(got, np.arange(24, dtype=np.float32).reshape(4, 3, 2))
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
@@ -243,6 +268,39 @@ def test_nan_slope_and_intercept_mean_unscaled(tmp_path, suffix):
     # both NaN is nibabel's "not set": the voxels are as stored
     path = _write(tmp_path, _patch(_raw_nifti(), slope=np.nan, inter=np.nan), suffix)
     np.testing.assert_array_equal(read_nifti(path).array, np.arange(24, dtype=np.float32).reshape(4, 3, 2))
+
+
+def _with_vox_offset(raw, klass, value):
+    struct.pack_into("<f" if klass is nib.Nifti1Image else "<q", raw, 108 if klass is nib.Nifti1Image else 168, value)
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("klass, offset", [(nib.Nifti1Image, 0), (nib.Nifti1Image, 348), (nib.Nifti1Image, 351.5),
+                                           (nib.Nifti2Image, 0), (nib.Nifti2Image, 352), (nib.Nifti2Image, 543)])
+def test_a_vox_offset_inside_the_header_is_refused(tmp_path, suffix, klass, offset):
+    # nibabel reads the voxels at vox_offset even inside the header: it returns the header's bytes as voxels
+    path = _write(tmp_path, _with_vox_offset(_raw_nifti(klass), klass, offset), suffix)
+    start = 352 if klass is nib.Nifti1Image else 544
+    with pytest.raises(FileFormatError) as e:
+        read_nifti(path)
+    assert str(e.value) == (
+        f"{path}: vox_offset {offset:g} lies inside the header (a single-file NIfTI's voxels start at {start} or later)"
+    )
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("klass", [nib.Nifti1Image, nib.Nifti2Image])
+def test_the_voxels_are_read_at_the_offset_that_was_checked(tmp_path, suffix, klass, monkeypatch):
+    start = 352 if klass is nib.Nifti1Image else 544
+    raw = _raw_nifti(klass)
+    moved = _with_vox_offset(raw[:start] + b"\xff" * 16 + raw[start:], klass, start + 16)
+    path = _write(tmp_path, moved, suffix)
+    np.testing.assert_array_equal(read_nifti(path).array, np.arange(24, dtype=np.float32).reshape(4, 3, 2))
+    if suffix == ".nii.gz":  # nibabel's parser disagreeing with the checked offset is refused, not followed
+        monkeypatch.setattr(klass.header_class, "get_data_offset", lambda self: start)
+        with pytest.raises(FileFormatError, match=rf"h\.nii\.gz: unreadable NIfTI header \(voxels at byte {start}"):
+            read_nifti(path)
 
 
 def test_an_empty_exception_message_still_gives_a_reason(tmp_path, monkeypatch):

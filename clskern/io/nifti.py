@@ -9,9 +9,10 @@ the header bytes go through nibabel's parser. Volumes with a scale factor go thr
 
 Before any voxel is inflated, mapped or allocated, the header's declared sizes
 are checked (``_declared``): dimensions negative, all zero or overflowing
-int64, a non-finite scale factor, a declared size beyond the memory available,
-and (with ``spatial_shape``) a shape other than the labels' are refused with one
-line naming the file. For a ``.nii.gz`` only the first bytes of the stream are
+int64, a ``vox_offset`` inside the header, a finite scale factor with a
+non-finite intercept, a declared size beyond the memory available, and (with
+``spatial_shape``) a shape other than the labels' are refused with one line
+naming the file. For a ``.nii.gz`` only the first bytes of the stream are
 inflated for that check.
 
 nibabel's header checks report through the ``logging`` module (its logger
@@ -134,8 +135,11 @@ def _declared(head, path):
     ``head`` holds at least the header's first bytes (348 for NIfTI-1, 540 for
     NIfTI-2). Refused, with ``FileFormatError``: ``dim[0]`` outside 1..7, a
     negative dimension, no voxel, a size overflowing int64, an unknown
-    datatype, a bad ``vox_offset``, and a non-finite ``scl_slope`` or
-    ``scl_inter`` (both NaN, nibabel's "not set", is taken as unscaled).
+    datatype, a bad ``vox_offset`` (non-finite, or inside the header: below
+    352, NIfTI-2 544), and a finite ``scl_slope`` with a non-finite
+    ``scl_inter``. The scale factors are read as nibabel's ``get_slope_inter``
+    reads them: a zero or non-finite slope means unscaled, whatever the
+    intercept.
     """
     klass = _image_class(head, path)
     size = 348 if klass is nib.Nifti1Image else 540
@@ -175,15 +179,25 @@ def _declared(head, path):
     vox_offset = float(raw("vox_offset")[0])
     if not (np.isfinite(vox_offset) and 0 <= vox_offset <= _INT64_MAX - nbytes):
         raise FileFormatError(f"{path}: unreadable NIfTI header (vox_offset = {vox_offset})")
-    slope, inter = (float(x) for x in raw("scl", 2))
-    both_nan = np.isnan(slope) and np.isnan(inter)
-    if not both_nan and not (np.isfinite(slope) and np.isfinite(inter)):
+    if vox_offset < size + 4:  # nibabel would read the header itself as voxels
         raise FileFormatError(
-            f"{path}: unreadable NIfTI header (scale factor scl_slope = {slope}, scl_inter = {inter} "
-            "is not finite)"
+            f"{path}: vox_offset {vox_offset:g} lies inside the header (a single-file NIfTI's voxels "
+            f"start at {size + 4} or later)"
         )
-    scaled = not both_nan and slope != 0 and (slope, inter) != (1, 0)
-    offset = max(int(vox_offset), size + 4)
+    slope, inter = (float(x) for x in raw("scl", 2))
+    # nibabel's Nifti1Header.get_slope_inter: a zero or non-finite slope means
+    # "unscaled", whatever the intercept; a finite slope with a non-finite
+    # intercept is an error there (HeaderDataError), refused here.
+    if slope == 0 or not np.isfinite(slope):
+        scaled = False
+    elif not np.isfinite(inter):
+        raise FileFormatError(
+            f"{path}: unreadable NIfTI header (scale factor scl_slope = {slope}, scl_inter = {inter}: "
+            "the intercept is not finite)"
+        )
+    else:
+        scaled = (slope, inter) != (1, 0)
+    offset = int(vox_offset)  # nibabel's get_data_offset, the offset every path reads the voxels at
     return _Declared(klass, shape, dtype, offset, nbytes, voxels, scaled)
 
 
@@ -225,6 +239,10 @@ def _from_bytes(data, path):
     declared = _declared(data, path)
     klass = declared.klass
     header, shape, dtype, offset = _parse_header(klass, data, path)
+    if offset != declared.offset:  # the array is built at the offset _declared checked
+        raise FileFormatError(
+            f"{path}: unreadable NIfTI header (voxels at byte {offset} for nibabel, {declared.offset} as checked)"
+        )
     needed = offset + declared.nbytes
     if len(data) < needed:
         raise FileFormatError(
