@@ -5,16 +5,25 @@ import errno
 import os
 import tempfile
 
-_MODE = None
+def _process_umask():
+    """The process umask, read without changing it where Linux says it (``/proc/self/status``);
+    elsewhere set and restored once, at import (before any reader thread exists)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_MODE = 0o666 & ~_process_umask()  # a new file's permissions (mkstemp alone would give 0600)
 
 
 def _default_mode():
-    """Permissions of a new file under the process umask (mkstemp would give 0600)."""
-    global _MODE
-    if _MODE is None:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        _MODE = 0o666 & ~umask
     return _MODE
 
 
