@@ -40,6 +40,7 @@ import math
 import numbers
 from fractions import Fraction
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
@@ -70,27 +71,45 @@ _INSERTION_MAX = 24  # lesions of at most this many voxels are sorted by inserti
 
 
 @njit(cache=True, inline="always")
-def _emit(run_row, run_lo, run_hi, o, r, lo, hi):
-    if o < run_row.size:
-        run_row[o] = r
-        run_lo[o] = lo
-        run_hi[o] = hi
-    return o + 1
+def _emit(runs, o, r, lo, hi, scores, base, with_max):
+    """Record run ``(r, lo, hi)`` as number ``o`` if it fits (and its largest score); returns its NaN count."""
+    run_row, run_lo, run_hi, run_max = runs
+    if o >= run_row.size:
+        return 0
+    run_row[o] = r
+    run_lo[o] = lo
+    run_hi[o] = hi
+    if not with_max:
+        return 0
+    best = score_value(scores[base + lo]) + 0.0  # -0.0 becomes +0.0
+    nan = 0
+    for i in range(lo, hi):
+        x = score_value(scores[base + i]) + 0.0
+        nan += x != x
+        if x > best:
+            best = x
+    run_max[o] = best
+    return nan
 
 
 @njit(cache=True)
-def _scan_task(labels, target, use_target, n2, first_row, last_row, run_row, run_lo, run_hi):
-    """The runs of rows ``first_row..last_row-1`` into the run buffers, in scan order.
+def _scan_task(labels, target, use_target, n2, first_row, last_row, runs, scores, with_max):
+    """The runs of rows ``first_row..last_row-1`` into the run buffers ``runs``, in scan order.
 
-    Returns how many runs there are; only the first ``run_row.size`` are
-    written (the task is scanned again with room for all when there are more).
+    ``runs`` = ``(row, lo, hi, max)`` arrays; ``max`` (each run's largest
+    score, decoded) is filled only ``with_max``, reading the run's scores
+    while its labels are in cache. Returns ``(how many runs, NaN scores among
+    the written runs)``; only the first ``runs[0].size`` runs are written (the
+    task is scanned again with room for all when there are more).
     """
     whole = n2 - n2 % MASK_LANES
     one = np.uint64(1)
     top = np.uint64(MASK_LANES - 1)
     o = 0
+    nan = 0
     for r in range(first_row, last_row):
-        row = labels[r * n2 : (r + 1) * n2]
+        base = r * n2
+        row = labels[base : base + n2]
         carry = np.uint64(0)  # 1 while a run is open
         start = 0
         for lo in range(0, whole, MASK_LANES):
@@ -102,7 +121,8 @@ def _scan_task(labels, target, use_target, n2, first_row, last_row, run_row, run
                 if (m >> np.uint64(i)) & one:
                     start = lo + i
                 else:
-                    o = _emit(run_row, run_lo, run_hi, o, r, start, lo + i)
+                    nan += _emit(runs, o, r, start, lo + i, scores, base, with_max)
+                    o += 1
             carry = m >> top
         for i in range(whole, n2):
             if is_lesion(row[i], target, use_target):
@@ -110,25 +130,28 @@ def _scan_task(labels, target, use_target, n2, first_row, last_row, run_row, run
                     start = i
                     carry = one
             elif carry:
-                o = _emit(run_row, run_lo, run_hi, o, r, start, i)
+                nan += _emit(runs, o, r, start, i, scores, base, with_max)
+                o += 1
                 carry = np.uint64(0)
         if carry:
-            o = _emit(run_row, run_lo, run_hi, o, r, start, n2)
-    return o
+            nan += _emit(runs, o, r, start, n2, scores, base, with_max)
+            o += 1
+    return o, nan
 
 
 @njit(parallel=True, cache=True)
-def _scan(labels, target, use_target, n2, rows_per_task, n_rows, run_row, run_lo, run_hi, counts):
+def _scan(labels, target, use_target, n2, rows_per_task, n_rows, run_row, run_lo, run_hi, run_max, counts, nans, scores, with_max):
     """Every task's runs into its row of the run buffers (one read of the labels)."""
     n_tasks = counts.size
     for t in prange(n_tasks):
         first = t * rows_per_task
         last = min(n_rows, first + rows_per_task)
-        counts[t] = _scan_task(labels, target, use_target, n2, first, last, run_row[t], run_lo[t], run_hi[t])
+        runs = (run_row[t], run_lo[t], run_hi[t], run_max[t])
+        counts[t], nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, with_max)
 
 
 @njit(parallel=True, cache=True)
-def _compact(run_row, run_lo, run_hi, counts, starts, row, lo, hi):
+def _compact(run_row, run_lo, run_hi, run_max, counts, starts, row, lo, hi, maxima, with_max):
     """Lay the tasks' runs end to end (tasks in order: runs stay in scan order)."""
     for t in prange(counts.size):
         s = starts[t]
@@ -136,42 +159,57 @@ def _compact(run_row, run_lo, run_hi, counts, starts, row, lo, hi):
             row[s + i] = run_row[t, i]
             lo[s + i] = run_lo[t, i]
             hi[s + i] = run_hi[t, i]
+            if with_max:
+                maxima[s + i] = run_max[t, i]
 
 
 @njit(parallel=True, cache=True)
-def _rescan(labels, target, use_target, n2, rows_per_task, n_rows, tasks, starts, counts, row, lo, hi):
+def _rescan(labels, target, use_target, n2, rows_per_task, n_rows, tasks, starts, counts, row, lo, hi, maxima, nans, scores, with_max):
     """Scan the listed (overflowed) tasks again, straight into their place in the flat run arrays."""
     for i in prange(tasks.size):
         t = tasks[i]
         first = t * rows_per_task
         last = min(n_rows, first + rows_per_task)
         s, e = starts[t], starts[t] + counts[t]
-        _scan_task(labels, target, use_target, n2, first, last, row[s:e], lo[s:e], hi[s:e])
+        runs = (row[s:e], lo[s:e], hi[s:e], maxima[s:e])  # maxima is empty unless with_max
+        nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, with_max)[1]
 
 
-def find_runs(flat_l, target, use_target, n_rows, n2, capacity=None):
-    """``(row, lo, hi)`` int64 arrays: every run ``labels[row * n2 + lo : row * n2 + hi]``, in scan order.
+def find_runs(flat_l, target, use_target, n_rows, n2, capacity=None, flat_s=None):
+    """``(row, lo, hi, maxima, n_nan)``: every run ``labels[row * n2 + lo : row * n2 + hi]``, in scan order.
 
-    ``capacity`` (runs a task's buffer holds) is only ever changed by tests,
-    to reach the rescan path on small volumes.
+    ``row``, ``lo``, ``hi`` are int64. Given the flat scores ``flat_s``, each
+    run's largest score (decoded: float32 for float16/32, float64 for float64;
+    -0.0 as +0.0) is read in the same pass into ``maxima``, with the NaN count
+    among those runs' scores in ``n_nan``; otherwise ``maxima`` is empty and
+    ``n_nan`` 0. ``capacity`` (runs a task's buffer holds) is only ever
+    changed by tests, to reach the rescan path on small volumes.
     """
     rows_per_task = max(1, TASK // max(n2, 1))
     n_tasks = max(1, -(-n_rows // rows_per_task))
     if capacity is None:
         capacity = rows_per_task * n2 // _CAPACITY_SHARE + rows_per_task
     capacity = max(0, min(capacity, rows_per_task * ((n2 + 1) // 2)))
+    with_max = flat_s is not None
+    if not with_max:
+        flat_s = np.zeros(1, np.float32)
+    max_dtype = np.float64 if flat_s.dtype == np.float64 else np.float32
     buffers = [np.empty((n_tasks, capacity), np.int64) for _ in range(3)]
+    buffers.append(np.empty((n_tasks, capacity if with_max else 0), max_dtype))
     counts = np.empty(n_tasks, np.int64)
-    _scan(flat_l, target, use_target, n2, rows_per_task, n_rows, *buffers, counts)
+    nans = np.empty(n_tasks, np.int64)
+    _scan(flat_l, target, use_target, n2, rows_per_task, n_rows, *buffers, counts, nans, flat_s, with_max)
     starts = np.zeros(n_tasks + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
-    runs = [np.empty(int(starts[-1]), np.int64) for _ in range(3)]
+    n_runs = int(starts[-1])
+    runs = [np.empty(n_runs, np.int64) for _ in range(3)]
+    runs.append(np.empty(n_runs if with_max else 0, max_dtype))
     kept = np.minimum(counts, capacity)
-    _compact(*buffers, kept, starts, *runs)
+    _compact(*buffers, kept, starts, *runs, with_max)
     overflowed = np.flatnonzero(counts > capacity)
     if overflowed.size:
-        _rescan(flat_l, target, use_target, n2, rows_per_task, n_rows, overflowed, starts, counts, *runs)
-    return runs
+        _rescan(flat_l, target, use_target, n2, rows_per_task, n_rows, overflowed, starts, counts, *runs, nans, flat_s, with_max)
+    return (*runs, int(nans.sum()))
 
 
 # -- 2. union-find over runs --------------------------------------------------------
@@ -197,25 +235,28 @@ def _union(parent, a, b):
 
 
 @njit(cache=True)
-def _link(row, lo, hi, n1, connectivity):
-    """Each run's component, numbered by the scan order of the components' first runs.
+def _link_range(row, lo, hi, n1, connectivity, first, last, lowest, same_slice, parent):
+    """Join runs ``first..last-1`` to the runs before them, from ``lowest`` on, that they touch.
 
-    Returns ``(component per run, number of components)``.
+    ``same_slice`` False leaves out the previous row of a run's own slice
+    (the seams between parts: that row lies inside the part, already linked).
+    Four pointers, one per neighbour row, only ever move forward.
     """
-    n = row.size
-    parent = np.arange(n)
     face_ext = 0 if connectivity == 6 else 1  # spans widened by this many voxels must overlap
     diagonal = connectivity != 6
     diagonal_ext = 1 if connectivity == 26 else 0
-    pointer = np.zeros(4, np.int64)
-    for q in range(n):
+    pointer = np.full(4, lowest, np.int64)
+    previous_row, a, b = -1, 0, 0
+    for q in range(first, last):
         r = row[q]
-        a = r // n1
-        b = r - a * n1
+        if r != previous_row:  # one division per row, not per run
+            a = r // n1
+            b = r - a * n1
+            previous_row = r
         q_lo, q_hi = lo[q], hi[q]
         for kind in range(4):
             if kind == 0:  # (a, b - 1): face neighbour row in the same slice
-                if b == 0:
+                if b == 0 or not same_slice:
                     continue
                 target, ext = r - 1, face_ext
             elif kind == 1:  # (a - 1, b): face neighbour row in the previous slice
@@ -237,6 +278,47 @@ def _link(row, lo, hi, n1, connectivity):
             while j < q and row[j] == target and lo[j] < q_hi + ext:
                 _union(parent, q, j)
                 j += 1
+
+
+_RUNS_PER_PART = 1 << 12  # fewer runs than this a part: link on one thread
+
+
+@njit(cache=True)
+def _slice_start(row, n1, q):
+    """The first run at or after ``q`` that starts a slice (``row // n1`` changes)."""
+    while 0 < q < row.size and row[q] // n1 == row[q - 1] // n1:
+        q += 1
+    return q
+
+
+@njit(parallel=True, cache=True)
+def _link(row, lo, hi, n1, connectivity, n_parts, runs_per_part=_RUNS_PER_PART):
+    """Each run's component, numbered by the scan order of the components' first runs.
+
+    The runs are cut into ``n_parts`` parts at slice boundaries and each part
+    is linked on its own thread (a part's unions stay inside it, so threads
+    never write the same entry); the seams (the first slice of a part against
+    the last slice of the one before) are linked afterwards on one thread.
+    Parts hold at least ``runs_per_part`` runs (tests lower it). Returns
+    ``(component per run, number of components)``.
+    """
+    n = row.size
+    n_parts = max(1, min(n_parts, n // max(1, runs_per_part)))
+    bounds = np.empty(n_parts + 1, np.int64)
+    for p in range(n_parts + 1):
+        bounds[p] = _slice_start(row, n1, p * n // n_parts)
+    parent = np.arange(n)
+    for p in prange(n_parts):
+        _link_range(row, lo, hi, n1, connectivity, bounds[p], bounds[p + 1], bounds[p], True, parent)
+    for p in range(1, n_parts):
+        first = bounds[p]
+        if first == 0 or first >= n:  # (empty parts repeat a seam: joining twice changes nothing)
+            continue
+        seam_end = _slice_start(row, n1, first + 1)
+        previous_slice = first - 1
+        while previous_slice > 0 and row[previous_slice - 1] // n1 == row[first - 1] // n1:
+            previous_slice -= 1
+        _link_range(row, lo, hi, n1, connectivity, first, seam_end, previous_slice, False, parent)
     component = np.empty(n, np.int64)
     n_components = 0
     for q in range(n):
@@ -327,24 +409,6 @@ def _sort_segments(offsets, values):
             _insertion_sort(segment)
         else:
             sort_floats(segment)
-
-
-@njit(parallel=True, cache=True)
-def _run_maxima(scores, row, lo, hi, n2, out):
-    """Each run's largest decoded score (-0.0 as +0.0) into ``out``; returns the NaN count."""
-    nan = 0
-    for q in prange(row.size):
-        base = row[q] * n2
-        best = score_value(scores[base + lo[q]]) + 0.0
-        run_nan = 0
-        for i in range(lo[q], hi[q]):
-            x = score_value(scores[base + i]) + 0.0
-            run_nan += x != x
-            if x > best:
-                best = x
-        out[q] = best
-        nan += run_nan
-    return nan
 
 
 @njit(cache=True)
@@ -444,8 +508,8 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
     n_rows = n0 * n1
     if n_rows * n2 == 0:
         return np.zeros(1, np.int64), np.empty(0, out_dtype), 0
-    row, lo, hi = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
-    component, n_components = _link(row, lo, hi, n1, connectivity)
+    row, lo, hi, _, _ = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
+    component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
     sizes, place, _ = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
     offsets = np.zeros(n_components + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
@@ -471,13 +535,12 @@ def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, conn
     n_rows = n0 * n1
     if n_rows * n2 == 0:
         return np.empty(0, out_dtype), np.empty(0, np.int64), 0
-    row, lo, hi = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
-    component, n_components = _link(row, lo, hi, n1, connectivity)
+    maxima_only = overlap == 0.0
+    row, lo, hi, run_max, n_nan = find_runs(flat_l, target, use_target, n_rows, n2, capacity, flat_s if maxima_only else None)
+    component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
     sizes, place, lesion = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
     d = np.empty(n_components, out_dtype)
-    if overlap == 0.0:
-        run_max = np.empty(row.size, out_dtype)
-        n_nan = int(_run_maxima(flat_s, row, lo, hi, n2, run_max))
+    if maxima_only:
         _lesion_maxima(run_max, lesion, d)
         return d, sizes, n_nan
     offsets = np.zeros(n_components + 1, np.int64)
