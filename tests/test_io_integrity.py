@@ -7,8 +7,10 @@ import mmap
 import re
 import struct
 import threading
+import tracemalloc
 import warnings
 import zipfile
+import zlib
 
 import nibabel as nib
 import numpy as np
@@ -166,6 +168,105 @@ def test_a_rewritten_isize_is_refused(backend, isize):
     blob = gzip.compress(np.random.default_rng(4).bytes(5000))
     with pytest.raises(FileFormatError, match=r"f\.gz: corrupt gzip"):
         gunzip(blob[:-4] + isize.to_bytes(4, "little"), "f.gz", backend)
+
+
+_BOMB_TAIL = 64 << 20  # zeros after a valid NIfTI: a gzip bomb small enough for CI
+
+
+def _bomb(how):
+    """A .nii.gz: a valid small NIfTI followed by 64 MiB of zeros (one member unless ``how`` is "member")."""
+    raw = nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.eye(4)).to_bytes()
+    zeros = bytes(1 << 20)
+
+    def deflated(chunks):
+        co = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return b"".join(co.compress(c) for c in chunks) + co.flush()
+
+    if how == "member":  # the NIfTI in one member, the zeros in a second whose ISIZE lies
+        tail = deflated([zeros] * (_BOMB_TAIL >> 20))
+        return raw, deflated([raw]) + tail[:-4] + (0).to_bytes(4, "little")
+    data = deflated([raw] + [zeros] * (_BOMB_TAIL >> 20))
+    if how == "lying":  # ISIZE edited to the NIfTI's own size
+        data = data[:-4] + len(raw).to_bytes(4, "little")
+    return raw, data
+
+
+def _peak(fn):
+    """``(exception raised by fn, peak bytes allocated while it ran)``."""
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception as exc:
+        error = exc
+    else:
+        error = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("how", ["true", "lying", "member"])
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path, backend, how):
+    raw, data = _bomb(how)
+    path = tmp_path / "bomb.nii.gz"
+    path.write_bytes(data)
+    error, peak = _peak(lambda: read_nifti(path, backend=backend, spatial_shape=(6, 5, 4)))
+    assert isinstance(error, FileFormatError), error
+    message = f"{path}: gzip data decompresses to more than the {len(raw)} bytes the NIfTI header declares"
+    if how == "true":
+        message += f" (the last member's ISIZE says {len(raw) + _BOMB_TAIL})"
+    assert str(error) == message
+    assert peak < 4 << 20, f"{peak} bytes allocated for a {_BOMB_TAIL}-byte bomb"
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+def test_gunzip_is_bounded_by_max_size_or_the_memory_available(backend, monkeypatch):
+    _, data = _bomb("lying")
+    error, peak = _peak(lambda: gunzip(data, "f.gz", backend, max_size=1 << 20))
+    assert str(error) == f"f.gz: gzip data decompresses to more than the {1 << 20} bytes its header declares"
+    assert peak < 4 << 20
+    monkeypatch.setattr(_gzip, "available_memory", lambda: 2 << 20)
+    error, peak = _peak(lambda: gunzip(data, "f.gz", backend))
+    assert str(error) == f"f.gz: gzip data decompresses to more than the {2 << 20} bytes of memory available"
+    assert peak < 6 << 20
+    small = gzip.compress(b"abc" * 1000)
+    assert gunzip(small, "f.gz", backend, max_size=3000) == b"abc" * 1000  # exactly the bound is fine
+    assert gunzip(gzip.compress(b"abc" * 999) + gzip.compress(b"abc"), "f.gz", backend, max_size=3000) == b"abc" * 1000
+    for blob in (small, gzip.compress(b"abc" * 999) + gzip.compress(b"abc")):
+        with pytest.raises(FileFormatError, match="more than the 2999 bytes its header declares"):
+            gunzip(blob, "f.gz", backend, max_size=2999)
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+@pytest.mark.parametrize("extra", [1, 16, 4096])
+def test_bytes_after_the_voxels_of_a_nii_gz_are_refused(tmp_path, backend, extra):
+    raw = bytes(_raw_nifti())
+    assert len(raw) == 352 + 24 * 4  # nibabel writes exactly offset + voxel bytes
+    path = _write(tmp_path, raw + bytes(extra), ".nii.gz")
+    with pytest.raises(FileFormatError) as e:
+        read_nifti(path, backend=backend)
+    assert str(e.value) == (
+        f"{path}: gzip data decompresses to more than the {len(raw)} bytes the NIfTI header declares "
+        f"(the last member's ISIZE says {len(raw) + extra})"
+    )
+    blob = path.read_bytes()  # the same with ISIZE edited to the declared size: refused as it inflates
+    path.write_bytes(blob[:-4] + len(raw).to_bytes(4, "little"))
+    # (zlib may reach the edited trailer within the bound's one extra byte and refuse its length first)
+    bound = re.escape(f"gzip data decompresses to more than the {len(raw)} bytes the NIfTI header declares")
+    with pytest.raises(FileFormatError, match=rf"h\.nii\.gz: ({bound}|corrupt gzip data \(.*incorrect length check\))$"):
+        read_nifti(path, backend=backend)
+    assert read_nifti(_write(tmp_path, raw, ".nii.gz"), backend=backend).array.shape == (4, 3, 2)
+
+
+@pytest.mark.parametrize("backend", gzip_backends())
+def test_inflate_raw_is_bounded_by_the_declared_size(backend):
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = co.compress(bytes(_BOMB_TAIL)) + co.flush()
+    error, peak = _peak(lambda: _gzip.inflate_raw(raw, 1000, "x.npz", backend))
+    assert isinstance(error, FileFormatError) and str(error).startswith("x.npz: corrupt compressed data (")
+    assert peak < 4 << 20
 
 
 # --- 3. declared sizes, before anything is inflated ----------------------------------------

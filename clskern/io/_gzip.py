@@ -16,6 +16,17 @@ that member provably spans the whole file; otherwise (several members, or
 broken) the file is read again by zlib, which handles multi-member files and
 tells truncation, corruption and trailing data apart for the error message.
 
+Inflation is bounded (a gzip bomb inflates no further than its bound plus one
+byte): ``gunzip(..., max_size=N)`` hands a file to libdeflate (which
+allocates ISIZE and fails beyond it) only when its last member's ISIZE is
+within ``N``, and inflates with zlib or isal in ``max_length``-bounded calls,
+refusing as soon as more than ``N`` bytes come out. An ISIZE above ``N`` is
+not refused unread: the last 4 bytes of a truncated file, or of one with
+bytes after its stream, are no ISIZE, and the bounded inflation names what
+is wrong (truncation, trailing data, or more data than declared). Without ``max_size`` the bound is the
+memory available. ``inflate_raw`` is bounded the same way by the member's
+declared size.
+
 The readers' other shared integrity checks live here too: ``crc32`` (the one
 CRC-32 routine, libdeflate's where installed: ~20 GB/s against stdlib zlib's
 ~4.5 GB/s) and ``check_memory`` (a declared size against the memory
@@ -72,12 +83,31 @@ def check_memory(nbytes, path, what="data"):
         )
 
 
+class _TooLarge(Exception):
+    """Raised by a backend when the data decompresses to more than its bound."""
+
+
+def _bounded(d, data, limit):
+    """``d.decompress(data)`` (a zlib or isal decompressor) producing at most ``limit`` bytes.
+
+    ``None`` for no bound. Raises ``_TooLarge`` as soon as a byte more comes out.
+    """
+    if limit is None:
+        return d.decompress(data)
+    out = d.decompress(data, limit + 1)  # max_length: never more than limit + 1 bytes (0 would mean no limit)
+    if len(out) > limit:
+        raise _TooLarge
+    return out
+
+
 def _deflate():
     import deflate
 
-    def run(data):
+    def run(data, limit=None):
         if len(data) < 18:
             return None
+        if limit is not None and int.from_bytes(bytes(data[-4:]), "little") > limit:
+            return None  # libdeflate allocates ISIZE: only within the bound (zlib decides, bounded)
         try:
             # libdeflate checks the first member's CRC-32 and ISIZE against its trailer.
             out = deflate.gzip_decompress(data)
@@ -99,10 +129,10 @@ def _deflate():
 def _isal():
     from isal import isal_zlib
 
-    def run(data):
+    def run(data, limit=None):
         try:
             d = isal_zlib.decompressobj(31)  # checks CRC-32 and ISIZE, like zlib's
-            out = d.decompress(data)
+            out = _bounded(d, data, limit)
         except isal_zlib.error:
             return None
         return out if d.eof and not d.unused_data else None
@@ -111,10 +141,10 @@ def _isal():
 
 
 def _zlib():
-    def run(data):
+    def run(data, limit=None):
         try:
             d = zlib.decompressobj(31)  # zlib checks each member's CRC-32 and ISIZE
-            out = d.decompress(data)
+            out = _bounded(d, data, limit)
         except zlib.error:
             return None
         return out if d.eof and not d.unused_data else None
@@ -151,17 +181,19 @@ def default_backend():
     return available_backends()[0]
 
 
-def _diagnose(data, path):
-    """Decompress with zlib member by member; raise a readable error if it fails."""
+def _diagnose(data, path, limit=None):
+    """Decompress with zlib member by member, at most ``limit`` bytes in all; raise a readable error if it fails."""
     parts = []
+    total = 0
     rest = data
     while rest:
         d = zlib.decompressobj(31)
         try:
-            parts.append(d.decompress(rest))
+            parts.append(_bounded(d, rest, None if limit is None else limit - total))
         except zlib.error as exc:
             raise FileFormatError(f"{path}: corrupt gzip data ({exc})") from None
-        if not d.eof:
+        total += len(parts[-1])
+        if not d.eof:  # below the bound (_bounded raised otherwise): the input ran out
             raise FileFormatError(f"{path}: truncated gzip file (the compressed stream ends early)")
         rest = d.unused_data
         if rest and bytes(rest[:2]) != b"\x1f\x8b":
@@ -171,8 +203,8 @@ def _diagnose(data, path):
     return b"".join(parts)
 
 
-def gunzip(data, path="<bytes>", backend=None):
-    """Decompress a whole gzip file held in memory.
+def gunzip(data, path="<bytes>", backend=None, max_size=None, *, declared_by="its header declares"):
+    """Decompress a whole gzip file held in memory, inflating no more than a bound.
 
     Parameters
     ----------
@@ -182,6 +214,14 @@ def gunzip(data, path="<bytes>", backend=None):
         Named in error messages.
     backend : {"deflate", "isal", "zlib"}, optional
         Default: the fastest installed.
+    max_size : int, optional
+        The size the file's header declares the decompressed data to have
+        (a ``.nii.gz``: the voxels' offset plus their bytes). More is refused
+        as soon as a byte more comes out (libdeflate, which allocates ISIZE,
+        is used only when ISIZE is within it). Default: the memory available
+        (no bound where that is unknown).
+    declared_by : str
+        Who declares ``max_size``, for the error message.
 
     Returns
     -------
@@ -191,16 +231,33 @@ def gunzip(data, path="<bytes>", backend=None):
     ------
     FileFormatError
         For data that is not gzip, is corrupt (a member failing its CRC-32 or
-        size check included) or truncated, or that has bytes after the gzip
-        stream other than further gzip members.
+        size check included) or truncated, that has bytes after the gzip
+        stream other than further gzip members, or that decompresses to more
+        than ``max_size`` bytes (or than the memory available).
     """
     if bytes(data[:2]) != b"\x1f\x8b":
         raise FileFormatError(f"{path}: not a gzip file (the name ends in .gz)")
-    if len(data) >= 18:  # the last member's declared size (ISIZE): libdeflate allocates it at once
-        check_memory(int.from_bytes(bytes(data[-4:]), "little"), path, "gzip data (ISIZE)")
-    out = _backend(backend or default_backend())(data)
-    if out is None:  # multi-member, or broken: zlib decides which and says so
-        out = _diagnose(data, path)
+    if max_size is not None:
+        limit, bound = int(max_size), declared_by
+    else:
+        limit, bound = available_memory(), "of memory available"
+    too_large = f"{path}: gzip data decompresses to more than the {limit} bytes {bound}"
+    isize = int.from_bytes(bytes(data[-4:]), "little") if len(data) >= 18 else 0
+    try:
+        if max_size is not None and isize > limit:
+            # The last member alone would be larger: a gzip bomb, or the last 4 bytes are no
+            # ISIZE (a truncated file, bytes after the stream). zlib, bounded, tells which;
+            # libdeflate would allocate ISIZE. Never more than limit + 1 bytes are inflated.
+            out = _diagnose(data, path, limit)
+        else:
+            if isize:  # libdeflate allocates the last member's declared size (ISIZE) at once
+                check_memory(isize, path, "gzip data (ISIZE)")
+            out = _backend(backend or default_backend())(data, limit)
+            if out is None:  # multi-member, or broken: zlib decides which and says so
+                out = _diagnose(data, path, limit)
+    except _TooLarge:
+        note = f" (the last member's ISIZE says {isize})" if max_size is not None and isize > limit else ""
+        raise FileFormatError(too_large + note) from None
     return out
 
 
@@ -231,7 +288,10 @@ def inflate_head(read, size, path="<bytes>", *, gzip=False):
 def inflate_raw(data, size, path="<bytes>", backend=None):
     """Decompress a raw deflate stream (a zip member) of known decompressed ``size``.
 
-    The caller checks the result's CRC-32 (``check_crc32``): a raw stream has none.
+    Never inflates more than ``size`` bytes plus one: libdeflate is given a
+    buffer of ``size`` bytes (and fails beyond it), zlib and isal a
+    ``max_length``; a stream holding more is refused. The caller checks the
+    result's CRC-32 (``check_crc32``): a raw stream has none.
     """
     backend = backend or default_backend()
     try:
@@ -242,9 +302,11 @@ def inflate_raw(data, size, path="<bytes>", backend=None):
         elif backend == "isal":
             from isal import isal_zlib
 
-            out = isal_zlib.decompress(data, -15, size)
+            out = _bounded(isal_zlib.decompressobj(-15), data, size)
         else:
-            out = zlib.decompress(data, -15, size)
+            out = _bounded(zlib.decompressobj(-15), data, size)
+    except _TooLarge:
+        raise FileFormatError(f"{path}: corrupt compressed data (it holds more than the {size} bytes declared)") from None
     except Exception as exc:  # each library has its own error type
         raise FileFormatError(f"{path}: corrupt compressed data ({exc})") from None
     if len(out) != size:

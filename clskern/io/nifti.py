@@ -332,7 +332,14 @@ def _gunzip_file(path, backend, spatial_shape=None):
     """Check the header, then decompress through a read-only memory map (no copy of the compressed bytes).
 
     Only the first bytes of the stream are inflated for the header's checks
-    (declared sizes, ``spatial_shape``, memory); the whole is inflated after.
+    (declared sizes, ``spatial_shape``, memory); the whole is inflated after,
+    bounded by the size the header declares (``offset + nbytes``): a stream
+    that decompresses to more is refused as soon as the excess comes out (a
+    gzip bomb is inflated no further than the declared size and one byte,
+    which ``check_memory`` has allowed). nibabel writes exactly ``offset + nbytes`` bytes and
+    ignores any after the voxels; clskern refuses them in a ``.nii.gz``
+    (a ``.nii`` is memory-mapped, so bytes after its voxels cost nothing and
+    are ignored, as nibabel does).
     """
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
@@ -344,7 +351,8 @@ def _gunzip_file(path, backend, spatial_shape=None):
         _check_spatial(declared.shape, spatial_shape, path)
         check_memory(declared.needs, path)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as compressed:
-            return gunzip(compressed, path, backend)
+            return gunzip(compressed, path, backend, max_size=declared.offset + declared.nbytes,
+                          declared_by="the NIfTI header declares")
 
 
 def read_header(path):
