@@ -2,38 +2,49 @@
 
 The lesions of a volume are the connected components of its lesion mask
 (``labels > 0`` or ``labels == label``) under 6-, 18- or 26-connectivity. One
-read of the labels finds them, and only their scores are read afterwards:
+read of the labels finds them, and only lesion scores are read besides:
 
 1. **Runs** (``_scan_task``, parallel over tasks of whole rows). The flat
-   volume, in memory order, is a stack of *rows* along its fastest axis
-   (the last axis of a C-ordered volume, the first of a Fortran-ordered one).
-   Each row's labels are read 64 at a time (one vector compare,
-   ``clskern._simd.lesion_mask64``); a word of zeros, most of a volume, costs
-   one test, and in the others the bits where the mask changes
-   (``m ^ (m << 1 | carry)``) give the starts and ends of *runs*, maximal
-   spans of consecutive lesion voxels of a row. A task's runs go to its own
-   row of a buffer of fixed capacity; a task with more runs only counts them
-   and is scanned again into a buffer of its exact size (a second read of
-   that task's labels only, never of the volume).
-2. **Union-find over runs** (``_link``, one thread: there are far fewer runs
-   than voxels). The connectivities are symmetric under any permutation and
-   reflection of the axes, so the components do not depend on which axis is
-   fastest: a run is joined to the runs of the four rows scanned before it
-   that can touch it (the previous row of its slice, and three rows of the
-   previous slice). Under 26-connectivity two runs in neighbouring rows
-   touch when their spans, widened by one voxel, overlap; under
-   18-connectivity that holds for the two face-neighbour rows while the two
-   diagonal rows need a true overlap; under 6-connectivity only the face rows
-   count, with a true overlap. Four pointers walk the run list alongside the
-   current run, so linking is linear in the number of runs.
+   volume, in memory order, is a stack of *rows* along its fastest axis (the
+   last axis of a C-ordered volume, the first of a Fortran-ordered one; unit
+   axes are dropped first, see ``_memory_layout``). Each row's labels are
+   read 64 at a time (one vector compare, ``clskern.cpu._simd.lesion_mask64``);
+   a word of zeros, most of a volume, costs one test, and in the others the
+   bits where the mask changes (``m ^ (m << 1 | carry)``) give the starts and
+   ends of *runs*, maximal spans of consecutive lesion voxels of a row. A
+   task's runs go to its own row of a buffer of fixed capacity; a task with
+   more runs only counts them and is scanned again into a buffer of its exact
+   size (a second read of that task's labels only, never of the volume).
+   When only each lesion's largest score is wanted (``overlap == 0``), each
+   run's largest score is read right there, while the run's labels are in
+   cache.
+2. **Union-find over runs** (``_link``). The connectivities are symmetric
+   under any permutation and reflection of the axes, so the components do not
+   depend on which axis is fastest: a run is joined to the runs of the four
+   rows scanned before it that can touch it (the previous row of its slice,
+   and three rows of the previous slice). Under 26-connectivity two runs in
+   neighbouring rows touch when their spans, widened by one voxel, overlap;
+   under 18-connectivity that holds for the two face-neighbour rows while the
+   two diagonal rows need a true overlap; under 6-connectivity only the face
+   rows count, with a true overlap. Four pointers walk the run list behind
+   the current run, so linking is linear in the number of runs. The runs are
+   cut into one part per thread at slice boundaries, each part linked on its
+   own, then the seams between parts. A set's root is its first run in scan
+   order.
 3. **Scores** (``_fill``, parallel over runs, then over lesions): each run's
    scores, contiguous in memory, are decoded (float16 bit patterns to
    float32), -0.0 stored as +0.0 and NaN counted, into its lesion's segment
-   of one ragged array; each segment is then sorted ascending.
+   of one ragged array; each segment is then sorted ascending (``lesions``)
+   or partitioned around the one rank it needs (``detection_scores_flat``).
 
 Lesions come in a canonical order: by the C-order flat index of their first
 voxel (the smallest ``(i, j, k)`` in lexicographic order), so C- and
 Fortran-ordered copies of a volume give identical results.
+
+Exactness: lesion scores are only moved and compared, never computed on, so
+the ragged scores, detection scores and thresholds equal a sort of the
+volume's values bit for bit; ``r_j`` is computed with rationals
+(``required_voxels``).
 """
 
 import math
@@ -331,22 +342,22 @@ def _link(row, lo, hi, n1, connectivity, n_parts, runs_per_part=_RUNS_PER_PART):
 
 
 @njit(cache=True)
-def _canonical(row, lo, hi, component, n_components, n1, n2, fortran, s1, s2):
+def _canonical(row, lo, hi, component, n_components, n2, fortran, s0, s1, s2):
     """``(sizes, place, lesion)``: lesion sizes in canonical order, each run's place in the ragged array and its lesion.
 
     Canonical order: by the C-order index of a lesion's first voxel. For a
-    C-ordered volume that is the scan order already; for a Fortran-ordered
-    one (memory axes ``(k, j, i)``, rows along ``i``) each run's first voxel
-    ``(lo, j, k)`` has C index ``lo * s1 * s2 + j * s2 + k``.
+    C-ordered volume that is the scan order already (the flat index is the C
+    index). For a Fortran-ordered one of shape ``(s0, s1, s2)`` the flat
+    index ``f`` of a run's first voxel (its smallest C index: C indices grow
+    along every axis) is voxel ``(f % s0, f // s0 % s1, f // (s0 s1))``.
     """
     n = row.size
     rank = np.arange(n_components)
     if fortran:
         key = np.full(n_components, np.iinfo(np.int64).max, np.int64)
         for q in range(n):
-            k = row[q] // n1
-            j = row[q] - k * n1
-            c_index = lo[q] * s1 * s2 + j * s2 + k
+            f = row[q] * n2 + lo[q]
+            c_index = (f % s0) * s1 * s2 + (f // s0 % s1) * s2 + f // (s0 * s1)
             c = component[q]
             if c_index < key[c]:
                 key[c] = c_index
@@ -490,8 +501,19 @@ def check_overlap(overlap):
 
 
 def _memory_layout(shape, order):
-    """``(n0, n1, n2)``: the memory-order shape, ``n2`` the fastest axis."""
-    return tuple(shape) if order == "C" else tuple(shape[::-1])
+    """``(n0, n1, n2)``: the volume's axes in memory order, ``n2`` the fastest, unit axes dropped.
+
+    The connectivities are symmetric under permutations of the axes, and a
+    unit axis has no neighbours along it, so the components of the volume are
+    those of this layout (of the same flat array); dropping unit axes keeps
+    rows long (a C-ordered ``(n, m, 1)`` volume is scanned as ``(1, n, m)``,
+    not as ``n * m`` rows of one voxel).
+    """
+    axes = tuple(shape) if order == "C" else tuple(shape[::-1])
+    if 0 in axes:
+        return 0, 0, 0
+    kept = tuple(n for n in axes if n != 1)
+    return (1,) * (3 - len(kept)) + kept
 
 
 def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity=26, capacity=None):
@@ -510,7 +532,7 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
         return np.zeros(1, np.int64), np.empty(0, out_dtype), 0
     row, lo, hi, _, _ = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
     component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
-    sizes, place, _ = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
+    sizes, place, _ = _canonical(row, lo, hi, component, n_components, n2, order == "F", *shape)
     offsets = np.zeros(n_components + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     values = np.empty(int(offsets[-1]), out_dtype)
@@ -538,7 +560,7 @@ def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, conn
     maxima_only = overlap == 0.0
     row, lo, hi, run_max, n_nan = find_runs(flat_l, target, use_target, n_rows, n2, capacity, flat_s if maxima_only else None)
     component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
-    sizes, place, lesion = _canonical(row, lo, hi, component, n_components, n1, n2, order == "F", shape[1], shape[2])
+    sizes, place, lesion = _canonical(row, lo, hi, component, n_components, n2, order == "F", *shape)
     d = np.empty(n_components, out_dtype)
     if maxima_only:
         _lesion_maxima(run_max, lesion, d)

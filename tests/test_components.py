@@ -257,6 +257,36 @@ def test_larger_volumes_equal_scipy():
                 np.testing.assert_array_equal(got[1].astype(np.float64), want[1])
 
 
+@pytest.mark.parametrize("shape", [(1, 50, 70), (50, 70, 1), (50, 1, 70), (300, 1, 1), (1, 1, 300), (1, 1, 1)])
+def test_unit_axes_in_either_order(shape):
+    rng = np.random.default_rng(6)
+    labels = (rng.random(shape) < 0.45).astype(np.uint8)
+    scores = rng.random(shape)
+    for connectivity in (6, 18, 26):
+        want = reference_lesions(scores, labels, None, connectivity)
+        for convert in (np.ascontiguousarray, np.asfortranarray):
+            got = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_agrees_with_cc3d_when_installed():
+    """cc3d is a comparison only, never a dependency: this test skips without it."""
+    cc3d = pytest.importorskip("cc3d")
+    rng = np.random.default_rng(7)
+    labels = ndimage.binary_dilation(rng.random((60, 70, 80)) < 0.01).astype(np.uint8)
+    scores = rng.random(labels.shape).astype(np.float32)
+    for connectivity in (6, 18, 26):
+        components_cc3d = cc3d.connected_components(labels, connectivity=connectivity)
+        flat = components_cc3d.ravel()
+        ids, first = np.unique(flat, return_index=True)
+        ids = ids[ids > 0][np.argsort(first[ids > 0])]
+        sizes = [np.count_nonzero(flat == c) for c in ids]
+        for convert in (np.ascontiguousarray, np.asfortranarray):
+            offsets, _ = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+            assert np.diff(offsets).tolist() == sizes
+
+
 def test_labels_choose_one_class_and_touching_classes_stay_apart():
     labels = np.zeros((4, 6, 8), np.int16)
     labels[1:3, 1:3, 1:4] = 2
