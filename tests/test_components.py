@@ -441,3 +441,13 @@ def test_parallel_linking_equals_one_part(volume, connectivity, n_parts):
     many, n_many = components._link(*runs, n1, connectivity, n_parts, 1)
     assert n_one == n_many
     np.testing.assert_array_equal(one, many)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, -np.inf, np.inf, 2.5, -1e-30]) | st.floats(-1e6, 1e6), min_size=1, max_size=300), st.data())
+def test_selection_equals_sorting(values, data):
+    """The per-lesion selection (three-way quickselect) on small, tied and sorted inputs."""
+    for array in (np.array(values), np.sort(values), np.sort(values)[::-1].copy()):
+        array = array + 0.0
+        k = data.draw(st.integers(0, array.size - 1))
+        assert components._select(array.copy(), k) == np.sort(array)[k]
