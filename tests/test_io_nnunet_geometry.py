@@ -3,6 +3,7 @@
 import io
 import os
 import pickle
+import re
 from collections import OrderedDict
 
 import nibabel as nib
@@ -223,7 +224,7 @@ def test_only_latin1_is_decoded_for_protocol_2_bytes(tmp_path):
     # _codecs.encode is admitted for protocols 0-2 bytes, with the latin-1 codec only
     evil = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00xX\x09\x00\x00\x00rot13-xyzq\x01\x86q\x02Rq\x03."
     (tmp_path / "codec.pkl").write_bytes(evil)
-    with pytest.raises(FileFormatError, match=r"codec\.pkl: unreadable"):
+    with pytest.raises(FileFormatError, match=r"codec\.pkl: refused a call of _codecs\.encode\(str of length 1, str of length 9\)"):
         load_properties(tmp_path / "codec.pkl")
     (tmp_path / "b.pkl").write_bytes(pickle.dumps({"b": b"\x00\xffab"}, protocol=2))
     assert load_properties(tmp_path / "b.pkl") == {"b": b"\x00\xffab"}
@@ -244,6 +245,10 @@ def _nnunet_like_properties():
         "sets": ({1, 2}, frozenset({"x"})),
         "bytes": (b"ab", bytearray(b"cd")),
         "dtype": np.dtype("<f4"),
+        "more": [b"", bytearray(), set(), frozenset(), 10**30, np.bool_(True), np.str_("ab"), np.int8(-3),
+                 np.datetime64("2020-01-02"), np.array(2.5), np.zeros((0, 3)), np.arange(4)[::-1],
+                 np.zeros(2, dtype=[("a", "<f4"), ("b", ">i2")]), np.ones((2, 2), np.dtype(("<f4", (3,)))),
+                 np.dtype("<U3"), np.array([1 + 2j]), np.array([True])],
     }
 
 
@@ -314,3 +319,73 @@ def test_unreadable_pkl_is_one_line_naming_the_file(tmp_path, monkeypatch):
             load_properties(tmp_path / "list.pkl")
     with pytest.raises(FileNotFoundError):
         load_properties(tmp_path / "nowhere.pkl")
+
+
+class _Calls:
+    """Pickles as ``func(*args)``, with an optional ``state`` (pickle's BUILD)."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+_core = np._core if hasattr(np, "_core") else np.core
+_BIG = 1 << 28  # 256 MiB: what each of these would allocate from a few bytes of file
+
+_FORBIDDEN_CALLS = {
+    "bytearray": (_Calls(bytearray, (_BIG,)), r"builtins\.bytearray\(268435456\)"),
+    "bytes": (_Calls(bytes, (_BIG,)), r"builtins\.bytes\(268435456\)"),
+    "set": (_Calls(set, (_BIG,)), r"builtins\.set\(268435456\)"),
+    "frozenset": (_Calls(frozenset, (_BIG,)), r"builtins\.frozenset\(268435456\)"),
+    "complex": (_Calls(complex, ("1+2j",)), r"builtins\.complex\(str of length 4\)"),
+    "reconstruct": (_Calls(_core.multiarray._reconstruct, (np.ndarray, (_BIG,), b"b")),
+                    r"_reconstruct\(ndarray, \(268435456,\), bytes of length 1\)"),
+    "ndarray": (_Calls(np.ndarray, ((_BIG,),)), r"a call of numpy\.ndarray"),
+    "scalar": (_Calls(_core.multiarray.scalar, (np.dtype(f"V{_BIG}"), b"")), r"multiarray\.scalar\(dtype \|V268435456, bytes of length 0\)"),
+    "frombuffer": (_Calls(_core.numeric._frombuffer, (b"", np.dtype("u1"), (_BIG,), "C")),
+                   r"_frombuffer\(bytes of length 0, dtype \|u1, \(268435456,\), str of length 1\)"),
+    "object_dtype": (np.array([1, None], dtype=object), r"numpy\.dtype\(str of length 2, False, True\)"),
+    "state": (_Calls(_core.multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, (_BIG,), np.dtype("u1"), False, b"")),
+              r"an ndarray state \(1, \(268435456,\), dtype \|u1, False, bytes of length 0\)"),
+    "dtype_flags": (_Calls(np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, 63)), r"a dtype state"),
+    "ordered_dict": (_Calls(OrderedDict, ([("a", 1)],)), r"collections\.OrderedDict\(list\)"),
+}
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+@pytest.mark.parametrize("name", sorted(_FORBIDDEN_CALLS))
+def test_admitted_callables_refuse_other_arguments_without_allocating(tmp_path, protocol, name):
+    import tracemalloc
+
+    payload, words = _FORBIDDEN_CALLS[name]
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(pickle.dumps({"x": payload}, protocol=protocol))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileFormatError) as e:
+            load_properties(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert re.match(rf"{re.escape(str(path))}: refused .*{words}.* in a \.pkl \(clskern reads only ", str(e.value)), str(e.value)
+    assert "\n" not in str(e.value)
+    assert peak < 16 << 20, f"{peak} bytes allocated"
+
+
+def test_a_34_byte_pkl_does_not_allocate_2_gb(tmp_path):
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(b"\x80\x04\x8c\x08builtins\x8c\tbytearray\x93\x8a\x05" + (2_000_000_000).to_bytes(5, "little") + b"\x85R.")
+    assert path.stat().st_size == 34
+    with pytest.raises(FileFormatError) as e:
+        load_properties(path)
+    assert str(e.value).startswith(f"{path}: refused a call of builtins.bytearray(2000000000) in a .pkl")
+
+
+@pytest.mark.parametrize("name", ["int", "str", "float", "dict", "list", "tuple", "bool", "getattr"])
+def test_builtins_no_nnunet_pickle_calls_are_refused_by_name(tmp_path, name):
+    path = tmp_path / "g.pkl"
+    path.write_bytes(b"\x80\x02c__builtin__\n" + name.encode() + b"\nq\x00K\x01\x85q\x01Rq\x02.")
+    with pytest.raises(FileFormatError, match=rf"g\.pkl: refused to load builtins\.{name} from a \.pkl"):
+        load_properties(path)

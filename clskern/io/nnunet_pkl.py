@@ -16,7 +16,9 @@ reader's axes, reversed (``(C, z, y, x)``; ``read_npz`` reverses them back):
 back to the file's (the labels') axes, as nnU-Net does for its segmentation,
 with flips and transposes (views, no copy). Pickles can run code when loaded:
 ``load_properties`` admits only the containers, numbers and NumPy arrays that
-nnU-Net writes, and refuses any other global before it is looked up.
+nnU-Net writes, refuses any other global before it is looked up, and calls
+the admitted ones only with the arguments nnU-Net's pickles give them, so a
+few bytes of file cannot allocate gigabytes.
 """
 
 import codecs
@@ -34,20 +36,196 @@ AFFINE_ATOL = 1e-3  # world units (mm); clskern.io.cases uses the same
 MAX_PKL_BYTES = 64 << 20  # nnU-Net's properties files are a few kB
 ALLOWED = "dicts, lists, tuples, sets, strings, numbers and NumPy arrays"
 
-_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
-             "complex")
-_NUMPY_CORE = {  # the same functions under numpy 1.x's and 2.x's module names
-    ("multiarray", "_reconstruct"),  # ndarray.__reduce__
-    ("multiarray", "scalar"),  # numpy scalars (np.float64(...))
-    ("numeric", "_frombuffer"),  # ndarray.__reduce_ex__ for pickle protocol 5
+# --- the allow-list -------------------------------------------------------------------------
+#
+# Containers, strings and numbers are built by pickle's opcodes, which run no code
+# and allocate no more than the file holds. What pickles of nnU-Net properties
+# *call* (protocols 0-5, numpy 1.x and 2.x) is only: set/frozenset of a list,
+# bytes() and bytearray(bytes) (protocols 0-3), _codecs.encode(str, "latin1")
+# (bytes, protocols 0-2), complex(real, imag), OrderedDict(), numpy.dtype(code,
+# align, copy), numpy's _reconstruct(ndarray, (0,), b"b") followed by the array's
+# state (ndarray.__reduce__), scalar(dtype, bytes) and _frombuffer(buffer, dtype,
+# shape, order) (protocol 5). Each is admitted through a checked stand-in that
+# refuses any other argument: bytearray(2_000_000_000) or _reconstruct with a
+# large shape would allocate without bound from a few bytes of file. A state
+# (pickle's BUILD) is applied only to an array or dtype built so, and only when
+# its sizes match the bytes it carries. Object dtypes are refused (numpy would
+# read raw bytes as pointers from a forged one).
+
+
+class _Forbidden(pickle.UnpicklingError):
+    """A call (or state) outside the allow-list; ``detail`` says which, on one line."""
+
+    def __init__(self, detail):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _describe(args):
+    """A short, one-line account of a call's arguments."""
+    parts = []
+    for a in args:
+        if isinstance(a, (bool, int, float, complex)) or a is None:
+            text = repr(a)
+            parts.append(text if len(text) <= 24 else f"int of {len(text)} digits")
+        elif isinstance(a, (str, bytes, bytearray)):
+            parts.append(f"{type(a).__name__} of length {len(a)}")
+        elif isinstance(a, tuple) and len(a) <= 8 and all(isinstance(x, int) for x in a):
+            parts.append(repr(a))
+        elif isinstance(a, np.dtype):
+            parts.append(f"dtype {a.str}")
+        elif a is _NDARRAY:
+            parts.append("ndarray")
+        else:
+            parts.append(type(a).__name__)
+    return "(" + ", ".join(parts) + ")"
+
+
+def _refuse(name, args):
+    raise _Forbidden(f"a call of {name}{_describe(args)}")
+
+
+def _is_count(n):
+    return type(n) is int and n >= 0
+
+
+def _is_shape(shape):
+    return isinstance(shape, tuple) and all(_is_count(n) for n in shape)
+
+
+def _count(shape):
+    total = 1
+    for n in shape:
+        total *= n
+    return total
+
+
+def _plain_dtype(dtype, name, args):
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.itemsize == 0:
+        _refuse(name, args)
+
+
+def _set(*args):
+    if not args:
+        return set()
+    if len(args) == 1 and type(args[0]) in (list, tuple):
+        return set(args[0])
+    _refuse("builtins.set", args)
+
+
+def _frozenset(*args):
+    if not args:
+        return frozenset()
+    if len(args) == 1 and type(args[0]) in (list, tuple):
+        return frozenset(args[0])
+    _refuse("builtins.frozenset", args)
+
+
+def _bytes(*args):
+    if not args:  # protocols 0-2 pickle b"" as bytes()
+        return b""
+    if len(args) == 1 and type(args[0]) in (bytes, bytearray):
+        return bytes(args[0])
+    _refuse("builtins.bytes", args)
+
+
+def _bytearray(*args):
+    if not args:
+        return bytearray()
+    if len(args) == 1 and type(args[0]) in (bytes, bytearray):
+        return bytearray(args[0])
+    if len(args) == 2 and type(args[0]) is str and args[1] in ("latin-1", "latin1"):  # older protocols 0-2
+        return bytearray(args[0], "latin-1")
+    _refuse("builtins.bytearray", args)
+
+
+def _complex(*args):
+    if 1 <= len(args) <= 2 and all(type(a) in (int, float) for a in args):
+        return complex(*args)
+    _refuse("builtins.complex", args)
+
+
+def _ordered_dict(*args):
+    if not args:
+        from collections import OrderedDict
+
+        return OrderedDict()
+    _refuse("collections.OrderedDict", args)
+
+
+def _latin1(*args):
+    """``_codecs.encode`` as pickle protocols 0-2 use it for ``bytes``: a str and the latin-1 codec only."""
+    if len(args) == 2 and type(args[0]) is str and args[1] in ("latin1", "latin-1"):
+        return codecs.encode(args[0], "latin1")
+    _refuse("_codecs.encode", args)
+
+
+def _flag(x):
+    return type(x) is bool or (type(x) is int and x in (0, 1))
+
+
+def _dtype(*args):
+    # numpy's dtype.__reduce__: (dtype, (type code such as "f8", "<U2" or "V6", align, copy), state)
+    if (1 <= len(args) <= 3 and type(args[0]) is str and len(args[0]) <= 16 and args[0][:1] != "O"
+            and all(_flag(a) for a in args[1:])):
+        dtype = np.dtype(*args)
+        if not dtype.hasobject:
+            return dtype
+    _refuse("numpy.dtype", args)
+
+
+class _NdarrayType:
+    """``numpy.ndarray`` as a pickle names it: an argument of ``_reconstruct`` only, never called."""
+
+    def __repr__(self):
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _reconstruct(*args):
+    # ndarray.__reduce__: _reconstruct(ndarray, (0,), b"b"), then the state sets shape, dtype and data
+    if len(args) == 3 and args[0] is _NDARRAY and args[1] == (0,) and type(args[1]) is tuple and args[2] in (b"b", "b"):
+        return _numpy_core("multiarray", "_reconstruct")(np.ndarray, (0,), b"b")
+    _refuse("numpy._core.multiarray._reconstruct", args)
+
+
+def _scalar(*args):
+    if len(args) == 2 and type(args[1]) is bytes:
+        _plain_dtype(args[0], "numpy._core.multiarray.scalar", args)
+        if len(args[1]) == args[0].itemsize:
+            return _numpy_core("multiarray", "scalar")(*args)
+    _refuse("numpy._core.multiarray.scalar", args)
+
+
+def _frombuffer(*args):
+    name = "numpy._core.numeric._frombuffer"
+    if len(args) == 4 and type(args[0]) in (bytes, bytearray) and _is_shape(args[2]) and args[3] in ("C", "F"):
+        _plain_dtype(args[1], name, args)
+        if len(args[0]) == _count(args[2]) * args[1].itemsize:
+            return _numpy_core("numeric", "_frombuffer")(*args)
+    _refuse(name, args)
+
+
+_CALLABLES = {_set, _frozenset, _bytes, _bytearray, _complex, _ordered_dict, _latin1, _dtype, _reconstruct, _scalar,
+              _frombuffer}
+_GLOBALS = {
+    ("builtins", "set"): _set,
+    ("builtins", "frozenset"): _frozenset,
+    ("builtins", "bytes"): _bytes,
+    ("builtins", "bytearray"): _bytearray,
+    ("builtins", "complex"): _complex,
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("_codecs", "encode"): _latin1,
+    ("numpy", "dtype"): _dtype,
+    ("numpy", "ndarray"): _NDARRAY,
 }
-
-
-def _latin1(text, encoding="latin1"):
-    """``_codecs.encode`` as pickle protocols 0-2 use it for ``bytes``; no other codec."""
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"codec {encoding!r}")
-    return codecs.encode(text, "latin1")
+_NUMPY_CORE = {  # the same functions under numpy 1.x's and 2.x's module names
+    ("multiarray", "_reconstruct"): _reconstruct,  # ndarray.__reduce__
+    ("multiarray", "scalar"): _scalar,  # numpy scalars (np.float64(...))
+    ("numeric", "_frombuffer"): _frombuffer,  # ndarray.__reduce_ex__ for pickle protocol 5
+}
 
 
 def _numpy_core(submodule, name):
@@ -59,32 +237,111 @@ def _numpy_core(submodule, name):
     raise pickle.UnpicklingError(f"numpy has no {submodule}.{name}")
 
 
-class _Refused(pickle.UnpicklingError):
-    def __init__(self, module, name):
-        super().__init__(f"{module}.{name}")
-        self.module, self.name = module, name
+def _array_state(inst, state):
+    """Refuse an ndarray state whose shape does not match the bytes it carries (or holds objects)."""
+    given = state
+    if isinstance(state, tuple) and len(state) == 5 and type(state[0]) is int:
+        state = state[1:]
+    if inst.size == 0 and isinstance(state, tuple) and len(state) == 4:
+        shape, dtype, fortran, raw = state
+        if _is_shape(shape) and _flag(fortran) and type(raw) in (bytes, bytearray):
+            if isinstance(dtype, np.dtype) and not dtype.hasobject and len(raw) == _count(shape) * dtype.itemsize:
+                return
+    raise _Forbidden(f"an ndarray state {_describe(given if isinstance(given, tuple) else (given,))}")
 
 
-class _PropertiesUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only an allow-list of globals (never imports anything else)."""
+def _dtype_state(inst, state):
+    """Check a dtype state against the dtype it is applied to (numpy's dtype.__reduce__ form)."""
+    ok = isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4) and state[1] in ("<", ">", "|", "=")
+    if ok:
+        sub, names, fields, elsize, alignment, flags = state[2:8]
+        ok = elsize in (-1, inst.itemsize) and type(alignment) is int and type(flags) is int and 0 <= flags < 256
+        if sub is not None:
+            ok = ok and isinstance(sub, tuple) and len(sub) == 2 and isinstance(sub[0], np.dtype) and _is_shape(sub[1])
+        if names is not None or fields is not None:
+            ok = ok and isinstance(names, tuple) and isinstance(fields, dict) and set(names) == set(fields)
+            for value in (fields.values() if ok else ()):
+                ok = ok and isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[0], np.dtype)
+                ok = ok and _is_count(value[1]) and value[1] + value[0].itemsize <= inst.itemsize
+    if not ok:
+        raise _Forbidden(f"a dtype state {_describe(state if isinstance(state, tuple) else (state,))}")
+
+
+def _dtype_as_numpy_builds_it(dtype):
+    """True when ``dtype`` (after a state was applied) is what numpy's public constructors build."""
+    try:
+        if dtype.names is not None:
+            ref = np.dtype({"names": list(dtype.names), "formats": [dtype.fields[n][0] for n in dtype.names],
+                            "offsets": [dtype.fields[n][1] for n in dtype.names], "itemsize": dtype.itemsize},
+                           align=dtype.isalignedstruct)
+        elif dtype.subdtype is not None:
+            ref = np.dtype(dtype.subdtype)
+        else:
+            ref = np.dtype(dtype.str)
+    except (TypeError, ValueError):
+        return False
+    return ref == dtype and ref.flags == dtype.flags and ref.itemsize == dtype.itemsize and not dtype.hasobject
+
+
+class _PropertiesUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only an allow-list of globals (never imports anything else)
+    and calls them only through checked stand-ins (see the allow-list above).
+
+    The pure-Python unpickler, for its opcode table: every opcode that calls or
+    sets state (REDUCE, BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX) is replaced.
+    nnU-Net's properties files are a few kB, so its speed does not matter.
+    """
 
     def find_class(self, module, name):
         if module == "__builtin__":  # protocols 0-2 from Python 2 naming
             module = "builtins"
-        if module == "builtins" and name in _BUILTINS:
-            return getattr(__import__("builtins"), name)
-        if module == "collections" and name == "OrderedDict":
-            from collections import OrderedDict
-
-            return OrderedDict
-        if module == "_codecs" and name == "encode":
-            return _latin1
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
+        if (module, name) in _GLOBALS:
+            return _GLOBALS[module, name]
         for package in ("numpy.core.", "numpy._core."):
             if module.startswith(package) and (module[len(package):], name) in _NUMPY_CORE:
-                return _numpy_core(module[len(package):], name)
+                return _NUMPY_CORE[module[len(package):], name]
         raise _Refused(module, name)
+
+    def _call(self, func, args):
+        if not any(func is f for f in _CALLABLES) or not isinstance(args, (tuple, list)):
+            raise _Forbidden(f"a call of {func!r}")
+        return func(*args)
+
+    def _load_reduce(self):
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def _load_build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) is np.ndarray:
+            _array_state(inst, state)
+            inst.__setstate__(state)
+        elif isinstance(inst, np.dtype):
+            _dtype_state(inst, state)
+            inst.__setstate__(state)
+            if not _dtype_as_numpy_builds_it(inst):
+                raise _Forbidden(f"a dtype state {_describe(state)}")
+        else:
+            raise _Forbidden(f"setting the state of a {type(inst).__name__}")
+
+    def _instantiate(self, klass, args):  # INST and OBJ (protocols 0-1): a call like REDUCE's
+        self.append(self._call(klass, tuple(args)))
+
+    def _load_newobj(self):
+        raise _Forbidden("creating an object by NEWOBJ")
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj
+
+
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, module, name):
+        super().__init__(f"{module}.{name}")
+        self.module, self.name = module, name
 
 
 def load_properties(path):
@@ -92,20 +349,24 @@ def load_properties(path):
 
     Only builtin containers and scalars, ``collections.OrderedDict`` and NumPy
     arrays, scalars and dtypes are admitted; anything else (a global that
-    could run code) is refused before it is imported.
+    could run code) is refused before it is imported, and the admitted
+    callables only with the arguments nnU-Net's pickles give them (a call
+    that would allocate more than the file holds, such as
+    ``bytearray(2_000_000_000)``, is refused before it runs).
 
     Raises
     ------
     FileFormatError
-        A refused global, a truncated or corrupt file, or not a dict; one
-        line naming the file.
+        A refused global or call, a truncated or corrupt file, or not a
+        dict; one line naming the file.
     FileNotFoundError
         No such file.
     """
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_PKL_BYTES + 1)
+            # read what the file holds, not MAX_PKL_BYTES (read(n) allocates n bytes at once)
+            data = f.read(min(os.fstat(f.fileno()).st_size, MAX_PKL_BYTES) + 1)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -118,6 +379,11 @@ def load_properties(path):
         raise FileFormatError(
             f"{path}: refused to load {exc.module}.{exc.name} from a .pkl (clskern reads only {ALLOWED}; "
             "is this nnU-Net's properties file?)"
+        ) from None
+    except _Forbidden as exc:
+        raise FileFormatError(
+            f"{path}: refused {exc.detail} in a .pkl (clskern reads only {ALLOWED}, built as nnU-Net's pickles "
+            "build them; is this nnU-Net's properties file?)"
         ) from None
     except MemoryError:
         raise FileFormatError(f"{path}: unreadable nnU-Net .pkl (out of memory while unpickling)") from None
