@@ -506,6 +506,57 @@ def test_available_memory_reads_meminfo():
     assert memory is None or memory > 1 << 20
 
 
+_MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n"
+_GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({}, 8_000_000 * 1024),  # no cgroup files (a host): MemAvailable
+        ({"v2_max": "max", "v2_current": str(5 * _GIB)}, 8_000_000 * 1024),  # v2 without a limit
+        ({"v2_max": str(2 * _GIB), "v2_current": str(_GIB // 2)}, 2 * _GIB - _GIB // 2),  # v2 limit below MemAvailable
+        ({"v2_max": str(2 * _GIB), "v2_current": str(_GIB), "v2_stat": "anon 100\ninactive_file 268435456\n"},
+         _GIB + (1 << 28)),  # reclaimable page cache is not counted as used
+        ({"v2_max": str(2 * _GIB), "v2_current": str(3 * _GIB)}, 0),  # over the limit: nothing left
+        ({"v2_max": str(100 * _GIB), "v2_current": "0"}, 8_000_000 * 1024),  # a limit above MemAvailable
+        ({"v1_limit": str(3 * _GIB), "v1_usage": str(_GIB)}, 2 * _GIB),  # cgroup v1
+        ({"v1_limit": str(3 * _GIB), "v1_usage": str(2 * _GIB), "v1_stat": "total_inactive_file 1073741824\n"},
+         2 * _GIB),
+        ({"v1_limit": "9223372036854771712", "v1_usage": str(_GIB)}, 8_000_000 * 1024),  # v1's "no limit"
+        ({"v2_max": str(_GIB), "v2_current": "0", "meminfo": ""}, _GIB),  # no MemAvailable: the cgroup alone
+        ({"meminfo": ""}, None),  # nothing known
+        ({"v2_max": "garbage", "v2_current": "0"}, 8_000_000 * 1024),  # unreadable cgroup files: MemAvailable
+    ],
+)
+def test_available_memory_is_the_least_of_meminfo_and_the_cgroup_limit(tmp_path, monkeypatch, files, expected):
+    from clskern.io import _memory
+
+    names = {"meminfo": "MEMINFO", "v2_max": "CGROUP2_MAX", "v2_current": "CGROUP2_CURRENT", "v2_stat": "CGROUP2_STAT",
+             "v1_limit": "CGROUP1_LIMIT", "v1_usage": "CGROUP1_USAGE", "v1_stat": "CGROUP1_STAT"}
+    files = {"meminfo": _MEMINFO, **files}
+    for key, constant in names.items():
+        path = tmp_path / key
+        if key in files and files[key] != "":
+            path.write_text(files[key] + "\n")
+        monkeypatch.setattr(_memory, constant, str(path))  # a missing file stands for a missing /sys path
+    assert _memory.available_memory() == expected
+    assert _gzip.available_memory() == expected  # what check_memory uses
+
+
+def test_a_cgroup_limit_refuses_what_meminfo_would_allow(tmp_path, monkeypatch):
+    from clskern.io import _memory
+
+    (tmp_path / "max").write_text("1000\n")
+    (tmp_path / "current").write_text("0\n")
+    monkeypatch.setattr(_memory, "CGROUP2_MAX", str(tmp_path / "max"))
+    monkeypatch.setattr(_memory, "CGROUP2_CURRENT", str(tmp_path / "current"))
+    img = nib.Nifti1Image(_probs()[1].T.copy(), np.eye(4))
+    nib.save(img, tmp_path / "a.nii.gz")
+    with pytest.raises(FileFormatError, match=r"a\.nii\.gz: declares \d+ bytes .* more than the 1000 bytes of memory available"):
+        read_nifti(tmp_path / "a.nii.gz")
+
+
 # --- 4. no third-party log lines or warnings -------------------------------------------------
 
 
