@@ -269,14 +269,15 @@ def inflate_head(read, size, path="<bytes>", *, gzip=False):
     Compressed input is fed in 64 KiB pieces and inflation stops at ``size``
     bytes, so only the beginning of the file is read and inflated: enough to
     check a header before the whole is inflated. Raises ``FileFormatError``
-    for corrupt data.
+    for corrupt data, and for a stream cut off before ``size`` bytes.
     """
     d = zlib.decompressobj(31 if gzip else -15)
     out = b""
     while len(out) < size and not d.eof:
         chunk = d.unconsumed_tail or read(1 << 16)
-        if not chunk:
-            break
+        if not chunk:  # the file ends inside the stream, before `size` bytes came out
+            what = "gzip file" if gzip else "compressed data"
+            raise FileFormatError(f"{path}: truncated {what} (the compressed stream ends early)")
         try:
             out += d.decompress(chunk, size - len(out))
         except zlib.error as exc:
