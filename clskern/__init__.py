@@ -37,7 +37,16 @@ _PUBLIC = {
 }
 
 
+# Subpackages and modules reachable as attributes (``clskern.io.load_case``), also imported on first use.
+_SUBMODULES = frozenset({
+    "adapters", "apply", "batch", "calibration", "cli", "cpu", "cuda", "distributed", "errors", "evaluation",
+    "io", "store", "synthetic", "volume",
+})
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'clskern' has no attribute {name!r}")
@@ -47,7 +56,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_PUBLIC))
+    return sorted(set(globals()) | set(_PUBLIC) | _SUBMODULES)
 
 
 __all__ = [
