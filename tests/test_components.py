@@ -209,6 +209,25 @@ def test_rescan_of_overflowing_tasks(volume, connectivity, capacity):
     want = components.ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+    for overlap in (0.0, 0.5):
+        flat = (flat_s, flat_l, target, use_target, shape, order, connectivity, overlap)
+        got = components.detection_scores_flat(*flat, capacity=capacity)
+        want = components.detection_scores_flat(*flat)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("capacity", [0, 1, None])
+def test_nan_count_survives_the_rescan(capacity):
+    labels = np.ones((3, 4, 70), np.uint8)
+    labels[:, :, ::3] = 0  # many runs
+    scores = np.full(labels.shape, 0.5, np.float32)
+    scores[1, 2, 1] = scores[2, 3, 68] = scores[0, 0, 2] = np.nan
+    scores[0, 0, 0] = np.nan  # background
+    flat = components._prepare_3d(scores, labels, None, None)
+    assert components.ragged_lesions(*flat, 26, capacity=capacity)[2] == 3
+    for overlap in (0.0, 0.5):
+        assert components.detection_scores_flat(*flat, 26, overlap, capacity=capacity)[2] == 3
 
 
 @pytest.mark.parametrize("connectivity, expected", [(6, 10), (18, 10), (26, 1)])
@@ -451,3 +470,13 @@ def test_selection_equals_sorting(values, data):
         array = array + 0.0
         k = data.draw(st.integers(0, array.size - 1))
         assert components._select(array.copy(), k) == np.sort(array)[k]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0, 1) | st.sampled_from([0.1, 0.3, 0.29, 1 / 3, 2 / 3, 0.7, 5e-324, 1 - 2**-53]),
+    st.lists(st.integers(1, 10**6) | st.integers(1, 2**62) | st.sampled_from([10, 100, 3, 2**53 + 1]), min_size=1, max_size=20),
+)
+def test_required_voxels_equal_rationals(overlap, sizes):
+    want = [max(1, math.ceil(Fraction(overlap) * m)) for m in sizes]
+    assert components.required_voxels(np.array(sizes, np.int64), overlap).tolist() == want
