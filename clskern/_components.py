@@ -81,55 +81,42 @@ _INSERTION_MAX = 24  # lesions of at most this many voxels are sorted by inserti
 # -- 1. runs -----------------------------------------------------------------------
 
 
-RUNS_ONLY, RUN_MAXIMA, RUN_SCORES = 0, 1, 2  # what the scan reads besides the labels
-
-
 @njit(cache=True, inline="always")
-def _emit(runs, o, r, lo, hi, scores, base, mode, values, v):
-    """Record run ``(r, lo, hi)`` as its task's run ``o`` (its scores from the task's voxel ``v`` on).
-
-    Writes only what fits its buffers (a task that overflows either is
-    scanned again). ``RUN_MAXIMA``: also the run's largest score;
-    ``RUN_SCORES``: also its scores, decoded. Returns the NaN count among the
-    scores it read.
-    """
+def _emit(runs, o, r, lo, hi, scores, base, with_max):
+    """Record run ``(r, lo, hi)`` as number ``o`` if it fits (and its largest score); returns its NaN count."""
     run_row, run_lo, run_hi, run_max = runs
     if o >= run_row.size:
         return 0
     run_row[o] = r
     run_lo[o] = lo
     run_hi[o] = hi
+    if not with_max:
+        return 0
+    best = score_value(scores[base + lo]) + 0.0  # -0.0 becomes +0.0
     nan = 0
-    if mode == RUN_MAXIMA:
-        best = score_value(scores[base + lo]) + 0.0  # -0.0 becomes +0.0
-        for i in range(lo, hi):
-            x = score_value(scores[base + i]) + 0.0
-            nan += x != x
-            if x > best:
-                best = x
-        run_max[o] = best
-    elif mode == RUN_SCORES and v + hi - lo <= values.size:
-        for i in range(lo, hi):
-            x = score_value(scores[base + i]) + 0.0
-            values[v + i - lo] = x
-            nan += x != x
+    for i in range(lo, hi):
+        x = score_value(scores[base + i]) + 0.0
+        nan += x != x
+        if x > best:
+            best = x
+    run_max[o] = best
     return nan
 
 
 @njit(cache=True)
-def _scan_task(labels, target, use_target, n2, first_row, last_row, runs, scores, mode, values):
-    """The runs of rows ``first_row..last_row-1`` into the buffers ``runs``, in scan order.
+def _scan_task(labels, target, use_target, n2, first_row, last_row, runs, scores, with_max):
+    """The runs of rows ``first_row..last_row-1`` into the run buffers ``runs``, in scan order.
 
-    ``runs`` = ``(row, lo, hi, max)`` arrays, ``values`` the task's score
-    buffer (see ``_emit`` for ``mode``): the scores are read while the run's
-    labels are in cache. Returns ``(runs, lesion voxels, NaN scores among
-    those read)``, counted in full even when the buffers are too small.
+    ``runs`` = ``(row, lo, hi, max)`` arrays; ``max`` (each run's largest
+    score, decoded) is filled only ``with_max``, reading the run's scores
+    while its labels are in cache. Returns ``(how many runs, NaN scores among
+    the written runs)``; only the first ``runs[0].size`` runs are written (the
+    task is scanned again with room for all when there are more).
     """
     whole = n2 - n2 % MASK_LANES
     one = np.uint64(1)
     top = np.uint64(MASK_LANES - 1)
     o = 0
-    v = 0
     nan = 0
     for r in range(first_row, last_row):
         base = r * n2
@@ -145,9 +132,8 @@ def _scan_task(labels, target, use_target, n2, first_row, last_row, runs, scores
                 if (m >> np.uint64(i)) & one:
                     start = lo + i
                 else:
-                    nan += _emit(runs, o, r, start, lo + i, scores, base, mode, values, v)
+                    nan += _emit(runs, o, r, start, lo + i, scores, base, with_max)
                     o += 1
-                    v += lo + i - start
             carry = m >> top
         for i in range(whole, n2):
             if is_lesion(row[i], target, use_target):
@@ -155,105 +141,86 @@ def _scan_task(labels, target, use_target, n2, first_row, last_row, runs, scores
                     start = i
                     carry = one
             elif carry:
-                nan += _emit(runs, o, r, start, i, scores, base, mode, values, v)
+                nan += _emit(runs, o, r, start, i, scores, base, with_max)
                 o += 1
-                v += i - start
                 carry = np.uint64(0)
         if carry:
-            nan += _emit(runs, o, r, start, n2, scores, base, mode, values, v)
+            nan += _emit(runs, o, r, start, n2, scores, base, with_max)
             o += 1
-            v += n2 - start
-    return o, v, nan
+    return o, nan
 
 
 @njit(parallel=True, cache=True)
-def _scan(labels, target, use_target, n2, rows_per_task, n_rows, buffers, values, counts, voxels, nans, scores, mode):
-    """Every task's runs (and scores) into its row of the buffers: one read of the labels."""
-    run_row, run_lo, run_hi, run_max = buffers
-    for t in prange(counts.size):
+def _scan(labels, target, use_target, n2, rows_per_task, n_rows, run_row, run_lo, run_hi, run_max, counts, nans, scores, with_max):
+    """Every task's runs into its row of the run buffers (one read of the labels)."""
+    n_tasks = counts.size
+    for t in prange(n_tasks):
         first = t * rows_per_task
         last = min(n_rows, first + rows_per_task)
         runs = (run_row[t], run_lo[t], run_hi[t], run_max[t])
-        counts[t], voxels[t], nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, mode, values[t])
+        counts[t], nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, with_max)
 
 
 @njit(parallel=True, cache=True)
-def _compact(buffers, values, counts, voxels, complete, starts, value_starts, flat, flat_values):
-    """Lay the complete tasks' runs (and scores) end to end, tasks in order: scan order."""
-    run_row, run_lo, run_hi, run_max = buffers
-    row, lo, hi, maxima = flat
+def _compact(run_row, run_lo, run_hi, run_max, counts, starts, row, lo, hi, maxima, with_max):
+    """Lay the tasks' runs end to end (tasks in order: runs stay in scan order)."""
     for t in prange(counts.size):
-        if not complete[t]:
-            continue
         s = starts[t]
         for i in range(counts[t]):
             row[s + i] = run_row[t, i]
             lo[s + i] = run_lo[t, i]
             hi[s + i] = run_hi[t, i]
-        if maxima.size:
-            for i in range(counts[t]):
+            if with_max:
                 maxima[s + i] = run_max[t, i]
-        if flat_values.size:
-            v = value_starts[t]
-            for i in range(voxels[t]):
-                flat_values[v + i] = values[t, i]
 
 
 @njit(parallel=True, cache=True)
-def _rescan(labels, target, use_target, n2, rows_per_task, n_rows, tasks, starts, value_starts, flat, flat_values, nans, scores, mode):
-    """Scan the listed (overflowed) tasks again, straight into their place in the flat arrays."""
-    row, lo, hi, maxima = flat
+def _rescan(labels, target, use_target, n2, rows_per_task, n_rows, tasks, starts, counts, row, lo, hi, maxima, nans, scores, with_max):
+    """Scan the listed (overflowed) tasks again, straight into their place in the flat run arrays."""
     for i in prange(tasks.size):
         t = tasks[i]
         first = t * rows_per_task
         last = min(n_rows, first + rows_per_task)
-        s, e = starts[t], starts[t + 1]
-        runs = (row[s:e], lo[s:e], hi[s:e], maxima[s:e])  # maxima is empty unless RUN_MAXIMA
-        values = flat_values[value_starts[t] : value_starts[t + 1]]  # empty unless RUN_SCORES
-        nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, mode, values)[2]
+        s, e = starts[t], starts[t] + counts[t]
+        runs = (row[s:e], lo[s:e], hi[s:e], maxima[s:e])  # maxima is empty unless with_max
+        nans[t] = _scan_task(labels, target, use_target, n2, first, last, runs, scores, with_max)[1]
 
 
-def find_runs(flat_l, target, use_target, n_rows, n2, capacity=None, flat_s=None, mode=RUNS_ONLY):
-    """``(row, lo, hi, maxima, scores, n_nan)``: the runs ``labels[row * n2 + lo : row * n2 + hi]`` in scan order.
+def find_runs(flat_l, target, use_target, n_rows, n2, capacity=None, flat_s=None):
+    """``(row, lo, hi, maxima, n_nan)``: every run ``labels[row * n2 + lo : row * n2 + hi]``, in scan order.
 
-    ``row``, ``lo``, ``hi`` are int64. With ``mode=RUN_MAXIMA`` each run's
-    largest score is read from the flat scores ``flat_s`` in the same pass
-    (``maxima``), with ``RUN_SCORES`` every lesion score, in scan order
-    (``scores``); decoded (float32 for float16/32, float64 for float64), -0.0
-    as +0.0, ``n_nan`` counting NaN among them. Otherwise those arrays are
-    empty. ``capacity`` (runs a task's buffer holds; its score buffer holds
-    ``16 * capacity`` scores) is only ever changed by tests, to reach the
-    rescan path on small volumes.
+    ``row``, ``lo``, ``hi`` are int64. Given the flat scores ``flat_s``, each
+    run's largest score (decoded: float32 for float16/32, float64 for float64;
+    -0.0 as +0.0) is read in the same pass into ``maxima``, with the NaN count
+    among those runs' scores in ``n_nan``; otherwise ``maxima`` is empty and
+    ``n_nan`` 0. ``capacity`` (runs a task's buffer holds) is only ever
+    changed by tests, to reach the rescan path on small volumes.
     """
     rows_per_task = max(1, TASK // max(n2, 1))
     n_tasks = max(1, -(-n_rows // rows_per_task))
     if capacity is None:
         capacity = rows_per_task * n2 // _CAPACITY_SHARE + rows_per_task
     capacity = max(0, min(capacity, rows_per_task * ((n2 + 1) // 2)))
-    value_capacity = min(rows_per_task * n2, 16 * capacity) if mode == RUN_SCORES else 0
-    if flat_s is None:
-        flat_s, mode = np.zeros(1, np.float32), RUNS_ONLY
-    score_dtype = np.float64 if flat_s.dtype == np.float64 else np.float32
-    buffers = tuple(np.empty((n_tasks, capacity), np.int64) for _ in range(3))
-    buffers += (np.empty((n_tasks, capacity if mode == RUN_MAXIMA else 0), score_dtype),)
-    values = np.empty((n_tasks, value_capacity), score_dtype)
-    counts, voxels, nans = (np.empty(n_tasks, np.int64) for _ in range(3))
-    _scan(flat_l, target, use_target, n2, rows_per_task, n_rows, buffers, values, counts, voxels, nans, flat_s, mode)
-    starts, value_starts = np.zeros(n_tasks + 1, np.int64), np.zeros(n_tasks + 1, np.int64)
+    with_max = flat_s is not None
+    if not with_max:
+        flat_s = np.zeros(1, np.float32)
+    max_dtype = np.float64 if flat_s.dtype == np.float64 else np.float32
+    buffers = [np.empty((n_tasks, capacity), np.int64) for _ in range(3)]
+    buffers.append(np.empty((n_tasks, capacity if with_max else 0), max_dtype))
+    counts = np.empty(n_tasks, np.int64)
+    nans = np.empty(n_tasks, np.int64)
+    _scan(flat_l, target, use_target, n2, rows_per_task, n_rows, *buffers, counts, nans, flat_s, with_max)
+    starts = np.zeros(n_tasks + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
-    np.cumsum(voxels, out=value_starts[1:])
     n_runs = int(starts[-1])
-    flat = tuple(np.empty(n_runs, np.int64) for _ in range(3))
-    flat += (np.empty(n_runs if mode == RUN_MAXIMA else 0, score_dtype),)
-    flat_values = np.empty(int(value_starts[-1]) if mode == RUN_SCORES else 0, score_dtype)
-    complete = counts <= capacity
-    if mode == RUN_SCORES:
-        complete &= voxels <= value_capacity
-    _compact(buffers, values, counts, voxels, complete, starts, value_starts, flat, flat_values)
-    overflowed = np.flatnonzero(~complete)
+    runs = [np.empty(n_runs, np.int64) for _ in range(3)]
+    runs.append(np.empty(n_runs if with_max else 0, max_dtype))
+    kept = np.minimum(counts, capacity)
+    _compact(*buffers, kept, starts, *runs, with_max)
+    overflowed = np.flatnonzero(counts > capacity)
     if overflowed.size:
-        _rescan(flat_l, target, use_target, n2, rows_per_task, n_rows, overflowed, starts, value_starts, flat, flat_values, nans, flat_s, mode)
-    return (*flat, flat_values, int(nans.sum()))
+        _rescan(flat_l, target, use_target, n2, rows_per_task, n_rows, overflowed, starts, counts, *runs, nans, flat_s, with_max)
+    return (*runs, int(nans.sum()))
 
 
 # -- 2. union-find over runs --------------------------------------------------------
@@ -417,17 +384,20 @@ def _canonical(row, lo, hi, component, n_components, n2, fortran, s0, s1, s2):
 
 
 @njit(parallel=True, cache=True)
-def _fill(scan_values, lo, hi, place, out):
-    """Move each run's scores from scan order (``scan_values``) to its lesion's segment (``out[place:]``)."""
-    source = np.empty(lo.size, np.int64)
-    total = 0
-    for q in range(lo.size):
-        source[q] = total
-        total += hi[q] - lo[q]
-    for q in prange(lo.size):
-        o, v = place[q], source[q]
-        for i in range(hi[q] - lo[q]):
-            out[o + i] = scan_values[v + i]
+def _fill(scores, row, lo, hi, n2, place, out):
+    """Each run's decoded scores into ``out[place:]``; returns the NaN count."""
+    nan = 0
+    for q in prange(row.size):
+        base = row[q] * n2
+        o = place[q]
+        run_nan = 0
+        for i in range(lo[q], hi[q]):
+            x = score_value(scores[base + i]) + 0.0  # -0.0 becomes +0.0
+            out[o] = x
+            run_nan += x != x
+            o += 1
+        nan += run_nan
+    return nan
 
 
 @njit(cache=True)
@@ -581,13 +551,13 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
     n_rows = n0 * n1
     if n_rows * n2 == 0:
         return np.zeros(1, np.int64), np.empty(0, out_dtype), 0
-    row, lo, hi, _, scan_values, n_nan = find_runs(flat_l, target, use_target, n_rows, n2, capacity, flat_s, RUN_SCORES)
+    row, lo, hi, _, _ = find_runs(flat_l, target, use_target, n_rows, n2, capacity)
     component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
     sizes, place, _ = _canonical(row, lo, hi, component, n_components, n2, order == "F", *shape)
     offsets = np.zeros(n_components + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     values = np.empty(int(offsets[-1]), out_dtype)
-    _fill(scan_values, lo, hi, place, values)
+    n_nan = int(_fill(flat_s, row, lo, hi, n2, place, values))
     if not n_nan:
         _sort_segments(offsets, values)
     return offsets, values, n_nan
@@ -609,8 +579,7 @@ def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, conn
     if n_rows * n2 == 0:
         return np.empty(0, out_dtype), np.empty(0, np.int64), 0
     maxima_only = overlap == 0.0
-    mode = RUN_MAXIMA if maxima_only else RUN_SCORES
-    row, lo, hi, run_max, scan_values, n_nan = find_runs(flat_l, target, use_target, n_rows, n2, capacity, flat_s, mode)
+    row, lo, hi, run_max, n_nan = find_runs(flat_l, target, use_target, n_rows, n2, capacity, flat_s if maxima_only else None)
     component, n_components = _link(row, lo, hi, n1, connectivity, numba.get_num_threads())
     sizes, place, lesion = _canonical(row, lo, hi, component, n_components, n2, order == "F", *shape)
     d = np.empty(n_components, out_dtype)
@@ -620,7 +589,7 @@ def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, conn
     offsets = np.zeros(n_components + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     values = np.empty(int(offsets[-1]), out_dtype)
-    _fill(scan_values, lo, hi, place, values)
+    n_nan = int(_fill(flat_s, row, lo, hi, n2, place, values))
     if not n_nan:
         _select_segments(offsets, values, sizes - required_voxels(sizes, overlap), d)
     return d, sizes, n_nan
