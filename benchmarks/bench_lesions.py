@@ -6,7 +6,8 @@ On a 512x256x128 float32 volume with about 400 blob lesions of varied size
 (about 1 % of the voxels), for each memory order it times (median of
 ``--repeat`` runs, interleaved so machine noise hits all alike) the streaming
 pass of ``ratio_table.py``, clskern's lesion-level critical threshold
-(labelling + detection scores + selection), ``scipy.ndimage.label`` + a
+(labelling + detection scores + selection), clskern's ``lesions`` (every
+lesion's scores, sorted: what statistics would keep), ``scipy.ndimage.label`` + a
 per-component partition, and ``cc3d.connected_components`` + the same
 partition when cc3d is installed; every answer is checked against scipy's,
 and the table is printed in Markdown.
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from baselines import stream_pass  # noqa: E402
 from volumes import SHAPE  # noqa: E402
 
-from clskern._components import critical_threshold_lesions, required_voxels  # noqa: E402
+from clskern._components import critical_threshold_lesions, lesions, required_voxels  # noqa: E402
 
 try:
     import cc3d
@@ -98,6 +99,10 @@ def clskern_threshold(scores, labels, epsilon, overlap=0.0, connectivity=26):
     return critical_threshold_lesions(scores, labels, epsilon, overlap=overlap, connectivity=connectivity)
 
 
+def clskern_lesions(scores, labels, connectivity=26):
+    return lesions(scores, labels, connectivity=connectivity)
+
+
 def measure(order, repeat, overlap, connectivity):
     scores, labels = lesion_volume(order=order)
     expected = scipy_threshold(scores, labels, EPSILON, overlap, connectivity)
@@ -105,6 +110,7 @@ def measure(order, repeat, overlap, connectivity):
     cases = {
         "stream pass (memory limit)": (stream_pass, (scores, labels)),
         "clskern lesion critical threshold": (clskern_threshold, (scores, labels, EPSILON, overlap, connectivity)),
+        "clskern lesions() (every lesion's scores, sorted)": (clskern_lesions, (scores, labels, connectivity)),
         "scipy.ndimage.label + partition": (scipy_threshold, (scores, labels, EPSILON, overlap, connectivity)),
     }
     if cc3d is not None:
@@ -118,7 +124,7 @@ def measure(order, repeat, overlap, connectivity):
             start = time.perf_counter()
             result = function(*args)
             times[name].append(time.perf_counter() - start)
-            if name != "stream pass (memory limit)" and result != expected:
+            if name not in ("stream pass (memory limit)", "clskern lesions() (every lesion's scores, sorted)") and result != expected:
                 raise SystemExit(f"{name} gave {result!r}, scipy {expected!r}, on the {order}-order volume")
     summary = {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
     return summary, scores.nbytes + labels.nbytes, n_lesions, int(np.count_nonzero(labels))
