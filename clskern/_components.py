@@ -47,7 +47,6 @@ volume's values bit for bit; ``r_j`` is computed with rationals
 (``required_voxels``).
 """
 
-import math
 import numbers
 from fractions import Fraction
 

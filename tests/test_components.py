@@ -453,7 +453,7 @@ def test_mismatched_shapes_and_bad_label():
 @given(volumes(), connectivities, st.sampled_from([2, 3, 7, 64]))
 def test_parallel_linking_equals_one_part(volume, connectivity, n_parts):
     scores, labels, label = volume
-    flat_s, flat_l, target, use_target, shape, order = components._prepare_3d(scores, labels, label, None)
+    _, flat_l, target, use_target, shape, order = components._prepare_3d(scores, labels, label, None)
     n0, n1, n2 = components._memory_layout(shape, order)
     runs = components.find_runs(flat_l, target, use_target, n0 * n1, n2)[:3]
     one, n_one = components._link(*runs, n1, connectivity, 1)
