@@ -177,6 +177,36 @@ class StatsStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
 
+    def reading(self):
+        """How the stored cases were read: ``{"label": ..., "channel": ...}``, or None (not recorded)."""
+        row = self._query("SELECT value FROM meta WHERE key='reading'").fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except (ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict) or set(value) != {"label", "channel"}:
+            raise StoreError(f"{self.path}: unreadable reading options in the store ({row[0][:60]!r})")
+        return value
+
+    def check_reading(self, *, label, channel):
+        """Record how cases are read into this store, or refuse a run that reads them otherwise.
+
+        One store holds statistics read one way (one label value, one
+        channel), so a calibration from it can say which, and ``apply`` can
+        cut the same channel.
+        """
+        wanted = {"label": label, "channel": channel}
+        stored = self.reading()
+        if stored is None:
+            self._query("INSERT OR REPLACE INTO meta VALUES ('reading', ?)", (json.dumps(wanted),))
+        elif stored != wanted:
+            shown = ", ".join(f"{k} {stored[k]!r}" for k in ("label", "channel") if stored[k] != wanted[k])
+            asked = ", ".join(f"{k} {wanted[k]!r}" for k in ("label", "channel") if stored[k] != wanted[k])
+            raise StoreError(f"{self.path}: the store holds cases read with {shown}, this run asks {asked}; "
+                             "use another store (or --overwrite to start this one afresh)")
+
     def fingerprints(self):
         """``{case_id: fingerprint}`` of the stored cases."""
         return dict(self._query("SELECT case_id, fingerprint FROM cases"))

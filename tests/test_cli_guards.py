@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+import clskern
 import clskern.cli.stats
 from clskern.cli.main import main
 from clskern.io.prefetch import loads_ahead, prefetch
@@ -324,3 +325,34 @@ def test_label_zero_is_refused(root, capsys):
     with pytest.raises(SystemExit):
         main([str(a) for a in stats_args(root, None, "--label", 0)])
     assert "background" in capsys.readouterr().err
+
+
+@pytest.fixture
+def three_channels(tmp_path):
+    """4-D NIfTI scores with three class channels (last axis) and labels of class 2."""
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        p = rng.random((*SHAPE, 3), dtype=np.float32)
+        nib.save(nib.Nifti1Image(p, np.eye(4)), tmp_path / "scores" / f"m{i}.nii.gz")
+        nib.save(nib.Nifti1Image((p[..., 2] > 0.6).astype(np.uint8), np.eye(4)), tmp_path / "labels" / f"m{i}.nii.gz")
+    return tmp_path
+
+
+def test_apply_cuts_the_channel_the_calibration_was_read_from(three_channels, capsys):
+    root = three_channels
+    assert main([str(a) for a in stats_args(root, None, "--channel", 2)]) == 0
+    line = fails(capsys, *stats_args(root, None, "--channel", 1))  # one store, one way of reading
+    assert "read with channel 2, this run asks channel 1" in line
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(root / "c.json"), "-q"]) == 0
+    cal = clskern.Calibration.read(root / "c.json")
+    assert cal.reading == {"label": None, "channel": 2}
+    assert main(["apply", "--calibration", str(root / "c.json"), "--scores", str(root / "scores"),
+                 "-o", str(root / "m"), "-q"]) == 0
+    p = np.asarray(nib.load(root / "scores" / "m3.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.asarray(nib.load(root / "m" / "m3.nii.gz").dataobj), p[..., 2] >= cal.threshold)
+    line = fails(capsys, "apply", "--calibration", root / "c.json", "--scores", root / "scores", "-o", root / "m2",
+                 "--channel", 1)
+    assert "calibrated on channel 2, but --channel 1 was asked" in line and not (root / "m2").exists()

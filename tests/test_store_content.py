@@ -131,15 +131,21 @@ def test_moved_folder_keeps_reuse(cases, reads, tmp_path):
 
 
 def test_label_or_channel_change_invalidates(cases, reads, tmp_path):
+    """One store holds cases read one way: another --label or --channel is refused, and the fingerprint
+    (which names the options too) would not match a case read otherwise."""
     s, l = cases
     store = tmp_path / "st.sqlite"
     everything = [f"k{i}" for i in range(N)]
-    assert _cli_reads(reads, s, l, store) == everything
     assert _cli_reads(reads, s, l, store, "--label", "1") == everything
     assert _cli_reads(reads, s, l, store, "--label", "1") == []
-    assert _cli_reads(reads, s, l, store, "--label", "1", "--channel", "0") == everything
-    assert _cli_reads(reads, s, l, store, "--label", "1", "--channel", "0") == []
-    assert _cli_reads(reads, s, l, store) == everything
+    for extra in ([], ["--label", "1", "--channel", "0"]):
+        assert main(["stats", "--scores", str(s), "--labels", str(l), "-o", str(store), "-q", *extra]) == 1
+    with StatsStore(store) as st:
+        assert st.reading() == {"label": 1, "channel": None} and len(st) == N
+        key = st.fingerprints()["k0"]
+    assert key != fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=None, channel=None)
+    assert key == fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=1, channel=None)
+    assert _cli_reads(reads, s, l, tmp_path / "other.sqlite", "--label", "1", "--channel", "0") == everything
 
 
 def _old_fingerprint(scores_path, labels_path, **options):

@@ -99,10 +99,15 @@ def _lesion_sets(items, names, empty):
     return kept, kept_names, skipped
 
 
+NEED_LIMIT = 10**12  # beyond any calibration set: "needs more than" is the honest answer
+
+
 def _smallest_n(condition, start=1):
-    """Smallest ``n >= start`` for which ``condition(n)`` holds (it is monotone)."""
+    """Smallest ``n >= start`` for which ``condition(n)`` holds (it is monotone); None beyond ``NEED_LIMIT``."""
     hi = max(start, 1)
     while not condition(hi):
+        if hi > NEED_LIMIT:
+            return None
         hi *= 2
     lo = start - 1  # condition(lo) is false or lo is below the range
     while hi - lo > 1:
@@ -114,6 +119,34 @@ def _smallest_n(condition, start=1):
     return hi
 
 
+EXACT_NEED_LIMIT = 10**6  # the exact binomial tables grow with n: above this, the closed form's estimate
+
+
+def _cls_pac_need(alpha, delta):
+    """Smallest n whose cls-pac rank is >= 1: (1 - alpha)^n <= delta, i.e. BinomCDF(0; n, alpha) <= delta.
+
+    Exact (the very predicate ``calibrate`` uses, searched near the closed form)
+    up to ``EXACT_NEED_LIMIT``; beyond it the closed form, as a float.
+    """
+    return _need_near(math.log(delta) / math.log1p(-alpha), lambda m: _cls_pac_rank(m, alpha, delta) >= 1)
+
+
+def _need_near(estimate, condition):
+    """Smallest n with ``condition(n)``, searched from the closed form's ``estimate`` (exact up to
+    ``EXACT_NEED_LIMIT``, the estimate as a float above it, None above ``NEED_LIMIT``)."""
+    if not math.isfinite(estimate) or estimate > NEED_LIMIT:
+        return None
+    if estimate > EXACT_NEED_LIMIT:
+        return float(math.ceil(estimate))
+    return _smallest_n(condition, start=max(1, math.floor(estimate) - 2))
+
+
+def _needs(n):
+    if n is None:
+        return f"more than {NEED_LIMIT:.0e} cases"
+    return f"n >= about {n:.4g}" if isinstance(n, float) else f"n >= {n}"
+
+
 def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
     n = thresholds.size
     if method == "cls":
@@ -122,15 +155,15 @@ def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
             need = _smallest_n(lambda m: _cls_rank(m, alpha) >= 1)
             raise CalibrationError(
                 f"cls cannot certify alpha={alpha:g} with n={n} calibration cases: "
-                f"it needs n >= {need} (n + 1 >= 1/alpha)"
+                f"it needs {_needs(need)} (n + 1 >= 1/alpha)"
             )
     else:
         k = _cls_pac_rank(n, alpha, delta)
         if k == 0:
-            need = _smallest_n(lambda m: _cls_pac_rank(m, alpha, delta) >= 1)
+            need = _cls_pac_need(alpha, delta)
             raise CalibrationError(
                 f"cls-pac cannot certify alpha={alpha:g}, delta={delta:g} with n={n} calibration cases: "
-                f"it needs n >= {need} ((1 - alpha)^n <= delta)"
+                f"it needs {_needs(need)} ((1 - alpha)^n <= delta)"
             )
     threshold = kth_smallest(thresholds, k)
     return Calibration.build(
@@ -147,7 +180,8 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped):
         rule = f"crc needs 1/(n+1) <= epsilon={epsilon:g}"
     else:
         def need():
-            return _smallest_n(lambda m: hoeffding_bentkus_pvalue(0.0, m, epsilon) <= delta)
+            return _need_near(math.log(delta) / math.log1p(-epsilon),
+                              lambda m: hoeffding_bentkus_pvalue(0.0, m, epsilon) <= delta)
         rule = f"rcps needs (1 - epsilon)^n <= delta={delta:g}"
     certified = risk_predicate(method, n, epsilon, delta)
     threshold = largest_certified_score(cases, certified) if n and epsilon > 0 else None
@@ -156,7 +190,7 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped):
             raise CalibrationError(f"{method} cannot certify epsilon=0: no finite calibration set bounds E[FNR] by 0")
         raise CalibrationError(
             f"{method} cannot certify epsilon={epsilon:g} with n={n} calibration cases: "
-            f"it needs n >= {need()} ({rule})"
+            f"it needs {_needs(need())} ({rule})"
         )
     critical = [c.critical_threshold(epsilon) if c.n_fg else math.inf for c in cases]
     return Calibration.build(

@@ -54,8 +54,9 @@ MAX_INT_DIGITS = 40
 DIGEST = "sha256"
 _FIELDS = (
     "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
-    "critical_thresholds", "case_ids", "clskern_version", "format_version",
+    "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version",
 )
+READING_KEYS = ("label", "channel")  # how the calibration cases were read (None: not recorded)
 
 
 # -- the rules calibrate follows (methods.py uses these very functions) -----------------
@@ -273,9 +274,22 @@ def _fields(d):
             _number(x, f"critical_thresholds[{i}]", infinite=True) for i, x in enumerate(critical)
         ],
         case_ids=[_string(x, f"case_ids[{i}]") for i, x in enumerate(case_ids)],
+        reading=_reading(d["reading"]),
         clskern_version=_string(d["clskern_version"], "clskern_version"),
         format_version=FORMAT_VERSION,
     )
+
+
+def _reading(value):
+    """The reading options of the calibration cases: ``{"label": number or None, "channel": int or None}``,
+    or None where they were not recorded (statistics passed in from Python)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(READING_KEYS):
+        raise CalibrationFileError(f"reading must be null or an object with {', '.join(READING_KEYS)}, "
+                                   f"got {_short(value)}")
+    label = None if value["label"] is None else _number(value["label"], "reading.label")
+    return {"label": label, "channel": _integer(value["channel"], "reading.channel", optional=True)}
 
 
 def inconsistency(f):
@@ -344,6 +358,9 @@ class Calibration:
         The promise, in one sentence.
     critical_thresholds, case_ids : list
         Per kept case, at ``epsilon`` (case ids are strings, distinct).
+    reading : dict or None
+        How the calibration cases were read (``label``, ``channel``), where
+        known: ``clskern apply`` cuts the same channel.
 
     ``to_json`` writes the record with a ``sha256`` digest of its other fields;
     ``read``, ``from_json`` and ``from_dict`` refuse a record that is edited,
@@ -362,17 +379,20 @@ class Calibration:
     guarantee: str
     critical_thresholds: list
     case_ids: list
+    reading: dict | None = None
     clskern_version: str = __version__
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids):
+    def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids,
+              reading=None):
         return cls(
             threshold=float(threshold), method=method, epsilon=float(epsilon),
             alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
             n=int(n), n_skipped=int(n_skipped), k=None if k is None else int(k),
             guarantee=_guarantee(method, epsilon, alpha, delta, n),
             critical_thresholds=[float(x) for x in critical_thresholds], case_ids=[str(c) for c in case_ids],
+            reading=None if reading is None else _reading(dict(reading)),
         )
 
     def to_dict(self):

@@ -40,6 +40,21 @@ def load_calibration(path):
     return Calibration.read(path)
 
 
+def channel_of(calibration, asked, path):
+    """The score channel to cut: the one the calibration cases were read from, where it says.
+
+    A threshold calibrated on one class says nothing about another, so an
+    explicit ``--channel`` that differs is refused.
+    """
+    recorded = None if calibration.reading is None else calibration.reading.get("channel")
+    if recorded is None:
+        return asked
+    if asked is not None and asked != recorded:
+        raise ValueError(f"{path}: calibrated on channel {recorded}, but --channel {asked} was asked; "
+                         "a threshold holds only for the class it was calibrated on")
+    return recorded
+
+
 def _inputs(scores):
     if os.path.isdir(scores):
         return find_files(scores, SCORE_SUFFIXES, "scores")
@@ -56,6 +71,7 @@ def _inputs(scores):
 def run(args):
     calibration = load_calibration(args.calibration)
     threshold = calibration.threshold
+    args.channel = channel_of(calibration, args.channel, args.calibration)
     inputs = _inputs(args.scores)
     references = reference_index(args.reference) if args.reference else None
     plan = []

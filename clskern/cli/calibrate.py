@@ -1,5 +1,7 @@
 """``clskern calibrate``: a threshold from a store (no pass over volumes) or from folders."""
 
+import dataclasses
+
 from ..calibration import _NEEDS, METHODS, calibrate
 from ..errors import CalibrationError
 from ..store import StatsStore
@@ -63,10 +65,12 @@ def run(args):
     if args.store is not None:
         with StatsStore(args.store, create=False) as store:
             volumes = store.lesion_stats()  # all any method needs, without the histograms
+            reading = store.reading()
         if not volumes:
             raise ValueError(f"{args.store}: the store holds no cases")
     else:
         volumes = gather(args, what="calibrate", paired=pairs_of(args)).stats
+        reading = {"label": args.label, "channel": args.channel}
     lesion_free = sorted(case for case, stats in volumes.items() if stats.n_fg == 0)
     try:
         result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
@@ -75,6 +79,7 @@ def run(args):
         if lesion_free and args.empty == "skip":
             raise CalibrationError(f"{exc}; {skipped_why(lesion_free, len(volumes))}") from None
         raise
+    result = dataclasses.replace(result, reading=reading)  # apply cuts the channel the cases were read from
     write_text_atomic(args.output, result.to_json() + "\n")
     if not args.quiet:
         k = f", k={result.k}" if result.k is not None else ""

@@ -59,6 +59,8 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
     ``case_fingerprint`` where they are read. A file that cannot be hashed
     (gone, unreadable) is left to the reader too, which reports it per case.
     """
+    if store is not None:
+        store.check_reading(label=label, channel=channel)
     known = store.fingerprints() if store is not None else {}
     n_fg = store.lesion_counts() if store is not None else {}
     digests = {}
