@@ -203,3 +203,13 @@ def test_huge_split_requests_are_refused_before_allocating(small):
     with pytest.raises(ValueError, match="splits x cases"):
         evaluate(stats, epsilon=0.2, alpha=0.2, splits=100_000_000, sweeps=False)
     assert random_splits(10, 3, 0.5, 0)[0].shape == (3, 5)
+
+
+def test_the_alpha_sweep_uses_the_epsilon_asked():
+    rng = np.random.default_rng(5)
+    stats = {f"c{i}": clskern.volume_stats(rng.random((6, 6, 6), dtype=np.float32),
+                                           rng.random((6, 6, 6)) > 0.7, name=f"c{i}") for i in range(12)}
+    summary = evaluate(stats, epsilon=0.15, alpha=0.2, splits=5, sweep_alphas=(0.3, 0.5)).to_dict()
+    assert summary["sweeps"]["alpha"]["epsilon"] == 0.15
+    summary = evaluate(stats, epsilon=0.15, alpha=0.2, splits=5, sweep_alphas=(0.3,), sweep_epsilon=0.4).to_dict()
+    assert summary["sweeps"]["alpha"]["epsilon"] == 0.4

@@ -150,7 +150,7 @@ def dice_vs_epsilon(summary, outdir):
     eps = np.array(sweep["values"])
     fig = Figure(figsize=(10.5, 3.6))
     panels = (("dice", "Dice (mean over test cases)"), ("v_fnr", "V-FNR (mean FNR)"),
-              ("p_fnr", "P-FNR (share of lesions missed)"))
+              ("p_fnr", "P-FNR (share of cases with every lesion voxel missed)"))
     for k, (key, label) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
         for i, (method, entries) in enumerate(sweep["methods"].items()):

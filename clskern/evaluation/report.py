@@ -129,7 +129,7 @@ def _markdown(summary, plots, plot_note):
         "  least 1 - alpha over splits (the number to check first); a single split may fall below it",
         "  by about two binomial standard errors.",
         "- **V-FNR**: mean FNR over test cases (`crc` promises V-FNR ≤ epsilon). **P-FNR**: share of",
-        "  test cases whose lesion is missed entirely (FNR = 1). **V-FPR**: mean false-positive rate",
+        "  test cases whose lesion voxels are all missed (FNR = 1; a share of cases, not of lesions). **V-FPR**: mean false-positive rate",
         "  over background voxels; **PC**: share of voxels predicted lesion; **Dice**: mean Dice.",
         "- Entries are mean ± standard deviation over the splits. *uncertified*: splits whose",
         "  calibration set was too small to certify the request (clskern refuses rather than clip);",
