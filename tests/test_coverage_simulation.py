@@ -68,3 +68,85 @@ def test_crc_mean_fnr(pool):
     se = mean_fnr.std(ddof=1) / np.sqrt(splits)
     assert mean_fnr.mean() <= epsilon + 3 * se
     assert mean_fnr.mean() >= epsilon - 0.05  # and not wastefully conservative
+
+
+def _critical_pool(rng, n_cases, confidence_range, epsilon, n_bg=50):
+    """Critical thresholds at ``epsilon`` of simulated cases (lesion scores ~ Beta(confidence, 1))."""
+    out = np.empty(n_cases)
+    for i in range(n_cases):
+        n_fg = int(rng.integers(20, 200))
+        lesion = rng.beta(rng.uniform(*confidence_range), 1.0, n_fg).astype(np.float32)
+        stats = clskern.volume_stats(np.r_[lesion, np.zeros(n_bg, np.float32)],
+                                     np.r_[np.ones(n_fg, np.uint8), np.zeros(n_bg, np.uint8)])
+        out[i] = stats.critical_threshold(epsilon)
+    return out
+
+
+def test_per_group_coverage():
+    """Mondrian calibration: each group's coverage is >= 1 - alpha on its own test cases, while one
+    threshold for the pooled cases over-covers one group and under-covers the other."""
+    alpha, epsilon, splits = 0.2, 0.2, 1000
+    rng = np.random.default_rng(31)
+    pools = {"confident": _critical_pool(rng, 200, (2.0, 6.0), epsilon),
+             "unsure": _critical_pool(rng, 200, (0.3, 1.0), epsilon)}
+    n_cal = {"confident": 24, "unsure": 14}
+    coverage = {g: np.empty(splits) for g in pools}
+    pooled = {g: np.empty(splits) for g in pools}
+    for r in range(splits):
+        cal, groups, test = {}, {}, {}
+        for g, pool in pools.items():
+            order = rng.permutation(pool.size)
+            for j in order[: n_cal[g]]:
+                cal[f"{g}{j}"] = pool[j]
+                groups[f"{g}{j}"] = g
+            test[g] = pool[order[n_cal[g]:]]
+        by_group = clskern.calibrate(cal, epsilon=epsilon, alpha=alpha, groups=groups)
+        one = clskern.calibrate(cal, epsilon=epsilon, alpha=alpha).threshold
+        for g in pools:
+            coverage[g][r] = np.mean(test[g] >= by_group[g].threshold)
+            pooled[g][r] = np.mean(test[g] >= one)
+    for g in pools:
+        se = coverage[g].std(ddof=1) / np.sqrt(splits)
+        n = n_cal[g]
+        assert 1 - alpha - 3 * se <= coverage[g].mean() <= 1 - alpha + 1 / (n + 1) + 3 * se, g
+    assert pooled["unsure"].mean() < 1 - alpha - 0.05 < 1 - alpha + 0.05 < pooled["confident"].mean()
+
+
+def test_family_wise_coverage_bonferroni_three_classes():
+    """Three classes per case (correlated through a case-level confidence): with family='bonferroni' every
+    class of a test case meets its tolerance at once with probability >= 1 - alpha; family='none' keeps
+    each class's own 1 - alpha but not the family's."""
+    alpha, splits, n = 0.2, 1000, 44
+    epsilon = {"WT": 0.1, "TC": 0.2, "ET": 0.3}
+    rng = np.random.default_rng(41)
+    n_cases = 300
+    case_confidence = rng.uniform(0.5, 3.0, n_cases)
+    critical = {}
+    for c, eps in epsilon.items():
+        values = np.empty(n_cases)
+        for i in range(n_cases):
+            n_fg = int(rng.integers(20, 200))
+            lesion = rng.beta(case_confidence[i] * rng.uniform(0.5, 2.0), 1.0, n_fg)
+            values[i] = np.sort(lesion.astype(np.float32))[int(np.floor(eps * n_fg + 1e-9))]
+        critical[c] = values
+    joint = {"bonferroni": np.empty(splits), "none": np.empty(splits)}
+    per_class_none = {c: np.empty(splits) for c in epsilon}
+    for r in range(splits):
+        order = rng.permutation(n_cases)
+        cal = {f"case{i}": {c: critical[c][i] for c in epsilon} for i in order[:n]}
+        test = order[n:]
+        for family in joint:
+            cals = clskern.calibrate(cal, epsilon=epsilon, alpha=alpha, family=family)
+            met = np.ones(test.size, bool)
+            for c in epsilon:
+                ok = critical[c][test] >= cals[c].threshold
+                met &= ok
+                if family == "none":
+                    per_class_none[c][r] = ok.mean()
+            joint[family][r] = met.mean()
+    se = joint["bonferroni"].std(ddof=1) / np.sqrt(splits)
+    assert joint["bonferroni"].mean() >= 1 - alpha - 3 * se
+    for c in epsilon:
+        se_c = per_class_none[c].std(ddof=1) / np.sqrt(splits)
+        assert per_class_none[c].mean() >= 1 - alpha - 3 * se_c
+    assert joint["none"].mean() < 1 - alpha  # each class's promise alone does not cover the family

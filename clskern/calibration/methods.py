@@ -24,6 +24,7 @@ from ..errors import ArgumentError, ArgumentTypeError, CalibrationError
 from ..volume import VolumeStats
 from ._binomial import hoeffding_bentkus_pvalue
 from ._risk_search import largest_certified_score
+from . import families as _families
 from .record import METHODS, Calibration, cls_pac_rank, cls_rank, kth_smallest, risk_predicate
 from .record import NEEDS as _NEEDS
 
@@ -199,7 +200,7 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped):
     )
 
 
-def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip"):
+def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", family=None, groups=None):
     """Calibrate a score threshold on held-out volumes (SPEC 2).
 
     Parameters
@@ -225,12 +226,23 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
         ``threshold`` is the test-time cut (mask ``p >= threshold``) and
         ``guarantee`` the promise it carries.
 
+    Several classes or groups (``clskern.calibration.families``): per-case
+    dicts ``class name -> VolumeStats`` (``clskern.classes.class_stats``)
+    give ``{class: Calibration}``, with ``epsilon`` a number or a per-class
+    dict and ``family`` ``"none"`` (each class at ``alpha``) or
+    ``"bonferroni"`` (``alpha / C`` each: every class at once w.p. ``1 - alpha``);
+    ``groups`` (a mapping case id -> group) gives ``{group: Calibration}``,
+    each group calibrated on its own cases only.
+
     Raises
     ------
     CalibrationError
         When no threshold can be certified; the message names the smallest
-        calibration set that would do.
+        calibration set that would do (and the class or group).
     """
+    if groups is not None or family is not None or _families.holds_classes(volumes):
+        return _families.calibrate_many(calibrate, volumes, groups=groups, family=family, epsilon=epsilon,
+                                        alpha=alpha, method=method, delta=delta, empty=empty)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_empty_policy(empty)

@@ -12,6 +12,7 @@ from ..io.masks import reference_index, resolve_geometry, save_mask
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
 from ._output import refuse_existing, refuse_inputs_as_outputs
 from ._progress import Progress
+from . import _sets
 
 HELP = "write masks score >= the calibrated threshold"
 
@@ -29,6 +30,7 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for CASE.nii.gz masks")
     p.add_argument("--reference", metavar="DIR", help="NIfTI files giving .npz/.npy masks their geometry")
     add_channel(p)
+    _sets.add_apply_options(p)
     add_jobs(p)
     add_overwrite(p)
     add_quiet(p)
@@ -38,6 +40,13 @@ def add_parser(subparsers):
 def load_calibration(path):
     """A checked ``Calibration`` from a JSON file (edited or inconsistent files refused, naming the file)."""
     return Calibration.read(path)
+
+
+def load_calibration_or_set(path):
+    """A checked ``Calibration``, or a ``CalibrationSet`` (per class or per group), from a JSON file."""
+    from ..calibration.sets import read_calibration_file
+
+    return read_calibration_file(path)
 
 
 def channel_of(calibration, asked, path):
@@ -69,7 +78,10 @@ def _inputs(scores):
 
 
 def run(args):
-    calibration = load_calibration(args.calibration)
+    calibration = load_calibration_or_set(args.calibration)
+    if _sets.is_set(calibration):
+        return _sets.run_apply(args, calibration, find_inputs=_inputs, channel_of=channel_of)
+    _sets.refuse_set_options(args)
     threshold = calibration.threshold
     args.channel = channel_of(calibration, args.channel, args.calibration)
     inputs = _inputs(args.scores)

@@ -8,6 +8,7 @@ from ..store import StatsStore
 from ._cases import gather, pairs_of
 from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
+from . import _sets
 
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
 DEFAULT_ALPHA = 0.1
@@ -35,6 +36,7 @@ def add_parser(subparsers):
                    help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
                         f"calibration draw (default {DEFAULT_DELTA})")
     add_empty(p)
+    _sets.add_calibrate_options(p)
     p.add_argument("-o", "--output", required=True, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
     add_quiet(p)
@@ -60,6 +62,8 @@ def run(args):
         if given:
             raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
+    if _sets.wants_set(args):  # per group or per class: a calibration set
+        return _sets.run_calibrate(args, alpha, delta)
     refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels])
     refuse_existing([args.output], args.overwrite)
     if args.store is not None:
