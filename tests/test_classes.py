@@ -1,0 +1,204 @@
+"""Several classes (SPEC 1c): class_stats, multi-class calibrate, family rules, the nnU-Net label map."""
+
+import json
+
+import numpy as np
+import pytest
+
+import clskern
+from clskern.calibration.sets import CalibrationSet
+from clskern.classes import apply_classes, class_bits, class_stats, classes_from_dataset_json, parse_classes
+from clskern.errors import ArgumentError, CalibrationError, CalibrationFileError, InputError, NaNScoresError
+
+BRATS = {"WT": (1, (1, 2, 3)), "TC": (2, (1, 3)), "ET": (3, (3,))}
+
+
+def _case(rng, shape=(9, 8, 7), n_channels=4, dtype=np.uint8, order="C"):
+    labels = rng.integers(0, 4, shape).astype(dtype)
+    labels[rng.random(shape) < 0.5] = 0
+    scores = rng.random((n_channels, *shape), dtype=np.float32)
+    return np.asarray(scores, order=order), np.asarray(labels, order=order)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.int64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_class_stats_equals_volume_stats_on_isin_masks(dtype, order):
+    rng = np.random.default_rng(1)
+    scores, labels = _case(rng, dtype=dtype, order=order)
+    got = class_stats(scores, labels, BRATS, name="c")
+    assert list(got) == list(BRATS)
+    for name, (channel, values) in BRATS.items():
+        assert got[name] == clskern.volume_stats(scores[channel], np.isin(labels, values), name="c")
+
+
+def test_class_bits_one_pass_matches_isin_and_handles_odd_values():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(-3, 6, (30, 7)).astype(np.int8)
+    classes = {"neg": (0, (-1, -3)), "big": (0, (5, 300)), "one": (0, 1)}  # 300 cannot occur in int8
+    bits = class_bits(labels, classes)
+    for i, (_, values) in enumerate(classes.values()):
+        np.testing.assert_array_equal((bits >> i) & 1, np.isin(labels, values))
+    assert class_bits(np.ones((3, 3), bool), {"a": (0, 1)}).sum() == 9
+    view = np.arange(40, dtype=np.uint8).reshape(8, 5)[::2]  # strided labels
+    np.testing.assert_array_equal(class_bits(view, {"a": (0, (4, 30))}).astype(bool), np.isin(view, (4, 30)))
+    many = {f"k{i}": (0, i + 1) for i in range(20)}  # more than 8 classes: wider bits
+    wide = class_bits(np.arange(25, dtype=np.uint8).reshape(5, 5), many)
+    assert wide.dtype == np.uint32 and int(wide[0, 1]) == 1 and int(wide[4, 0]) == 1 << 19
+
+
+def test_class_stats_refusals():
+    rng = np.random.default_rng(3)
+    scores, labels = _case(rng)
+    with pytest.raises(InputError, match="channel 7, but the scores have 4"):
+        class_stats(scores, labels, {"x": (7, 1)})
+    with pytest.raises(InputError, match="not channel-first"):
+        class_stats(scores[0], labels, {"x": (0, 1)})
+    with pytest.raises(ArgumentError, match="background"):
+        class_stats(scores, labels, {"x": (0, (0, 1))})
+    with pytest.raises(ArgumentError, match="connectivity"):
+        class_stats(scores, labels, {"x": (0, 1)}, connectivity=5)
+    bad = scores.copy()
+    bad[2, 0, 0, 0] = np.nan
+    with pytest.raises(NaNScoresError):
+        class_stats(bad, labels, BRATS)
+
+
+def _cases(rng, n, lacking_et_every=5):
+    out = {}
+    for i in range(n):
+        scores, labels = _case(rng)
+        labels = labels.copy()
+        if i % lacking_et_every == 0:
+            labels[labels == 3] = 2  # a case whose ground truth lacks ET
+        out[f"case{i:02d}"] = class_stats(scores, labels, BRATS, name=f"case{i:02d}")
+    return out
+
+
+@pytest.mark.parametrize("method,alpha,delta", [("cls", 0.3, None), ("cls-pac", 0.45, 0.45), ("rcps", None, 0.3),
+                                                ("crc", None, None)])
+@pytest.mark.parametrize("family", ["none", "bonferroni"])
+def test_multi_class_calibrate_equals_each_class_by_hand(method, alpha, delta, family):
+    cases = _cases(np.random.default_rng(4), 40)
+    epsilon = {"WT": 0.2, "TC": 0.3, "ET": 0.25}
+    if family == "bonferroni" and method == "crc":
+        with pytest.raises(ArgumentError, match="nothing to share out with crc"):
+            clskern.calibrate(cases, epsilon=epsilon, alpha=alpha, method=method, delta=delta, family=family)
+        return
+    got = clskern.calibrate(cases, epsilon=epsilon, alpha=alpha, method=method, delta=delta, family=family)
+    assert list(got) == list(BRATS)
+    share = 3 if family == "bonferroni" else 1
+    for name in BRATS:
+        own = {case: stats[name] for case, stats in cases.items()}
+        expected = clskern.calibrate(own, epsilon=epsilon[name], method=method,
+                                     alpha=None if alpha is None else alpha / share,
+                                     delta=None if delta is None or method == "crc" else delta / share)
+        assert got[name] == expected
+    # the case lacking ET is skipped for ET only
+    assert got["ET"].n_skipped == 8 and got["WT"].n_skipped == 0 and "case00" in got["WT"].case_ids
+
+
+def test_multi_class_from_a_list_and_one_epsilon_and_refusals():
+    cases = _cases(np.random.default_rng(5), 30)
+    as_list = list(cases.values())
+    got = clskern.calibrate(as_list, epsilon=0.2, alpha=0.2)
+    assert got["TC"].threshold == clskern.calibrate([c["TC"] for c in as_list], epsilon=0.2, alpha=0.2).threshold
+    with pytest.raises(ArgumentError, match="gives no value for class 'ET'"):
+        clskern.calibrate(cases, epsilon={"WT": 0.1, "TC": 0.1}, alpha=0.2)
+    with pytest.raises(ArgumentError, match="names class 'XX'"):
+        clskern.calibrate(cases, epsilon={"WT": 0.1, "TC": 0.1, "ET": 0.1, "XX": 0.1}, alpha=0.2)
+    broken = dict(cases)
+    broken["case03"] = {k: v for k, v in cases["case03"].items() if k != "TC"}
+    with pytest.raises(ArgumentError, match="case case03 lacks class 'TC'"):
+        clskern.calibrate(broken, epsilon=0.2, alpha=0.2)
+    # WT and TC (30 cases) certify alpha/3; ET (24 cases with ET) does not, and is named
+    with pytest.raises(CalibrationError, match=r"class 'ET' \(family='bonferroni': 1/3 of the asked level\): "
+                                               r"cls cannot certify alpha=0.0333333 with n=24 .* n >= 29"):
+        clskern.calibrate(cases, epsilon=0.2, alpha=0.1, family="bonferroni")
+    with pytest.raises(ArgumentError, match="needs several classes"):
+        clskern.calibrate([c["WT"] for c in as_list], epsilon=0.2, alpha=0.2, family="bonferroni")
+
+
+def test_class_set_file_round_trip_and_family_check():
+    cases = _cases(np.random.default_rng(6), 40)
+    cals = clskern.calibrate(cases, epsilon=0.2, alpha=0.3, family="bonferroni")
+    s = CalibrationSet(by="class", calibrations=cals, family="bonferroni", alpha=0.3, classes=BRATS,
+                       regions_class_order=[1, 2, 3])
+    assert "P(every class meets its tolerance) >= 0.7" in s.guarantee
+    back = CalibrationSet.from_json(s.to_json())
+    assert back.calibrations == cals and back.classes == BRATS and back.regions_class_order == [1, 2, 3]
+    d = json.loads(s.to_json())
+    d["family"] = "none"  # the members were calibrated at alpha/3, not alpha
+    with pytest.raises(CalibrationFileError, match="family 'none'"):
+        CalibrationSet.from_dict(d)
+
+
+# -- the label map, against a hand-written nnU-Net-style reference ---------------------------------------
+
+
+def _nnunet_regions(probabilities, thresholds, regions_class_order):
+    """nnU-Net's convert_probabilities_to_segmentation for regions, with a cut per region (>=)."""
+    segmentation = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+    for i, c in enumerate(regions_class_order):
+        segmentation[probabilities[i] >= thresholds[i]] = c
+    return segmentation
+
+
+def _argmax_reference(scores, channels, thresholds, values):
+    """Highest-scoring class among those at or above their cut (first on ties), else 0."""
+    stacked = np.stack([np.where(scores[c] >= t, scores[c], -np.inf) for c, t in zip(channels, thresholds)])
+    reached = np.stack([scores[c] >= t for c, t in zip(channels, thresholds)]).any(axis=0)
+    return np.where(reached, np.asarray(values)[stacked.argmax(axis=0)], 0)
+
+
+def test_apply_classes_regions_match_nnunet():
+    rng = np.random.default_rng(7)
+    probs = rng.random((3, 10, 9, 8), dtype=np.float32)
+    regions = {"WT": (0, (1, 2, 3)), "TC": (1, (2, 3)), "ET": (2, (3,))}
+    thresholds = {"WT": 0.3, "TC": 0.6, "ET": 0.8}
+    got = apply_classes(probs, thresholds, regions, regions_class_order=[1, 2, 3])
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, _nnunet_regions(probs, [0.3, 0.6, 0.8], [1, 2, 3]))
+    by_name = apply_classes(probs, thresholds, regions, regions_class_order={"ET": 3, "WT": 1, "TC": 2})
+    np.testing.assert_array_equal(by_name, got)
+    with pytest.raises(ArgumentError, match="regions_class_order"):
+        apply_classes(probs, thresholds, regions)
+    with pytest.raises(ArgumentError, match="no calibration for class 'ET'"):
+        apply_classes(probs, {"WT": 0.3, "TC": 0.5}, regions, regions_class_order=[1, 2, 3])
+
+
+def test_apply_classes_plain_argmax_among_those_above_their_cut():
+    rng = np.random.default_rng(8)
+    probs = rng.random((4, 12, 11, 3), dtype=np.float32)
+    probs[1, 0, 0, 0] = probs[2, 0, 0, 0] = 0.99  # a tie: the first class wins
+    plain = {"liver": (1, 1), "tumour": (2, 2), "cyst": (3, 5)}
+    thresholds = {"liver": 0.5, "tumour": 0.2, "cyst": 0.7}
+    got = apply_classes(probs, thresholds, plain)
+    np.testing.assert_array_equal(got, _argmax_reference(probs, [1, 2, 3], [0.5, 0.2, 0.7], [1, 2, 5]))
+    assert got[0, 0, 0] == 1
+    fortran = np.asfortranarray(probs)
+    assert apply_classes(fortran[:, :, :, :], thresholds, plain).shape == (12, 11, 3)
+    cals = clskern.calibrate(_cases(np.random.default_rng(9), 20), epsilon=0.2, alpha=0.2)
+    s = CalibrationSet(by="class", calibrations=cals, alpha=0.2, classes=BRATS, regions_class_order=[1, 2, 3])
+    four = rng.random((4, 5, 5, 5), dtype=np.float32)
+    np.testing.assert_array_equal(
+        apply_classes(four, s),
+        _nnunet_regions(four[1:], [cals[n].threshold for n in BRATS], [1, 2, 3]))
+
+
+def test_parse_classes_and_dataset_json(tmp_path):
+    assert parse_classes("WT=1:1,2,3; TC=2:1,3;ET=3:3") == {"WT": (1, (1, 2, 3)), "TC": (2, (1, 3)), "ET": (3, (3,))}
+    for bad, match in [("WT", "not NAME=CHANNEL:VALUES"), ("A=1:1;A=2:2", "named twice"), ("A=1:x", "numbers"),
+                       ("A=1:0", "background"), ("", "empty")]:
+        with pytest.raises(ArgumentError, match=match):
+            parse_classes(bad)
+    brats = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": 3},
+             "regions_class_order": [1, 2, 3]}
+    classes, order = classes_from_dataset_json(brats)
+    assert classes == {"whole tumor": (0, (1, 2, 3)), "tumor core": (1, (2, 3)), "enhancing tumor": (2, (3,))}
+    assert order == [1, 2, 3]
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "tumour": 2, "ignore": 3}}))
+    assert classes_from_dataset_json(path) == ({"liver": (1, (1,)), "tumour": (2, (2,))}, None)
+    del brats["regions_class_order"]
+    with pytest.raises(InputError, match="regions_class_order"):
+        classes_from_dataset_json(brats)
