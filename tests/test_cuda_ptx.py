@@ -127,3 +127,29 @@ def test_small_grid_warning_is_the_one_silenced():
     from clskern.cuda import _launch
 
     assert dispatcher.errors.NumbaPerformanceWarning is _launch.PerformanceWarning
+
+
+@pytest.mark.parametrize("parent", [types.int32, types.int64], ids=str)
+def test_lesion_labelling_kernels_compile(compile_ptx, parent):
+    from clskern.cuda import _components as C
+
+    i64 = types.int64
+    for lab in COMMON_LABELS:
+        compile_ptx(C.init_kernel, (vec(lab), lab, types.boolean, vec(parent)))
+    ptx = compile_ptx(C.merge_kernel, (vec(parent), i64, i64, i64))
+    assert f"atom.global.min.s{parent.bitwidth}" in ptx  # union: atomicMin on the parent array
+    compile_ptx(C.flatten_kernel, (vec(parent), vec(i64), vec(i64)))
+    compile_ptx(C.number_kernel, (vec(parent), vec(i64)))
+    compile_ptx(C.first_voxel_kernel, (vec(parent), i64, i64, vec(i64)))
+
+
+@pytest.mark.parametrize("s", SCORES, ids=str)
+def test_lesion_score_kernels_compile(compile_ptx, s):
+    from clskern.cuda import _components as C
+
+    i64, les = types.int64, lesion_type(s)
+    for parent in (types.int32, types.int64):
+        compile_ptx(C.pairs_kernel, (vec(s), vec(parent), vec(i64), vec(i64), vec(les), vec(i64), vec(i64)))
+        ptx = compile_ptx(C.maxima_kernel, (vec(s), vec(parent), vec(i64), vec(types.uint64), vec(i64), vec(i64)))
+        assert "atom.global.max.u64" in ptx
+    compile_ptx(C.take_kernel, (vec(les), vec(i64), vec(les)))

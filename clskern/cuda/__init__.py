@@ -2,7 +2,8 @@
 
 It offers the contract of ``clskern.cpu`` (same arguments, results equal bit
 for bit), arrays in and arrays out: ``volume_stats_parts``,
-``lesion_scores``, ``critical_threshold``, ``apply_threshold``; and, for many
+``lesion_scores``, ``critical_threshold``, ``apply_threshold``,
+``lesion_parts``, ``lesion_detection``; and, for many
 volumes at once, ``critical_thresholds`` (batched). The dispatch
 (``clskern._backend``) calls them; users reach them through the ordinary
 functions with ``backend="cuda"`` (or ``"auto"`` with GPU arrays) and
@@ -12,10 +13,15 @@ Layout: ``_bins`` (the histogram bin and order key on the device; the grid is
 ``clskern._binning``), ``_kernels`` (every kernel), ``_intake`` (zero-copy
 views of CuPy, PyTorch, ``__cuda_array_interface__`` and DLPack arrays),
 ``_launch`` (launch helpers), ``_ops`` (the contract: launches and the small
-host-side steps), ``batch`` (many volumes).
+host-side steps), ``_components`` (lesions: union-find labelling and
+per-lesion scores), ``batch`` (many volumes).
 """
 
+from ._components import lesion_detection, lesion_parts
 from ._ops import apply_threshold, critical_threshold, lesion_scores, volume_stats_parts
 from .batch import critical_thresholds
 
-__all__ = ["apply_threshold", "critical_threshold", "critical_thresholds", "lesion_scores", "volume_stats_parts"]
+__all__ = [
+    "apply_threshold", "critical_threshold", "critical_thresholds", "lesion_detection", "lesion_parts",
+    "lesion_scores", "volume_stats_parts",
+]
