@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from baselines import stream_pass  # noqa: E402
 from volumes import SHAPE  # noqa: E402
 
-from clskern._components import critical_threshold_lesions, lesions, required_voxels  # noqa: E402
+from clskern import critical_threshold, lesions  # noqa: E402
+from clskern._lesions import required_voxels  # noqa: E402
 
 try:
     import cc3d
@@ -96,7 +97,7 @@ def cc3d_threshold(scores, labels, epsilon, overlap=0.0, connectivity=26):
 
 
 def clskern_threshold(scores, labels, epsilon, overlap=0.0, connectivity=26):
-    return critical_threshold_lesions(scores, labels, epsilon, overlap=overlap, connectivity=connectivity)
+    return critical_threshold(scores, labels, epsilon, level="lesion", overlap=overlap, connectivity=connectivity)
 
 
 def clskern_lesions(scores, labels, connectivity=26):

@@ -33,6 +33,7 @@ _PUBLIC = {
     "VolumeStats": ".volume",
     "critical_threshold": ".volume",
     "lesion_scores": ".volume",
+    "lesions": ".volume",
     "volume_stats": ".volume",
 }
 
@@ -79,5 +80,6 @@ __all__ = [
     "critical_threshold",
     "evaluate",
     "lesion_scores",
+    "lesions",
     "volume_stats",
 ]

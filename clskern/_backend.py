@@ -11,7 +11,8 @@
 
 This is the one module that knows both backends. Each offers the same
 contract, arrays in and arrays out (``volume_stats_parts``, ``lesion_scores``,
-``critical_threshold``, ``apply_threshold``: see ``clskern.cpu``), and
+``critical_threshold``, ``apply_threshold``, ``score_range``, ``lesion_parts``,
+``lesion_detection``: see ``clskern.cpu``), and
 ``kernels(backend, *arrays)`` returns the one a call runs on: ``clskern.cpu``,
 imported here, or ``CUDA``, which runs ``clskern.cuda`` (imported on first
 use) with the inputs' device current. Device detection lives in
@@ -125,6 +126,33 @@ class _Cuda:
     @staticmethod
     def apply_threshold(scores, threshold, out=None, name=None):
         return _run(_cuda().apply_threshold, (scores, out), scores, threshold, out, name)
+
+    @staticmethod
+    def score_range(scores, name=None):
+        """``(min, max)`` of every score, reduced on the GPU."""
+        return _run(_cuda().score_range, (scores,), scores, name)
+
+    @staticmethod
+    def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
+        """``(offsets, grouped sorted scores)`` of every lesion, from the GPU."""
+        return _run(_lesion_kernel("lesion_parts"), (scores, labels), scores, labels, label, connectivity, name)
+
+    @staticmethod
+    def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, name=None):
+        """``(d, sizes)``: each lesion's detection score and size, from the GPU."""
+        return _run(_lesion_kernel("lesion_detection"), (scores, labels), scores, labels, label, connectivity,
+                    overlap, name)
+
+
+def _lesion_kernel(name):
+    """``clskern.cuda``'s lesion function ``name``, or a clear error where this build has none."""
+    function = getattr(_cuda(), name, None)
+    if function is None:
+        raise CudaUnavailableError(
+            f"backend='cuda': lesion level has no GPU kernel in this clskern yet (clskern.cuda.{name} is missing); "
+            "run it with backend='cpu' (host arrays), or pass connectivity=None to volume_stats for voxel statistics"
+        )
+    return function
 
 
 CUDA = _Cuda()

@@ -1,4 +1,4 @@
-"""Lesions as connected components (clskern._components, SPEC 1b) against SciPy and brute force.
+"""Lesions as connected components (clskern.cpu._components, SPEC 1b) against SciPy and brute force.
 
 The reference labels the lesion mask with ``scipy.ndimage.label`` and a
 ``generate_binary_structure(3, 1/2/3)`` (6/18/26-connectivity), orders the
@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from clskern import _components as components
+import clskern
+from clskern import _lesions
+from clskern.cpu import _components as components
 from clskern.errors import ArgumentError, EmptyGroundTruthError, InputError, NaNScoresError
 
 STRUCTURE_RANK = {6: 1, 18: 2, 26: 3}
@@ -69,6 +71,11 @@ def reference_threshold(d, epsilon):
     n = d.size
     k = max(j for j in range(n) if j / n <= epsilon)
     return float(d[k])
+
+
+def lesion_threshold(scores, labels, epsilon, **options):
+    """The public lesion-level critical threshold (``clskern.critical_threshold(level="lesion")``)."""
+    return clskern.critical_threshold(scores, labels, epsilon, level="lesion", **options)
 
 
 def lesion_dtype(scores):
@@ -179,7 +186,7 @@ epsilons = st.one_of(st.floats(0, 1, exclude_max=True), st.sampled_from([0.0, 0.
 @given(volumes(), connectivities)
 def test_lesions_equal_scipy_components(volume, connectivity):
     scores, labels, label = volume
-    offsets, values = components.lesions(scores, labels, label=label, connectivity=connectivity)
+    offsets, values = clskern.lesions(scores, labels, label=label, connectivity=connectivity)
     expected_offsets, expected_values = reference_lesions(scores, labels, label, connectivity)
     assert offsets.dtype == np.int64 and values.dtype == lesion_dtype(scores)
     np.testing.assert_array_equal(offsets, expected_offsets)
@@ -192,7 +199,7 @@ def test_lesions_equal_scipy_components(volume, connectivity):
 def test_memory_order_never_changes_the_result(volume, connectivity):
     scores, labels, label = volume
     results = [
-        components.lesions(convert(scores), convert(labels), label=label, connectivity=connectivity)
+        clskern.lesions(convert(scores), convert(labels), label=label, connectivity=connectivity)
         for convert in (np.ascontiguousarray, np.asfortranarray)
     ]
     for got, want in zip(results[0], results[1]):
@@ -204,7 +211,7 @@ def test_memory_order_never_changes_the_result(volume, connectivity):
 @given(volumes(), connectivities, st.sampled_from([0, 1, 2, 5]))
 def test_rescan_of_overflowing_tasks(volume, connectivity, capacity):
     scores, labels, label = volume
-    flat_s, flat_l, target, use_target, shape, order = components._prepare_3d(scores, labels, label, None)
+    flat_s, flat_l, target, use_target, shape, order = components.prepare_volume(scores, labels, label, None)
     got = components.ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity, capacity=capacity)
     want = components.ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
     for a, b in zip(got, want):
@@ -224,7 +231,7 @@ def test_nan_count_survives_the_rescan(capacity):
     scores = np.full(labels.shape, 0.5, np.float32)
     scores[1, 2, 1] = scores[2, 3, 68] = scores[0, 0, 2] = np.nan
     scores[0, 0, 0] = np.nan  # background
-    flat = components._prepare_3d(scores, labels, None, None)
+    flat = components.prepare_volume(scores, labels, None, None)
     assert components.ragged_lesions(*flat, 26, capacity=capacity)[2] == 3
     for overlap in (0.0, 0.5):
         assert components.detection_scores_flat(*flat, 26, overlap, capacity=capacity)[2] == 3
@@ -234,7 +241,7 @@ def test_nan_count_survives_the_rescan(capacity):
 def test_corner_chain_joins_under_26_only(connectivity, expected):
     labels = np.zeros((10, 10, 10), np.uint8)
     labels[np.arange(10), np.arange(10), np.arange(10)] = 1
-    offsets, _ = components.lesions(np.ones(labels.shape, np.float32), labels, connectivity=connectivity)
+    offsets, _ = clskern.lesions(np.ones(labels.shape, np.float32), labels, connectivity=connectivity)
     assert offsets.size - 1 == expected
 
 
@@ -242,7 +249,7 @@ def test_corner_chain_joins_under_26_only(connectivity, expected):
 def test_edge_chain_splits_under_6(connectivity, expected):
     labels = np.zeros((3, 70, 70), np.uint8, order="F")
     labels[1, np.arange(70), np.arange(70)] = 1
-    offsets, _ = components.lesions(np.ones(labels.shape, np.float16, order="F"), labels, connectivity=connectivity)
+    offsets, _ = clskern.lesions(np.ones(labels.shape, np.float16, order="F"), labels, connectivity=connectivity)
     assert offsets.size - 1 == expected
 
 
@@ -256,7 +263,7 @@ def test_long_rows_runs_across_words():
     scores = rng.random(labels.shape)
     for connectivity in (6, 18, 26):
         for convert in (np.ascontiguousarray, np.asfortranarray):
-            got = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+            got = clskern.lesions(convert(scores), convert(labels), connectivity=connectivity)
             want = reference_lesions(scores, labels, None, connectivity)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
@@ -271,7 +278,7 @@ def test_larger_volumes_equal_scipy():
         for connectivity in (6, 18, 26):
             want = reference_lesions(scores, labels, None, connectivity)
             for convert in (np.ascontiguousarray, np.asfortranarray):
-                got = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+                got = clskern.lesions(convert(scores), convert(labels), connectivity=connectivity)
                 np.testing.assert_array_equal(got[0], want[0])
                 np.testing.assert_array_equal(got[1].astype(np.float64), want[1])
 
@@ -284,7 +291,7 @@ def test_unit_axes_in_either_order(shape):
     for connectivity in (6, 18, 26):
         want = reference_lesions(scores, labels, None, connectivity)
         for convert in (np.ascontiguousarray, np.asfortranarray):
-            got = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+            got = clskern.lesions(convert(scores), convert(labels), connectivity=connectivity)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
 
@@ -302,7 +309,7 @@ def test_agrees_with_cc3d_when_installed():
         ids = ids[ids > 0][np.argsort(first[ids > 0])]
         sizes = [np.count_nonzero(flat == c) for c in ids]
         for convert in (np.ascontiguousarray, np.asfortranarray):
-            offsets, _ = components.lesions(convert(scores), convert(labels), connectivity=connectivity)
+            offsets, _ = clskern.lesions(convert(scores), convert(labels), connectivity=connectivity)
             assert np.diff(offsets).tolist() == sizes
 
 
@@ -312,24 +319,24 @@ def test_labels_choose_one_class_and_touching_classes_stay_apart():
     labels[1:3, 1:3, 4:7] = 3  # touches class 2 face to face
     scores = np.arange(labels.size, dtype=np.float64).reshape(labels.shape)
     for label, size in [(2, 12), (3, 12), (None, 24)]:
-        offsets, values = components.lesions(scores, labels, label=label)
+        offsets, values = clskern.lesions(scores, labels, label=label)
         assert offsets.tolist() == [0, size]
         np.testing.assert_array_equal(values, np.sort(scores[lesion_mask(labels, label)]))
-    offsets, _ = components.lesions(scores, labels, label=1)
+    offsets, _ = clskern.lesions(scores, labels, label=1)
     assert offsets.tolist() == [0]
 
 
 def test_no_lesions_and_empty_volumes():
     for shape in [(3, 4, 5), (0, 4, 5), (3, 0, 0)]:
-        offsets, values = components.lesions(np.zeros(shape, np.float32), np.zeros(shape, np.uint8))
+        offsets, values = clskern.lesions(np.zeros(shape, np.float32), np.zeros(shape, np.uint8))
         assert offsets.tolist() == [0] and values.size == 0 and values.dtype == np.float32
-        d = components.detection_scores(offsets, values, 0.5)
+        d = _lesions.detection_scores(offsets, values, 0.5)
         assert d.size == 0
-        assert components.lesion_critical_threshold(d, 0.2, "pass") == np.inf
-        assert components.lesion_critical_threshold(d, 0.2, "skip") is None
+        assert _lesions.lesion_critical_threshold(d, 0.2, "pass") == np.inf
+        assert _lesions.lesion_critical_threshold(d, 0.2, "skip") is None
         with pytest.raises(EmptyGroundTruthError):
-            components.lesion_critical_threshold(d, 0.2, "error")
-    np.testing.assert_array_equal(components.lesion_critical_threshold([], [0.1, 0.2], "pass"), [np.inf, np.inf])
+            _lesions.lesion_critical_threshold(d, 0.2, "error")
+    np.testing.assert_array_equal(_lesions.lesion_critical_threshold([], [0.1, 0.2], "pass"), [np.inf, np.inf])
 
 
 # -- detection scores and thresholds ----------------------------------------------
@@ -339,17 +346,17 @@ def test_no_lesions_and_empty_volumes():
 @given(volumes(), connectivities, st.sampled_from(OVERLAPS), epsilons)
 def test_detection_scores_and_thresholds_equal_brute_force(volume, connectivity, overlap, epsilon):
     scores, labels, label = volume
-    offsets, values = components.lesions(scores, labels, label=label, connectivity=connectivity)
-    d = components.detection_scores(offsets, values, overlap)
+    offsets, values = clskern.lesions(scores, labels, label=label, connectivity=connectivity)
+    d = _lesions.detection_scores(offsets, values, overlap)
     want = reference_detection(offsets, values.astype(np.float64), overlap)
     assert d.dtype == values.dtype
     np.testing.assert_array_equal(d.astype(np.float64), want)
-    flat = components._prepare_3d(scores, labels, label, None)
+    flat = components.prepare_volume(scores, labels, label, None)
     fast, sizes, n_nan = components.detection_scores_flat(*flat, connectivity, overlap)
     assert n_nan == 0 and fast.dtype == d.dtype
     np.testing.assert_array_equal(fast, d)
     np.testing.assert_array_equal(sizes, np.diff(offsets))
-    threshold = components.critical_threshold_lesions(
+    threshold = lesion_threshold(
         scores, labels, epsilon, label=label, connectivity=connectivity, overlap=overlap, empty="skip"
     )
     if d.size == 0:
@@ -357,7 +364,7 @@ def test_detection_scores_and_thresholds_equal_brute_force(volume, connectivity,
     else:
         assert threshold == reference_threshold(want, epsilon)
         assert isinstance(threshold, float)
-        assert components.lesion_critical_threshold(d, epsilon) == threshold
+        assert _lesions.lesion_critical_threshold(d, epsilon) == threshold
         missed = np.count_nonzero(want < threshold) / want.size  # L-FNR at the threshold
         assert missed <= epsilon
 
@@ -366,12 +373,12 @@ def test_required_voxels_is_exact():
     sizes = np.array([1, 2, 3, 7, 10, 100, 10**15 + 1])
     for overlap in OVERLAPS + [0.29, 0.9999999999999999]:
         want = [max(1, math.ceil(Fraction(overlap) * int(m))) for m in sizes]
-        assert components.required_voxels(sizes, overlap).tolist() == want
+        assert _lesions.required_voxels(sizes, overlap).tolist() == want
     # 0.1 is a hair above 1/10 as a float64 (0.1 * 10 rounds to 1.0): 10 voxels need 2;
     # 0.3 and 0.29 are a hair below 3/10 and 29/100.
-    assert components.required_voxels([10], 0.1).tolist() == [2]
-    assert components.required_voxels([10], 0.3).tolist() == [3]
-    assert components.required_voxels([100], 0.29).tolist() == [29]
+    assert _lesions.required_voxels([10], 0.1).tolist() == [2]
+    assert _lesions.required_voxels([10], 0.3).tolist() == [3]
+    assert _lesions.required_voxels([100], 0.29).tolist() == [29]
 
 
 def test_detection_with_selection_on_big_lesions_with_ties():
@@ -381,15 +388,15 @@ def test_detection_with_selection_on_big_lesions_with_ties():
     labels[29, 0, 0] = 1
     scores = rng.integers(0, 5, labels.shape).astype(np.float32)  # heavy ties
     for overlap in (1e-9, 0.25, 0.5, 0.999, 1.0):
-        flat = components._prepare_3d(scores, labels, None, None)
+        flat = components.prepare_volume(scores, labels, None, None)
         fast, _, _ = components.detection_scores_flat(*flat, 26, overlap)
-        offsets, values = components.lesions(scores, labels)
+        offsets, values = clskern.lesions(scores, labels)
         np.testing.assert_array_equal(fast, reference_detection(offsets, values.astype(np.float64), overlap))
 
 
 def test_threshold_with_array_epsilon():
     d = np.array([0.9, 0.1, 0.5, 0.5, 0.7], np.float32)
-    got = components.lesion_critical_threshold(d, np.array([[0.0, 0.2], [0.39, 0.99]]))
+    got = _lesions.lesion_critical_threshold(d, np.array([[0.0, 0.2], [0.39, 0.99]]))
     assert got.shape == (2, 2) and got.dtype == np.float64
     ordered = np.sort(d).astype(np.float64)  # k = 0, 1 (2/5 > 0.39), 1, 4
     np.testing.assert_array_equal(got, [[ordered[0], ordered[1]], [ordered[1], ordered[4]]])
@@ -403,57 +410,70 @@ def test_nan_lesion_scores_raise_with_the_count_but_background_nan_is_not_read()
     labels[1:3, 1:3, 1:3] = 1
     scores = np.zeros(labels.shape, np.float16)
     scores[0, 0, 0] = np.nan  # background: never read
-    assert components.lesions(scores, labels)[0].tolist() == [0, 8]
+    assert clskern.lesions(scores, labels)[0].tolist() == [0, 8]
     scores[1, 1, 1] = scores[2, 2, 2] = np.nan
     for overlap in (0.0, 0.5):
         with pytest.raises(NaNScoresError, match="'case': 2 NaN scores among its 8 lesion voxels"):
-            components.critical_threshold_lesions(scores, labels, 0.2, overlap=overlap, name="case")
+            lesion_threshold(scores, labels, 0.2, overlap=overlap, name="case")
     with pytest.raises(NaNScoresError, match="2 NaN"):
-        components.lesions(scores, labels)
+        clskern.lesions(scores, labels)
 
 
 @pytest.mark.parametrize("connectivity", [4, 8, 0, 27, -26, 26.0, True, "26", None])
 def test_bad_connectivity_is_named(connectivity):
     scores = np.zeros((2, 2, 2), np.float32)
     with pytest.raises(ArgumentError, match="connectivity"):
-        components.lesions(scores, scores > 0, connectivity=connectivity)
+        clskern.lesions(scores, scores > 0, connectivity=connectivity)
     with pytest.raises(ArgumentError, match="connectivity"):
-        components.critical_threshold_lesions(scores, scores > 0, 0.1, connectivity=connectivity)
+        lesion_threshold(scores, scores > 0, 0.1, connectivity=connectivity)
 
 
 @pytest.mark.parametrize("overlap", [-0.1, 1.0000000000000002, np.nan, np.inf, "0.5", True, None, 1j])
 def test_bad_overlap_is_named(overlap):
     scores = np.zeros((2, 2, 2), np.float32)
     with pytest.raises(ArgumentError, match="overlap"):
-        components.critical_threshold_lesions(scores, scores > 0, 0.1, overlap=overlap)
+        lesion_threshold(scores, scores > 0, 0.1, overlap=overlap)
     with pytest.raises(ArgumentError, match="overlap"):
-        components.detection_scores(np.array([0, 1]), np.zeros(1, np.float32), overlap)
+        _lesions.detection_scores(np.array([0, 1]), np.zeros(1, np.float32), overlap)
 
 
 def test_numpy_integer_connectivity_and_overlap_bounds_are_accepted():
     scores = np.ones((2, 3, 4), np.float32)
     for connectivity in (np.int64(6), np.uint8(18), 26):
-        assert components.critical_threshold_lesions(scores, scores > 0, 0.0, connectivity=connectivity, overlap=1) == 1.0
+        assert lesion_threshold(scores, scores > 0, 0.0, connectivity=connectivity, overlap=1) == 1.0
 
 
-@pytest.mark.parametrize("shape", [(5,), (4, 5), (2, 3, 4, 5)])
-def test_only_3d_volumes(shape):
-    with pytest.raises(InputError, match="3-D"):
-        components.lesions(np.zeros(shape, np.float32), np.ones(shape, np.uint8))
+@pytest.mark.parametrize("shape", [(), (5,), (4, 5), (7, 9)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_fewer_axes_are_a_volume_with_unit_axes(shape, order):
+    rng = np.random.default_rng(len(shape))
+    labels = np.asarray(rng.random(shape) < 0.4, order=order).astype(np.uint8, order=order)
+    scores = np.asarray(rng.random(shape), np.float32, order=order)
+    for connectivity in (6, 18, 26):
+        got = clskern.lesions(scores, labels, connectivity=connectivity)
+        want = reference_lesions(scores.reshape((1,) * (3 - len(shape)) + shape), labels.reshape((1,) * (3 - len(shape)) + shape), None, connectivity)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_more_than_three_axes_are_refused():
+    shape = (2, 3, 4, 5)
+    with pytest.raises(InputError, match="at most 3 axes"):
+        clskern.lesions(np.zeros(shape, np.float32), np.ones(shape, np.uint8))
 
 
 def test_mismatched_shapes_and_bad_label():
     with pytest.raises(InputError, match="shape"):
-        components.lesions(np.zeros((2, 3, 4), np.float32), np.ones((2, 3, 5), np.uint8))
+        clskern.lesions(np.zeros((2, 3, 4), np.float32), np.ones((2, 3, 5), np.uint8))
     with pytest.raises(ArgumentError, match="label"):
-        components.lesions(np.zeros((2, 3, 4), np.float32), np.ones((2, 3, 4), np.uint8), label=300)
+        clskern.lesions(np.zeros((2, 3, 4), np.float32), np.ones((2, 3, 4), np.uint8), label=300)
 
 
 @settings(max_examples=80, deadline=None)
 @given(volumes(), connectivities, st.sampled_from([2, 3, 7, 64]))
 def test_parallel_linking_equals_one_part(volume, connectivity, n_parts):
     scores, labels, label = volume
-    _, flat_l, target, use_target, shape, order = components._prepare_3d(scores, labels, label, None)
+    _, flat_l, target, use_target, shape, order = components.prepare_volume(scores, labels, label, None)
     n0, n1, n2 = components._memory_layout(shape, order)
     runs = components.find_runs(flat_l, target, use_target, n0 * n1, n2)[:3]
     one, n_one = components._link(*runs, n1, connectivity, 1)
@@ -479,4 +499,4 @@ def test_selection_equals_sorting(values, data):
 )
 def test_required_voxels_equal_rationals(overlap, sizes):
     want = [max(1, math.ceil(Fraction(overlap) * m)) for m in sizes]
-    assert components.required_voxels(np.array(sizes, np.int64), overlap).tolist() == want
+    assert _lesions.required_voxels(np.array(sizes, np.int64), overlap).tolist() == want

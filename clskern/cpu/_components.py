@@ -1,4 +1,9 @@
-"""Lesions as connected components (SPEC 1b): labelling, detection scores, thresholds.
+"""Lesions as connected components (SPEC 1b): the CPU labelling kernel and detection scores.
+
+``clskern.cpu._ops`` offers it to the dispatch as ``lesion_parts`` (every
+lesion's scores, sorted) and ``lesion_detection`` (detection scores without
+sorting a lesion); the exact ``r_j`` and the checks of ``level``, ``overlap``
+and ``connectivity`` are ``clskern._lesions``, shared with the GPU.
 
 The lesions of a volume are the connected components of its lesion mask
 (``labels > 0`` or ``labels == label``) under 6-, 18- or 26-connectivity. One
@@ -44,35 +49,21 @@ Fortran-ordered copies of a volume give identical results.
 Exactness: lesion scores are only moved and compared, never computed on, so
 the ragged scores, detection scores and thresholds equal a sort of the
 volume's values bit for bit; ``r_j`` is computed with rationals
-(``required_voxels``).
+(``clskern._lesions.required_voxels``).
 """
-
-import numbers
-from fractions import Fraction
 
 import numba
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from ._ranks import largest_rank
-from ._validate import (
-    check_empty_policy,
-    check_label,
-    empty_threshold,
-    epsilon_array,
-    flat_labels,
-    flat_scores,
-    label_target,
-    real_number,
-    scalar_or_array,
-)
-from .cpu._radix import sort_floats
-from .cpu._scalars import score_value
-from .cpu._simd import MASK_LANES, is_lesion, lesion_mask64
-from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
+from .._lesions import required_voxels
+from .._validate import flat_labels, flat_scores, label_target
+from ..errors import InputError, volume_name
+from ._radix import sort_floats
+from ._scalars import score_value
+from ._simd import MASK_LANES, is_lesion, lesion_mask64
 
-CONNECTIVITIES = (6, 18, 26)
 TASK = 1 << 15  # voxels per scan task (whole rows): its labels stay in L2
 _CAPACITY_SHARE = 32  # a task's run buffer holds one run per this many voxels (+ a row's worth)
 _INSERTION_MAX = 24  # lesions of at most this many voxels are sorted by insertion
@@ -503,23 +494,6 @@ def _select_segments(offsets, values, ranks, out):
 # -- the pieces together ------------------------------------------------------------
 
 
-def check_connectivity(connectivity):
-    """``connectivity`` as an int in (6, 18, 26); else an error naming it."""
-    if isinstance(connectivity, (bool, np.bool_)) or not isinstance(connectivity, numbers.Integral):
-        raise ArgumentTypeError(f"connectivity must be 6, 18 or 26 (an integer), got {connectivity!r}")
-    if int(connectivity) not in CONNECTIVITIES:
-        raise ArgumentError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-    return int(connectivity)
-
-
-def check_overlap(overlap):
-    """``overlap`` (tau) as a float in [0, 1]; else an error naming it."""
-    value = real_number(overlap, "overlap")
-    if not 0.0 <= value <= 1.0:
-        raise ArgumentError(f"overlap must lie in [0, 1], got {overlap!r}")
-    return value
-
-
 def _memory_layout(shape, order):
     """``(n0, n1, n2)``: the volume's axes in memory order, ``n2`` the fastest, unit axes dropped.
 
@@ -594,138 +568,21 @@ def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, conn
     return d, sizes, n_nan
 
 
-def _prepare_3d(scores, labels, label, name):
-    """``prepare`` plus the volume's shape and memory order (3-D volumes only)."""
+def prepare_volume(scores, labels, label, name):
+    """``prepare`` plus the volume's shape as three axes and its memory order.
+
+    A volume of fewer than three axes is one with unit axes in front (its
+    lesions are those of the same array seen as 3-D: 8-connected pixels of an
+    image under 26-connectivity, 4-connected under 6); more than three axes
+    are refused.
+    """
     flat_s, order, array = flat_scores(scores, name)
-    if array.ndim != 3:
+    if array.ndim > 3:
         raise InputError(
-            f"{volume_name(name)}: lesions are connected components of a 3-D volume; scores have shape {array.shape}"
+            f"{volume_name(name)}: lesions are connected components of a volume of at most 3 axes; "
+            f"scores have shape {array.shape} (use connectivity=None for voxel statistics only)"
         )
     flat_l = flat_labels(labels, array.shape, order, name)
     target, use_target = label_target(label, flat_l.dtype, name)
-    return flat_s, flat_l, target, use_target, array.shape, order
-
-
-def lesions(scores, labels, *, label=None, connectivity=26, name=None):
-    """The lesions of a 3-D volume and their voxels' scores (SPEC 1b).
-
-    Parameters
-    ----------
-    scores : array_like of float16, float32 or float64, 3-D
-        C- or Fortran-ordered (read in place), native or big-endian.
-    labels : array_like of bool, int or float, same shape
-        Lesion where ``labels > 0``, or ``labels == label``.
-    connectivity : {6, 18, 26}
-        Face, face+edge, or face+edge+corner neighbours.
-
-    Returns
-    -------
-    offsets : int64 ndarray of length L + 1
-        ``offsets[0] == 0``; lesion ``j`` has ``offsets[j + 1] - offsets[j]`` voxels.
-    sorted_scores : ndarray (float32 for float16/32 scores, float64 for float64)
-        Lesion ``j``'s scores, ascending, are ``sorted_scores[offsets[j]:offsets[j + 1]]``;
-        -0.0 is stored as +0.0. Lesions are ordered by the C-order index of their first
-        voxel, so the memory order of the inputs never changes the result.
-
-    Raises
-    ------
-    NaNScoresError
-        When a lesion voxel's score is NaN (background scores are not read).
-    """
-    connectivity = check_connectivity(connectivity)
-    check_label(label, name)
-    flat_s, flat_l, target, use_target, shape, order = _prepare_3d(scores, labels, label, name)
-    offsets, values, n_nan = ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
-    if n_nan:
-        _raise_nan(name, n_nan, values.size)
-    return offsets, values
-
-
-def _raise_nan(name, n_nan, n_voxels):
-    raise NaNScoresError(
-        f"{volume_name(name)}: {n_nan} NaN scores among its {n_voxels} lesion voxels; clskern never drops them silently"
-    )
-
-
-def required_voxels(sizes, overlap):
-    """``r_j = max(1, ceil(overlap * m_j))`` for each lesion size ``m_j``, exactly (int64).
-
-    The product is the exact rational ``overlap * m_j`` (``overlap`` as the
-    float64 it is). Its float64 rounding ``p`` is within half an ulp of it,
-    so ``ceil(p)`` is exact unless an integer lies within an ulp of ``p``:
-    only those sizes (and sizes of 2**53 voxels or more, not exact as floats)
-    are computed again with integers.
-    """
-    sizes = np.asarray(sizes, np.int64)
-    overlap = check_overlap(overlap)
-    if overlap == 0.0 or sizes.size == 0:
-        return np.ones(sizes.shape, np.int64)
-    if overlap == 1.0:
-        return np.maximum(sizes, 1)
-    product = overlap * sizes.astype(np.float64)
-    needed = np.ceil(product).astype(np.int64)
-    doubtful = (np.abs(product - np.round(product)) <= 2 * np.spacing(product)) | (sizes >= 2**53)
-    if doubtful.any():
-        numerator, denominator = Fraction(overlap).as_integer_ratio()
-        needed[doubtful] = [-(-numerator * int(m) // denominator) for m in sizes[doubtful]]
-    return np.maximum(needed, 1)
-
-
-def detection_scores(offsets, scores, overlap=0.0):
-    """Each lesion's detection score ``d_j``: the ``r_j``-th largest of its scores (SPEC 1b).
-
-    ``offsets`` and ``scores`` are the ragged result of ``lesions`` (segments
-    sorted ascending). Lesion ``j`` is detected at ``t`` exactly when
-    ``t <= d_j``. Returns an array of ``scores``' dtype, one per lesion, in
-    the lesions' order.
-    """
-    offsets = np.asarray(offsets, np.int64)
-    scores = np.asarray(scores)
-    sizes = np.diff(offsets)
-    if sizes.size and sizes.min() < 1:
-        raise ArgumentError("every lesion has at least one voxel: offsets must be strictly increasing")
-    r = required_voxels(sizes, overlap)
-    return scores[offsets[1:] - r]
-
-
-def lesion_critical_threshold(d, epsilon, empty="error", name=None):
-    """The lesion-level critical threshold: ``sorted(d)[k]`` (SPEC 1b).
-
-    ``k`` is the largest ``j`` in ``0..L-1`` with ``j / L <= epsilon``
-    (float64, as ``clskern.critical_threshold``), so ``L-FNR(t) <= epsilon``
-    exactly for ``t`` up to the result. ``L = 0`` follows ``empty``: raise
-    (``"error"``), ``+inf`` (``"pass"``) or None (``"skip"``). Returns a
-    float, or a float64 array of ``epsilon``'s shape.
-    """
-    check_empty_policy(empty)
-    eps = epsilon_array(epsilon)
-    d = np.asarray(d)
-    n = d.size
-    if n == 0:
-        return empty_threshold(empty, eps, name)
-    if np.isnan(d).any():
-        raise NaNScoresError(f"{volume_name(name)}: NaN detection scores; clskern never drops them silently")
-    k = largest_rank(eps, n, n - 1)
-    ordered = np.sort(d.ravel()) + 0.0  # one bit pattern for zero
-    return scalar_or_array(ordered[k].astype(np.float64), eps)
-
-
-def critical_threshold_lesions(
-    scores, labels, epsilon, *, label=None, connectivity=26, overlap=0.0, empty="error", name=None
-):
-    """Lesion-level critical threshold of one volume: labelling, detection scores, selection.
-
-    The largest ``t`` with ``L-FNR(t) <= epsilon`` (SPEC 1b); arguments as in
-    ``lesions`` and ``lesion_critical_threshold``. Checks every argument
-    before reading the volume.
-    """
-    check_empty_policy(empty)
-    eps = epsilon_array(epsilon)
-    overlap = check_overlap(overlap)
-    connectivity = check_connectivity(connectivity)
-    check_label(label, name)
-    flat_s, flat_l, target, use_target, shape, order = _prepare_3d(scores, labels, label, name)
-    d, sizes, n_nan = detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, connectivity, overlap)
-    if n_nan:
-        _raise_nan(name, n_nan, int(sizes.sum()))
-    return lesion_critical_threshold(d, eps, empty, name)
+    shape = (1,) * (3 - array.ndim) + tuple(array.shape)
+    return flat_s, flat_l, target, use_target, shape, order
