@@ -181,16 +181,28 @@ def class_stats(scores, labels, classes, *, connectivity=26, name=None, backend=
     classes = check_classes(classes)
     labels_array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     array = _channels(scores, labels_array.shape, classes, name)
+    channels = {channel: array[channel] for channel, _ in classes.values()}
+    return class_stats_from_channels(channels, labels_array, classes, connectivity=connectivity, name=name,
+                                     backend=backend)
+
+
+def class_stats_from_channels(channels, labels, classes, *, connectivity=26, name=None, backend="auto"):
+    """``class_stats`` of score channels held apart: ``channels`` maps each class's channel to its
+    ``spatial``-shaped scores (as a reader that returns one channel at a time gives them)."""
+    classes = check_classes(classes)
     extra = _volume_kwargs(connectivity)
-    bits = class_bits(labels_array, classes, name)
-    out = {}
+    for cname, (channel, _) in classes.items():
+        if channel not in channels:
+            raise InputError(f"{volume_name(name)}: class {cname!r} reads channel {channel}, which was not read")
+    bits = class_bits(labels, classes, name)
     if len(classes) == 1:
         (cname, (channel, _)), = classes.items()
-        return {cname: volume_stats(array[channel], bits, name=name, backend=backend, **extra)}
+        return {cname: volume_stats(channels[channel], bits, name=name, backend=backend, **extra)}
+    out = {}
     mask = np.empty_like(bits)
     for i, (cname, (channel, _)) in enumerate(classes.items()):
         np.bitwise_and(bits, bits.dtype.type(1 << i), out=mask)
-        out[cname] = volume_stats(array[channel], mask, name=name, backend=backend, **extra)
+        out[cname] = volume_stats(channels[channel], mask, name=name, backend=backend, **extra)
     return out
 
 

@@ -202,3 +202,97 @@ def test_parse_classes_and_dataset_json(tmp_path):
     del brats["regions_class_order"]
     with pytest.raises(InputError, match="regions_class_order"):
         classes_from_dataset_json(brats)
+
+
+# -- the command line -----------------------------------------------------------------------------------
+
+
+def _write_brats(root, n, seed=0):
+    """nnU-Net-style region outputs as 4-D NIfTI (x, y, z, 3 regions) with BraTS-like label maps."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    s, l = root / "scores", root / "labels"
+    s.mkdir()
+    l.mkdir()
+    cases = {}
+    shape = (8, 7, 6)
+    for i in range(n):
+        labels = np.zeros(shape, np.uint8)
+        labels[1:7, 1:6, 1:5] = 1
+        labels[2:6, 2:5, 2:4] = 2
+        if i % 4:
+            labels[3:5, 3:4, 2:3] = 3
+        regions = np.stack([np.isin(labels, v) for v in ((1, 2, 3), (2, 3), (3,))])
+        probs = np.clip(regions * rng.uniform(0.3, 0.9) + rng.random((3, *shape)) * 0.5, 0, 1).astype(np.float32)
+        nib.save(nib.Nifti1Image(np.moveaxis(probs, 0, -1), np.eye(4)), s / f"b{i:02d}.nii.gz")
+        nib.save(nib.Nifti1Image(labels, np.eye(4)), l / f"b{i:02d}.nii.gz")
+        cases[f"b{i:02d}"] = (probs, labels)
+    dataset = {"labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+               "regions_class_order": [1, 2, 3]}
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    return cases
+
+
+def test_cli_stats_calibrate_apply_several_classes(tmp_path, capsys):
+    import nibabel as nib
+
+    from clskern.calibration.sets import read_calibration_file
+    from clskern.class_store import ClassStatsStore
+    from clskern.cli.main import main
+
+    def cli(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    cases = _write_brats(tmp_path, 30)
+    store, cal, masks = tmp_path / "st.sqlite", tmp_path / "cal.json", tmp_path / "masks"
+    dj = tmp_path / "dataset.json"
+    code, out, err = cli("stats", "--scores", tmp_path / "scores", "--labels", tmp_path / "labels", "-o", store,
+                         "--dataset-json", dj)
+    assert code == 0, err
+    classes, order = classes_from_dataset_json(dj)
+    expected = {c: class_stats(p, y, classes, name=c) for c, (p, y) in cases.items()}
+    with ClassStatsStore(store, create=False) as st:
+        assert st.load() == expected
+    code, out, err = cli("stats", "--scores", tmp_path / "scores", "--labels", tmp_path / "labels", "-o", store,
+                         "--dataset-json", dj)
+    assert code == 0 and "30 already stored" in out, (out, err)
+
+    code, out, err = cli("calibrate", "--store", store, "--dataset-json", dj, "--epsilon", 0.2, "--alpha", 0.3,
+                         "--family", "bonferroni", "--class-epsilon", "enhancing tumor=0.3", "-o", cal)
+    assert code == 0, err
+    reference = clskern.calibrate(expected, epsilon={"whole tumor": 0.2, "tumor core": 0.2, "enhancing tumor": 0.3},
+                                  alpha=0.3, family="bonferroni")
+    written = read_calibration_file(cal)
+    assert written.family == "bonferroni" and written.regions_class_order == [1, 2, 3]
+    assert {n: c.threshold for n, c in written.calibrations.items()} == {n: c.threshold for n, c in reference.items()}
+    assert written.calibrations["enhancing tumor"].n_skipped == 8  # the cases lacking ET, for ET only
+
+    spec = "WT=0:1,2,3;TC=1:2,3;ET=2:3"  # the same classes, named on the command line, from folders
+    cal2 = tmp_path / "cal2.json"
+    code, _, err = cli("calibrate", "--scores", tmp_path / "scores", "--labels", tmp_path / "labels",
+                       "--classes", spec, "--regions-class-order", "1,2,3", "--epsilon", 0.2, "--alpha", 0.3,
+                       "-o", cal2, "-q")
+    assert code == 0, err
+    by_spec = read_calibration_file(cal2)
+    none = clskern.calibrate(expected, epsilon=0.2, alpha=0.3)
+    assert [c.threshold for c in by_spec.calibrations.values()] == [c.threshold for c in none.values()]
+
+    code, out, err = cli("apply", "--calibration", cal, "--scores", tmp_path / "scores", "-o", masks)
+    assert code == 0, err
+    t = [reference[n].threshold for n in ("whole tumor", "tumor core", "enhancing tumor")]
+    for c, (p, _) in cases.items():
+        got = np.asanyarray(nib.load(masks / f"{c}.nii.gz").dataobj)
+        np.testing.assert_array_equal(got, _nnunet_regions(p, t, [1, 2, 3]))
+
+    code, _, err = cli("calibrate", "--store", store, "--classes", "WT=0:1,2,3", "--regions-class-order", "1",
+                       "--epsilon", 0.2, "--alpha", 0.3, "-o", tmp_path / "x.json")
+    assert code == 1 and "st.sqlite: the store holds classes" in err and len(err.splitlines()) == 1
+    code, _, err = cli("calibrate", "--store", store, "--dataset-json", dj, "--epsilon", 0.2, "--alpha", 0.1,
+                       "--family", "bonferroni", "-o", tmp_path / "x.json")
+    assert code == 1 and "class 'enhancing tumor'" in err and "n=22" in err and len(err.splitlines()) == 1
+    code, _, err = cli("calibrate", "--store", store, "--classes", "WT=0:1,2,3", "--epsilon", 0.2, "-o",
+                       tmp_path / "x.json")
+    assert code == 1 and "--regions-class-order" in err

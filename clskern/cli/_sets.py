@@ -1,15 +1,19 @@
-"""Calibration sets on the command line: ``--groups FILE.csv`` (one calibration per group).
+"""Calibration sets on the command line: one calibration per group or per class.
 
-``calibrate --groups`` writes a ``CalibrationSet`` (``clskern.calibration.sets``)
-holding one checked ``Calibration`` per group; ``apply`` given such a file
-needs ``--groups`` too, to know each case's group, and cuts each case at its
-group's threshold.
+- ``--groups FILE.csv`` (calibrate, apply): ``calibrate`` writes a
+  ``CalibrationSet`` (``clskern.calibration.sets``) holding one checked
+  ``Calibration`` per group; ``apply`` given such a file needs ``--groups``
+  too, to know each case's group, and cuts each case at its group's threshold.
+- ``--classes "WT=1:1,2,3;TC=2:1,3"`` or ``--dataset-json PATH`` (stats,
+  calibrate): every class's statistics from one read of each case's labels,
+  kept per (case, class) in the store (``clskern.class_store``); ``calibrate``
+  writes one calibration per class (``--family none|bonferroni``,
+  ``--class-epsilon NAME=E,...``); ``apply`` writes nnU-Net's label map.
 """
 
 import os
 import sys
 
-from ..calibration.methods import calibrate
 from ..calibration.sets import CalibrationSet
 from ..errors import CalibrationError
 from ..io.groups import read_groups
@@ -23,9 +27,32 @@ def add_group_option(parser, what):
                         help=f"CSV 'case,group' (header row, then one row per case): {what}")
 
 
+def add_class_options(parser):
+    """--classes / --dataset-json: several classes of channel-first scores."""
+    parser.add_argument("--classes", metavar="SPEC", default=None,
+                        help="several classes: 'NAME=CHANNEL:VALUE,VALUE;...' (e.g. 'WT=1:1,2,3;TC=2:1,3;ET=3:3'); "
+                             "a class's ground truth is the label in its values, its scores the channel")
+    parser.add_argument("--regions-class-order", metavar="V,V,...", default=None,
+                        help="with --classes: the label value each class writes in the label map (needed when a "
+                             "class has several values, as nnU-Net's regions_class_order)")
+    parser.add_argument("--dataset-json", metavar="PATH", default=None,
+                        help="the classes of an nnU-Net v2 dataset.json (labels, regions, regions_class_order)")
+
+
+def add_stats_options(parser):
+    """The options of ``clskern stats`` for several classes."""
+    add_class_options(parser)
+
+
 def add_calibrate_options(parser):
     """The options of ``clskern calibrate`` that make a calibration set."""
     add_group_option(parser, "calibrate each group on its own cases (one threshold per group)")
+    add_class_options(parser)
+    parser.add_argument("--family", choices=("none", "bonferroni"), default="none",
+                        help="several classes: 'none' (each class its own 1 - alpha, default) or 'bonferroni' "
+                             "(alpha / classes each: every class at once with probability >= 1 - alpha)")
+    parser.add_argument("--class-epsilon", metavar="NAME=E,...", default=None,
+                        help="several classes: a tolerance per class (the others take --epsilon)")
 
 
 def add_apply_options(parser):
@@ -33,8 +60,138 @@ def add_apply_options(parser):
     add_group_option(parser, "each case's group, for a calibration per group")
 
 
+def wants_classes(args):
+    return getattr(args, "classes", None) is not None or getattr(args, "dataset_json", None) is not None
+
+
 def wants_set(args):
-    return getattr(args, "groups", None) is not None
+    return getattr(args, "groups", None) is not None or wants_classes(args) or (
+        getattr(args, "family", "none") != "none" or getattr(args, "class_epsilon", None) is not None)
+
+
+def classes_of(args):
+    """``(classes, regions_class_order)`` from --classes (and --regions-class-order) or --dataset-json."""
+    from ..classes import classes_from_dataset_json, parse_classes, region_mode
+
+    if args.classes is not None and args.dataset_json is not None:
+        raise ValueError("give either --classes or --dataset-json, not both")
+    if args.dataset_json is not None:
+        if args.regions_class_order is not None:
+            raise ValueError(f"--regions-class-order: {args.dataset_json} gives regions_class_order")
+        return classes_from_dataset_json(args.dataset_json)
+    classes = parse_classes(args.classes)
+    order = None
+    if args.regions_class_order is not None:
+        try:
+            order = [float(v) for v in args.regions_class_order.split(",")]
+        except ValueError:
+            raise ValueError(f"--regions-class-order: expected numbers separated by commas, "
+                             f"got {args.regions_class_order!r}") from None
+        order = [int(v) if v.is_integer() else v for v in order]
+        if len(order) != len(classes):
+            raise ValueError(f"--regions-class-order: {len(order)} values for {len(classes)} classes")
+    elif region_mode(classes):
+        several = next(n for n, (_, v) in classes.items() if len(v) > 1)
+        raise ValueError(f"--classes: class {several!r} has several values (a region): give --regions-class-order, "
+                         "the label value each class writes")
+    return classes, order
+
+
+def _class_epsilon(args, names):
+    if args.class_epsilon is None:
+        return args.epsilon
+    out = {name: args.epsilon for name in names}
+    for item in args.class_epsilon.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in out:
+            raise ValueError(f"--class-epsilon: {name!r} is not a class ({', '.join(names)})")
+        try:
+            eps = float(value)
+        except ValueError:
+            raise ValueError(f"--class-epsilon: {item!r} is not NAME=EPSILON") from None
+        if not 0 <= eps < 1:
+            raise ValueError(f"--class-epsilon: {name}: must lie in [0, 1), got {eps:g}")
+        out[name] = eps
+    return out
+
+
+def run_stats(args):
+    """``clskern stats --classes``: every class's statistics, one read of the labels per channel pass."""
+    import time
+
+    from ..class_store import ClassStatsStore
+    from ..io.class_batch import collect_class_stats
+    from ._progress import Progress
+
+    classes, order = classes_of(args)
+    if args.label is not None or args.channel is not None:
+        raise ValueError("--label and --channel choose one class; --classes/--dataset-json name each class's "
+                         "channel and label values")
+    if getattr(args, "scheduler", None):
+        raise ValueError("--scheduler: per-class statistics are read here (not yet on a Dask cluster)")
+    paired = pairs_of(args)
+    if args.overwrite:  # the store and SQLite's journal files beside it
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.lexists(args.store + suffix):
+                os.unlink(args.store + suffix)
+    started = time.perf_counter()
+    with ClassStatsStore(args.store) as store:
+        progress = Progress(len(paired[0]), "stats", quiet=args.quiet)
+        try:
+            result = collect_class_stats(paired[0], classes, regions_class_order=order, store=store,
+                                         empty=args.empty, jobs=args.jobs, keep_going=args.keep_going,
+                                         on_case=lambda e: progress.step(e.case_id, e.status, e.nbytes),
+                                         affine_atol=args.affine_tolerance)
+        finally:
+            progress.close()
+        n_stored = len(store)
+    if not args.quiet:
+        print(f"stats: {n_stored} case(s) x {len(classes)} class(es) ({', '.join(classes)}) in {args.store}: "
+              f"{result.read} read, {result.reused} already stored"
+              + (f", {len(result.failed)} failed" if result.failed else "")
+              + f" ({time.perf_counter() - started:.1f} s)")
+    if result.failed:
+        print(f"clskern stats: error: {len(result.failed)} case(s) failed, first {result.failed[0][0]!r}: "
+              f"{result.failed[0][1]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_calibrate_classes(args, alpha, delta):
+    """``clskern calibrate --classes/--dataset-json``: one calibration per class, written as a set."""
+    from ..class_store import ClassStatsStore
+    from ..io.class_batch import collect_class_stats
+
+    refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels, args.dataset_json])
+    refuse_existing([args.output], args.overwrite)
+    classes, order = classes_of(args)
+    if args.store is not None:
+        with ClassStatsStore(args.store, create=False) as store:
+            stored, stored_order = store.classes()
+            if stored != classes or stored_order != order:
+                raise ValueError(f"{args.store}: the store holds classes "
+                                 f"{', '.join(f'{n}={c}:{v}' for n, (c, v) in stored.items())}, not the ones asked")
+            volumes = store.load()
+        if not volumes:
+            raise ValueError(f"{args.store}: the store holds no cases")
+    else:
+        pairs, _ = pairs_of(args)
+        volumes = collect_class_stats(pairs, classes, regions_class_order=order, empty=args.empty, jobs=args.jobs,
+                                      affine_atol=args.affine_tolerance).stats
+    epsilon = _class_epsilon(args, list(classes))
+    calibrations = calibrate(volumes, epsilon=epsilon, alpha=alpha, method=args.method, delta=delta,
+                             empty=args.empty, family=args.family)
+    import dataclasses
+
+    calibrations = {n: dataclasses.replace(c, reading={"label": None, "channel": classes[n][0]})
+                    for n, c in calibrations.items()}
+    result = CalibrationSet(by="class", calibrations=calibrations, family=args.family, alpha=alpha, delta=delta,
+                            classes=classes, regions_class_order=order)
+    write_text_atomic(args.output, result.to_json() + "\n")
+    if not args.quiet:
+        print(_describe_set(result, args.output))
+    return 0
 
 
 def _describe_set(result, output):
@@ -47,8 +204,26 @@ def _describe_set(result, output):
     return "\n".join(lines)
 
 
+def calibrate(*args, **kwargs):
+    """``clskern.calibrate``, imported when a calibration runs (``clskern stats`` does not load it)."""
+    from ..calibration.methods import calibrate as calibrate_
+
+    return calibrate_(*args, **kwargs)
+
+
 def run_calibrate(args, alpha, delta):
-    """``clskern calibrate --groups``: one calibration per group, written as a set."""
+    """``clskern calibrate`` with --groups, or --classes/--dataset-json: a calibration set."""
+    if wants_classes(args):
+        if args.groups is not None:
+            raise ValueError("--groups with several classes is not supported yet: calibrate each class by group "
+                             "separately")
+        if args.label is not None or args.channel is not None:
+            raise ValueError("--label and --channel choose one class; --classes/--dataset-json name each class's "
+                             "channel and label values")
+        return run_calibrate_classes(args, alpha, delta)
+    if args.family != "none" or args.class_epsilon is not None:
+        raise ValueError(f"{'--family' if args.family != 'none' else '--class-epsilon'} needs several classes "
+                         "(--classes or --dataset-json)")
     refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels, args.groups])
     refuse_existing([args.output], args.overwrite)
     groups = read_groups(args.groups)
@@ -161,4 +336,63 @@ def run_apply(args, calibration_set, *, find_inputs, channel_of):
     """``clskern apply`` with a calibration set (``find_inputs``, ``channel_of``: apply's own helpers)."""
     if calibration_set.by == "group":
         return run_apply_groups(args, calibration_set, find_inputs, channel_of)
-    raise ValueError(f"{args.calibration}: calibration by {calibration_set.by} is not supported by apply yet")
+    if args.groups is not None:
+        raise ValueError(f"{args.calibration}: a calibration per class; --groups applies to a calibration per group")
+    if args.channel is not None:
+        raise ValueError(f"{args.calibration}: a calibration per class reads each class's own channel; "
+                         "--channel does not apply")
+    return run_apply_classes(args, calibration_set, find_inputs)
+
+
+def run_apply_classes(args, calibration_set, find_inputs):
+    """``clskern apply`` with a calibration per class: nnU-Net's label map per case."""
+    import numpy as np
+
+    from ..classes import apply_classes, region_mode
+    from ..io import prefetch
+    from ..io.cases import read_case_scores
+    from ..io.masks import reference_index, resolve_geometry, save_mask
+    from ._progress import Progress
+
+    classes = calibration_set.classes
+    if classes is None:
+        raise ValueError(f"{args.calibration}: the set does not say which channel each class reads")
+    channels = sorted({channel for channel, _ in classes.values()})
+    stacked = {name: (channels.index(c), values) for name, (c, values) in classes.items()}
+    order = calibration_set.regions_class_order
+    written = order if region_mode(classes, order) else [values[0] for _, values in classes.values()]
+    if any(not float(v).is_integer() or not 0 <= v <= 255 for v in written):
+        raise ValueError(f"{args.calibration}: label values {written} do not fit the uint8 masks apply writes")
+    inputs = find_inputs(args.scores)
+    references = reference_index(args.reference) if args.reference else None
+    plan = []
+    for case_id, path in inputs.items():
+        plan.append((case_id, path, resolve_geometry(path, case_id, references),
+                     os.path.join(args.output, case_id + ".nii.gz")))
+    sources = [args.scores, args.reference, args.calibration, *inputs.values(), *(references or {}).values()]
+    sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
+    refuse_inputs_as_outputs([args.output, *(item[3] for item in plan)], sources)
+    refuse_existing([item[3] for item in plan], args.overwrite)
+    os.makedirs(args.output, exist_ok=True)
+    progress = Progress(len(plan), "apply", quiet=args.quiet)
+
+    def load(item):
+        return [read_case_scores(item[1], channel=c, geometry=item[2]) for c in channels]
+
+    stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda vols: sum(v.array.nbytes for v in vols))
+    try:
+        for (case_id, _, geometry, out), volumes, error in stream:
+            if error is not None:
+                raise error
+            scores = np.stack([v.array for v in volumes])
+            label_map = apply_classes(scores, calibration_set.calibrations, stacked, regions_class_order=order,
+                                      name=case_id).astype(np.uint8, copy=False)
+            save_mask(label_map, out, geometry, volumes[0])
+            progress.step(case_id, "done", scores.nbytes)
+    finally:
+        stream.close()
+        progress.close()
+    if not args.quiet:
+        print(f"apply: {len(plan)} label map(s) of {len(classes)} class(es) ({', '.join(classes)}) -> {args.output}",
+              file=sys.stdout)
+    return 0

@@ -8,6 +8,7 @@ from ..store import StatsStore
 from ._cases import gather, pairs_of
 from ._common import add_empty, add_overwrite, add_quiet, add_reading
 from ._output import refuse_inputs_as_outputs
+from . import _sets
 
 HELP = "read each case once and keep its statistics in a store (resumable)"
 
@@ -24,6 +25,7 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", "--store", dest="store", required=True, metavar="STORE",
                    help="statistics store to create or resume")
     add_empty(p)
+    _sets.add_stats_options(p)
     p.add_argument("--keep-going", action="store_true",
                    help="report a case that fails and go on (exit 1 at the end)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
@@ -45,6 +47,8 @@ def _remove_store(path):
 
 def run(args):
     refuse_inputs_as_outputs([args.store + suffix for suffix in STORE_FILES], [args.scores, args.labels])
+    if _sets.wants_classes(args):  # several classes: statistics per (case, class)
+        return _sets.run_stats(args)
     paired = pairs_of(args)  # bad folders fail before an old store is removed
     if args.overwrite:
         _remove_store(args.store)

@@ -1,0 +1,117 @@
+"""Per-class statistics for a folder of cases (``clskern stats/calibrate --classes``).
+
+Each case's labels are read, each channel a class uses is read (with the
+checks ``load_case`` makes: shapes, affines, nnU-Net's ``.pkl``), and
+``clskern.classes.class_stats_from_channels`` derives every class's ground
+truth from one pass over the labels. With a ``ClassStatsStore``, cases whose
+files, options and class definitions are unchanged are not read again.
+
+Each channel is read through ``load_case`` (which also reads the labels):
+a case with k distinct channels reads its label file k times and, for a
+deflated ``.npz``, inflates it k times. Simple and checked; not yet one read
+per file.
+"""
+
+import time
+
+from .._validate import check_empty_policy, empty_error
+from ..store import fingerprint_of
+from .batch import BatchResult, CaseEvent, case_fingerprint
+from .cases import AFFINE_ATOL, load_case
+from .prefetch import prefetch
+
+
+def class_fingerprint(pair, spec, *, affine_atol=AFFINE_ATOL):
+    """A case's fingerprint for per-class statistics: its files and options, and the class definitions."""
+    base = case_fingerprint(pair, label=None, channel=None, affine_atol=affine_atol)
+    return fingerprint_of(base, "", classes=spec)
+
+
+def load_channels(pair, channels, *, affine_atol=AFFINE_ATOL):
+    """``({channel: scores}, labels)`` of a case, each channel checked against the labels."""
+    arrays, labels = {}, None
+    for channel in channels:
+        case = load_case(pair, channel=channel, affine_atol=affine_atol)
+        arrays[channel] = case.scores
+        labels = case.labels
+    return arrays, labels
+
+
+def collect_class_stats(pairs, classes, *, regions_class_order=None, store=None, empty="skip", jobs=1,
+                        keep_going=False, on_case=None, affine_atol=AFFINE_ATOL):
+    """``BatchResult`` whose ``stats`` are ``{case: {class: VolumeStats}}``.
+
+    ``store`` (a ``ClassStatsStore``) keeps each case's classes as soon as
+    they are done and gives back those already stored. ``empty="error"``
+    stops at a case lacking a class; otherwise lacking classes are kept
+    (``n_fg == 0``) for the calibration's empty policy. A case counts in
+    ``result.empty`` when it lacks every class.
+    """
+    from ..class_store import spec_json
+    from ..classes import check_classes, class_stats_from_channels
+
+    check_empty_policy(empty)
+    classes = check_classes(classes)
+    spec = spec_json(classes, regions_class_order)
+    channels = sorted({channel for channel, _ in classes.values()})
+    result = BatchResult()
+    known = {}
+    if store is not None:
+        store.check_classes(classes, regions_class_order)
+        known = store.fingerprints()
+        stored = store.load() if known else {}
+    todo = []
+    for pair in pairs:
+        key = None
+        if pair.case_id in known:
+            try:
+                key = class_fingerprint(pair, spec, affine_atol=affine_atol)
+            except OSError:
+                key = None
+        if key is not None and key == known[pair.case_id]:
+            result.stats[pair.case_id] = stored[pair.case_id]
+            result.reused += 1
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "skipped"))
+        else:
+            todo.append(pair)
+
+    def load(pair):
+        started = time.perf_counter()
+        key = class_fingerprint(pair, spec, affine_atol=affine_atol) if store is not None else None
+        return load_channels(pair, channels, affine_atol=affine_atol), started, key
+
+    stream = prefetch(todo, load, jobs=jobs)
+    try:
+        for pair, loaded, error in stream:
+            try:
+                if error is not None:
+                    raise error
+                (arrays, labels), started, key = loaded
+                stats = class_stats_from_channels(arrays, labels, classes, name=pair.case_id)
+                nbytes = sum(a.nbytes for a in arrays.values()) + labels.nbytes
+                del arrays, labels, loaded
+                lacking = [name for name, s in stats.items() if s.n_fg == 0]
+                if lacking and empty == "error":
+                    raise empty_error(f"{pair.case_id} (class {lacking[0]!r})")
+                if store is not None:
+                    store.put(pair.case_id, key, stats)
+            except Exception as exc:
+                if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                    raise
+                result.failed.append((pair.case_id, exc))
+                if on_case:
+                    on_case(CaseEvent(pair.case_id, "failed", error=exc))
+                continue
+            result.stats[pair.case_id] = stats
+            result.read += 1
+            result.nbytes += nbytes
+            if len(lacking) == len(stats):
+                result.empty.append(pair.case_id)
+            if on_case:
+                on_case(CaseEvent(pair.case_id, "stored" if store is not None else "done", nbytes,
+                                  time.perf_counter() - started))
+    finally:
+        stream.close()
+    result.stats = dict(sorted(result.stats.items()))
+    return result
