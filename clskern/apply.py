@@ -1,10 +1,13 @@
 """Test-time masks: ``apply_threshold``."""
 
+import numpy as np
+
 from . import _backend
+from ._normalize import check_normalize, check_range, score_cut
 from ._validate import real_number
 
 
-def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
+def apply_threshold(scores, threshold, *, normalize="none", out=None, name=None, backend="auto"):
     """The mask ``scores >= threshold`` as uint8, in one parallel pass.
 
     Parameters
@@ -14,6 +17,13 @@ def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
     threshold : float
         Typically ``Calibration.threshold``; compared in float64, so a
         threshold taken from float32 scores keeps its exact meaning.
+    normalize : {"none", "minmax"}
+        ``"minmax"`` (SPEC 1d; ``Calibration.normalize``): the mask is
+        ``q >= threshold`` with ``q = (p - min p) / (max p - min p)`` over
+        this volume, in float64, voxel for voxel. One pass finds the exact
+        minimum and maximum, the threshold becomes the smallest score of the
+        volume's dtype whose ``q`` reaches it (``clskern._normalize.score_cut``),
+        and the mask pass compares the scores with that: no voxel is rescaled.
     out : ndarray of uint8, optional
         Written in place: a writable uint8 ndarray of the scores' shape,
         contiguous in the scores' memory order, sharing no memory with them.
@@ -41,5 +51,11 @@ def apply_threshold(scores, threshold, *, out=None, name=None, backend="auto"):
         not a NumPy array at all).
     """
     threshold = real_number(threshold, "threshold")
-    return _backend.kernels(backend, scores, out, name=name).apply_threshold(scores, threshold, out, name)
-
+    kernels = _backend.kernels(backend, scores, out, name=name)
+    if check_normalize(normalize) != "none":
+        low, high = kernels.score_range(scores, name)
+        if low is not None:  # an empty volume has an empty mask whatever the cut
+            dtype = np.asarray(low).dtype  # the lesion scores' dtype: float32 (float16/32 volumes) or float64
+            low, high = check_range(low, high, name)
+            threshold = score_cut(threshold, low, high, dtype)
+    return kernels.apply_threshold(scores, threshold, out, name)

@@ -26,6 +26,7 @@ from ._lesions import (
     detection_scores,
     lesion_critical_threshold,
 )
+from ._normalize import check_normalize, check_range, minmax, score_cut
 from ._ranks import largest_rank
 from ._validate import (
     check_empty_policy,
@@ -72,10 +73,10 @@ class VolumeStats:
     """
 
     __slots__ = ("n_voxels", "n_fg", "lesion_scores", "bg_bins", "bg_counts", "name", "_fp_table",
-                 "connectivity", "lesion_offsets", "lesion_groups")
+                 "connectivity", "lesion_offsets", "lesion_groups", "score_min", "score_max")
 
     def __init__(self, n_voxels, n_fg, lesion_scores, bg_bins, bg_counts, name=None, *,
-                 connectivity=None, lesion_offsets=None, lesion_groups=None):
+                 connectivity=None, lesion_offsets=None, lesion_groups=None, score_min=None, score_max=None):
         self.n_voxels = _count(n_voxels, "n_voxels", name)
         self.n_fg = _count(n_fg, "n_fg", name)
         self.lesion_scores = np.asarray(lesion_scores)
@@ -90,6 +91,7 @@ class VolumeStats:
                              "together, with a connectivity, or not at all)")
         self.lesion_offsets = None if lesion_offsets is None else np.asarray(lesion_offsets)
         self.lesion_groups = None if lesion_groups is None else np.asarray(lesion_groups)
+        self.score_min, self.score_max = _score_extremes(score_min, score_max, self.lesion_scores, name)
         problem = self._inconsistency()
         if problem:
             raise InputError(f"{volume_name(name)}: inconsistent statistics ({problem})")
@@ -97,7 +99,8 @@ class VolumeStats:
         self.bg_counts = self.bg_counts.astype(np.int64, copy=False)
 
     @classmethod
-    def _from_kernels(cls, n_voxels, lesion_scores, bg_bins, bg_counts, name, lesions=None, connectivity=None):
+    def _from_kernels(cls, n_voxels, lesion_scores, bg_bins, bg_counts, name, lesions=None, connectivity=None,
+                      score_min=None, score_max=None):
         """Statistics straight from the kernels: already consistent, so not re-checked.
 
         The checks of ``__init__`` read every lesion score twice (0.2 ms on
@@ -109,6 +112,7 @@ class VolumeStats:
         self.lesion_scores, self.bg_bins, self.bg_counts = lesion_scores, bg_bins, bg_counts
         self.connectivity = None if lesions is None else connectivity
         self.lesion_offsets, self.lesion_groups = (None, None) if lesions is None else lesions
+        self.score_min, self.score_max = score_min, score_max
         return self
 
     def _inconsistency(self):
@@ -130,8 +134,33 @@ class VolumeStats:
             return "histogram bins must be increasing and in range, counts positive"
         if int(counts.sum()) != self.n_voxels - self.n_fg:
             return "counts do not add up"
+        if self.score_min is not None:
+            problem = self._range_inconsistency()
+            if problem:
+                return problem
         if self.connectivity is not None:
             return self._lesion_inconsistency()
+        return None
+
+    def _range_inconsistency(self):
+        """What is wrong with ``score_min``/``score_max``, or None.
+
+        They must bracket every lesion score and, where there is a histogram,
+        fall in its lowest and highest occupied bins (background and lesion
+        scores together). Lesion-side statistics without a histogram (the
+        store's ``lesion_stats``) are checked against the lesion scores only.
+        """
+        low, high, scores, bins = self.score_min, self.score_max, self.lesion_scores, self.bg_bins
+        if self.n_voxels == 0:
+            return "an empty volume has no score_min or score_max"
+        if not low <= high:
+            return f"score_min {low!r} above score_max {high!r}"
+        if scores.size and not (low <= scores[0] and scores[-1] <= high):
+            return f"the lesion scores [{scores[0]!r}, {scores[-1]!r}] are not within [score_min, score_max]"
+        if bins.size:
+            occupied = [int(bins[0]), int(bins[-1])] + ([_bin_of(scores[0]), _bin_of(scores[-1])] if scores.size else [])
+            if (_bin_of(low), _bin_of(high)) != (min(occupied), max(occupied)):
+                return "score_min and score_max are not in the lowest and highest occupied histogram bins"
         return None
 
     def _lesion_inconsistency(self):
@@ -176,6 +205,8 @@ class VolumeStats:
             and self.connectivity == other.connectivity
             and _same(self.lesion_offsets, other.lesion_offsets)
             and _same(self.lesion_groups, other.lesion_groups)
+            and _same_value(self.score_min, other.score_min)
+            and _same_value(self.score_max, other.score_max)
         )
 
     __hash__ = None
@@ -224,7 +255,7 @@ class VolumeStats:
 
     # -- exact lesion-side quantities -------------------------------------------------
 
-    def critical_threshold(self, epsilon, *, level="voxel", overlap=0.0, empty="error"):
+    def critical_threshold(self, epsilon, *, level="voxel", overlap=0.0, empty="error", normalize="none"):
         """Largest ``t`` with ``FNR(t) <= epsilon`` (SPEC 1), exactly.
 
         Returns ``lesion_scores[k]`` with ``k`` the largest ``j < n_fg`` with
@@ -233,8 +264,14 @@ class VolumeStats:
         ``"pass"`` gives +inf, ``"skip"`` gives None. ``level="lesion"``:
         the largest ``t`` with ``L-FNR(t) <= epsilon`` at ``overlap`` (SPEC
         1b), from the stored lesions (``at_lesion_level``).
+        ``normalize="minmax"``: in the volume's min-max normalised scores
+        (SPEC 1d), ``q(lesion_scores[k])``, exactly (``q`` is monotone).
         """
         check_empty_policy(empty)
+        if check_normalize(normalize) != "none":
+            low, high = check_range(self.score_min, self.score_max, self.name)
+            value = self.critical_threshold(epsilon, level=level, overlap=overlap, empty=empty)
+            return None if value is None else _normalized(value, low, high)
         if level != "voxel" or overlap != 0.0:
             return self._level(level, overlap).critical_threshold(epsilon, empty=empty)
         eps = epsilon_array(epsilon)
@@ -243,24 +280,33 @@ class VolumeStats:
         k = largest_rank(eps, self.n_fg, self.n_fg - 1)
         return scalar_or_array(self.lesion_scores[k].astype(np.float64), eps)
 
-    def fn(self, t, *, level="voxel", overlap=0.0):
+    def fn(self, t, *, level="voxel", overlap=0.0, normalize="none"):
         """False negatives ``#{lesion and p < t}`` (exact; int or int64 array).
 
         ``level="lesion"``: lesions missed at ``t`` (``at_lesion_level``).
+        ``normalize="minmax"``: ``t`` is in normalised scores, ``#{lesion and
+        q(p) < t}``, exact (counted at ``score_cut(t)``); so for every
+        curve method.
         """
+        if normalize != "none":
+            return self.fn(self._score_cut(t, normalize), level=level, overlap=overlap)
         if level != "voxel" or overlap != 0.0:
             return self._level(level, overlap).fn(t)
         t = _thresholds(t)
         return scalar_or_array(np.searchsorted(self.lesion_scores, t, side="left").astype(np.int64), t)
 
-    def tp(self, t, *, level="voxel", overlap=0.0):
+    def tp(self, t, *, level="voxel", overlap=0.0, normalize="none"):
         """True positives ``#{lesion and p >= t}`` (exact); lesions detected at lesion level."""
+        if normalize != "none":
+            return self.tp(self._score_cut(t, normalize), level=level, overlap=overlap)
         if level != "voxel" or overlap != 0.0:
             return self._level(level, overlap).tp(t)
         return self.n_fg - self.fn(t)
 
-    def fnr(self, t, *, level="voxel", overlap=0.0):
+    def fnr(self, t, *, level="voxel", overlap=0.0, normalize="none"):
         """``FN(t) / n_fg`` in float64 (exact; undefined without lesion voxels); L-FNR at lesion level."""
+        if normalize != "none":
+            return self.fnr(self._score_cut(t, normalize), level=level, overlap=overlap)
         if level != "voxel" or overlap != 0.0:
             return self._level(level, overlap).fnr(t)
         if self.n_fg == 0:
@@ -269,8 +315,17 @@ class VolumeStats:
 
     # -- background-side quantities (histogram resolution) ----------------------------
 
-    def fp(self, t):
-        """False positives ``#{background and p >= t}`` (float64; exact at bin edges)."""
+    def fp(self, t, *, normalize="none"):
+        """False positives ``#{background and p >= t}`` (float64; exact at bin edges).
+
+        ``normalize="minmax"``: ``#{background and q(p) >= t}``, counted at
+        ``score_cut(t)``: exact when that score cut is a bin edge (as for
+        ``t = q(e)`` of a bin edge ``e`` that no smaller score shares its
+        ``q`` with), interpolated within its bin otherwise; so for ``fpr``,
+        ``dice`` and ``pc``.
+        """
+        if normalize != "none":
+            return self.fp(self._score_cut(t, normalize))
         t = _thresholds(t)
         if self.bg_counts.size == 0:
             return scalar_or_array(np.zeros(t.shape), t)
@@ -286,13 +341,17 @@ class VolumeStats:
         count += share * self.bg_counts[i]
         return scalar_or_array(count, t)
 
-    def fpr(self, t):
+    def fpr(self, t, *, normalize="none"):
         """``FP(t) / n_bg`` (0 when there is no background)."""
+        if normalize != "none":
+            return self.fpr(self._score_cut(t, normalize))
         fp = self.fp(t)
         return fp / self.n_bg if self.n_bg else fp * 0.0
 
-    def dice(self, t):
+    def dice(self, t, *, normalize="none"):
         """``2 TP / (2 TP + FP + FN)``; 1 when the volume and the mask are both empty."""
+        if normalize != "none":
+            return self.dice(self._score_cut(t, normalize))
         tp = np.asarray(self.tp(t), dtype=np.float64)
         fn = self.n_fg - tp
         fp = np.asarray(self.fp(t), dtype=np.float64)
@@ -300,9 +359,18 @@ class VolumeStats:
         safe = np.where(denominator > 0, denominator, 1.0)
         return np.where(denominator > 0, 2 * tp / safe, 1.0)[()]
 
-    def pc(self, t):
+    def pc(self, t, *, normalize="none"):
         """Prediction compactness ``(TP + FP) / n_voxels``."""
+        if normalize != "none":
+            return self.pc(self._score_cut(t, normalize))
         return (np.asarray(self.tp(t), dtype=np.float64) + self.fp(t))[()] / max(self.n_voxels, 1)
+
+    def _score_cut(self, t, normalize):
+        """Thresholds ``t`` in normalised scores as score cuts (``clskern._normalize.score_cut``)."""
+        check_normalize(normalize)
+        low, high = check_range(self.score_min, self.score_max, self.name)
+        t = _thresholds(t)
+        return scalar_or_array(np.asarray(score_cut(t, low, high, self.lesion_scores.dtype)), t)
 
     def _fp_lookup(self):
         if self._fp_table is None:
@@ -319,13 +387,14 @@ class VolumeStats:
         """A self-describing ``.npz`` image of the statistics (see ``from_bytes``).
 
         Members ``meta`` (JSON: ``format`` 2, ``n_voxels``, ``n_fg``,
-        ``name``, ``connectivity``), ``lesion_scores``, ``bg_bins``,
+        ``name``, ``connectivity``, and ``score_min``/``score_max`` as
+        ``float.hex`` strings when known), ``lesion_scores``, ``bg_bins``,
         ``bg_counts``, and with lesion information ``lesion_offsets`` and
         ``lesion_groups``.
         """
         buffer = io.BytesIO()
         meta = json.dumps({"format": STATS_FORMAT, "n_voxels": self.n_voxels, "n_fg": self.n_fg, "name": self.name,
-                           "connectivity": self.connectivity})
+                           "connectivity": self.connectivity, **_range_meta(self.score_min, self.score_max)})
         lesions = {} if self.connectivity is None else {
             "lesion_offsets": self.lesion_offsets, "lesion_groups": self.lesion_groups}
         np.savez(
@@ -349,7 +418,7 @@ class VolumeStats:
                 if connectivity is not None:
                     lesions = {"lesion_offsets": z["lesion_offsets"], "lesion_groups": z["lesion_groups"]}
                 return cls(meta["n_voxels"], meta["n_fg"], z["lesion_scores"], z["bg_bins"], z["bg_counts"], meta["name"],
-                           connectivity=connectivity, **lesions)
+                           connectivity=connectivity, **lesions, **range_from_meta(meta))
         except (OSError, KeyError, ValueError, EOFError) as exc:
             if isinstance(exc, InputError):
                 raise
@@ -375,6 +444,69 @@ def stats_lesion_meta(meta):
         return check_connectivity(meta["connectivity"], optional=True), {}
     except ValueError as exc:
         raise InputError(f"statistics with {exc}") from None
+
+
+def _normalized(value, low, high):
+    """``minmax(value, low, high)``: a Python float for a scalar, else a float64 array."""
+    q = minmax(value, low, high)
+    return q.item() if q.ndim == 0 else q
+
+
+def _score_extremes(score_min, score_max, lesion_scores, name):
+    """``(score_min, score_max)`` as scalars of the lesion scores' dtype (-0.0 as +0.0), or both None.
+
+    A value that the dtype does not hold exactly, NaN, or only one of the two
+    is refused; their agreement with the rest is ``_inconsistency``'s.
+    """
+    if score_min is None and score_max is None:
+        return None, None
+    where = volume_name(name)
+    if score_min is None or score_max is None:
+        raise InputError(f"{where}: inconsistent statistics (score_min and score_max come together or not at all)")
+    dtype = lesion_scores.dtype.type if lesion_scores.dtype in (np.float32, np.float64) else np.float64
+    values = []
+    for what, value in (("score_min", score_min), ("score_max", score_max)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ArgumentTypeError(f"{where}: {what} must be a real number, got {value!r}")
+        cast = dtype(value)
+        if np.isnan(cast) or cast != value:
+            raise InputError(f"{where}: inconsistent statistics ({what} {value!r} is not a {np.dtype(dtype)} value)")
+        values.append(cast + dtype(0.0))
+    return values[0], values[1]
+
+
+def _range_meta(score_min, score_max):
+    """The ``meta`` keys of a score range: exact ``float.hex`` strings (``"inf"``, ``"-inf"`` too), or none."""
+    if score_min is None:
+        return {}
+    return {"score_min": float(score_min).hex(), "score_max": float(score_max).hex()}
+
+
+def range_from_meta(meta):
+    """``{"score_min": float, "score_max": float}`` from a ``to_bytes`` meta record; both None where it has
+    none (statistics written before clskern recorded them). InputError for anything but hex strings."""
+    out = {}
+    for key in ("score_min", "score_max"):
+        value = meta.get(key)
+        if value is not None:
+            try:
+                value = float.fromhex(value)
+            except (TypeError, ValueError):
+                raise InputError(f"statistics with {key} {value!r}, not a float.hex string") from None
+        out[key] = value
+    return out
+
+
+def _bin_of(x):
+    """The histogram bin of one score (``clskern._binning``'s grid, in NumPy; -0.0 in the bin of +0.0)."""
+    return min(int(np.searchsorted(bin_lower_edges(), float(x), side="right")) - 1, N_BINS - 1)
+
+
+def _same_value(a, b):
+    """Two optional scalars: both None, or equal with one dtype."""
+    if a is None or b is None:
+        return a is None and b is None
+    return np.asarray(a).dtype == np.asarray(b).dtype and a == b
 
 
 def _same(a, b):
@@ -434,14 +566,15 @@ def volume_stats(scores, labels, *, label=None, name=None, connectivity=DEFAULT_
     check_label(label, name)
     connectivity = check_connectivity(connectivity, optional=True)
     kernels = _backend.kernels(backend, scores, labels, name=name)
-    n_voxels, lesion, bins, counts = kernels.volume_stats_parts(scores, labels, label, name)
+    n_voxels, lesion, bins, counts, low, high = kernels.volume_stats_parts(scores, labels, label, name)
     lesions = None
     if connectivity is not None:  # NaN anywhere was refused by the pass above
         lesions = kernels.lesion_parts(scores, labels, label, connectivity, name)
     if kernels is _backend.CUDA:  # the device's arrays are checked as outside data are
         parts = {} if lesions is None else {"lesion_offsets": lesions[0], "lesion_groups": lesions[1]}
-        return VolumeStats(n_voxels, lesion.size, lesion, bins, counts, name, connectivity=connectivity, **parts)
-    return VolumeStats._from_kernels(n_voxels, lesion, bins, counts, name, lesions, connectivity)
+        return VolumeStats(n_voxels, lesion.size, lesion, bins, counts, name, connectivity=connectivity, **parts,
+                           score_min=low, score_max=high)
+    return VolumeStats._from_kernels(n_voxels, lesion, bins, counts, name, lesions, connectivity, low, high)
 
 
 def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
@@ -485,7 +618,7 @@ def lesions(scores, labels, *, label=None, connectivity=DEFAULT_CONNECTIVITY, na
 
 
 def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, connectivity=DEFAULT_CONNECTIVITY,
-                       label=None, empty="error", name=None, backend="auto"):
+                       label=None, empty="error", normalize="none", name=None, backend="auto"):
     """The exact critical threshold of one volume (SPEC 1, or 1b at lesion level).
 
     The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
@@ -514,6 +647,12 @@ def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, c
         Lesion level: which neighbours join voxels into one lesion.
     empty : {"error", "pass", "skip"}
         Volumes without lesion voxels (lesions): raise, return +inf, or return None.
+    normalize : {"none", "minmax"}
+        ``"minmax"`` (SPEC 1d): the threshold in the volume's min-max
+        normalised scores, ``q(s[k])`` with ``q = (p - min) / (max - min)``
+        in float64 over every voxel (exact: ``q`` is monotone). The minimum
+        and maximum need every score: one more parallel pass at memory speed
+        (``score_range``), so a NaN anywhere then raises.
     backend : {"auto", "cpu", "cuda"}
         Where to run: ``auto`` follows the inputs' device (GPU arrays run
         the CUDA kernels, host arrays the CPU ones), ``cuda`` copies host
@@ -524,6 +663,11 @@ def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, c
     -------
     float, or float64 ndarray of ``epsilon``'s shape
     """
+    if check_normalize(normalize) != "none":
+        low, high = check_range(*score_range(scores, name=name, backend=backend), name)
+        value = critical_threshold(scores, labels, epsilon, level=level, overlap=overlap, connectivity=connectivity,
+                                   label=label, empty=empty, name=name, backend=backend)
+        return None if value is None else _normalized(value, low, high)
     check_empty_policy(empty)
     eps = epsilon_array(epsilon)
     level, overlap = check_level_overlap(level, overlap)
@@ -534,3 +678,15 @@ def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, c
         d, _ = kernels.lesion_detection(scores, labels, label, connectivity, overlap, name)
         return lesion_critical_threshold(d, eps, empty, name)
     return kernels.critical_threshold(scores, labels, eps, label, empty, name)
+
+
+def score_range(scores, *, name=None, backend="auto"):
+    """The exact ``(min, max)`` of every score of a volume, in one parallel pass (SPEC 1d's range).
+
+    Scalars of the volume's lesion-score dtype (float32 for float16/32
+    scores, float64 for float64; -0.0 as +0.0), ``(None, None)`` for an
+    empty volume. ``volume_stats`` records the same values
+    (``VolumeStats.score_min``/``score_max``) in its own pass. Raises
+    ``NaNScoresError`` when any score is NaN.
+    """
+    return _backend.kernels(backend, scores, name=name).score_range(scores, name)

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from .._binning import N_BINS
 from ._bins import score_bin
-from ._kernels import HISTOGRAM_RUN, fill_bins, histogram
+from ._kernels import HISTOGRAM_RUN, extremes_buffers, fill_bins, fold_extremes, histogram
 from ._radix import sort_floats
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, MASK_LANES, SLACK, compress16, is_lesion, lesion_mask64, popcount64
@@ -84,7 +84,8 @@ def _chunk(c, n_chunks, n_tasks):
 
 
 @njit(parallel=True, cache=True)
-def gather_tasks(scores, labels, target, use_target, rows, counts, complete, lesion_hist, all_hist):
+def gather_tasks(scores, labels, target, use_target, rows, counts, complete, lesion_hist, all_hist, signed, unsigned,
+                 low_high, top):
     """Every task's lesion scores into its row of ``rows`` (one read of the labels).
 
     The tasks are dealt to chunks of consecutive tasks, one per row of
@@ -93,7 +94,10 @@ def gather_tasks(scores, labels, target, use_target, rows, counts, complete, les
     chunk's ``lesion_hist`` row if it is complete. If ``all_hist`` has rows
     (same shape), every score of the task is first added to it too: the
     ``volume_stats`` pass, with each task's scores still in cache when its
-    lesion scores are gathered.
+    lesion scores are gathered; the task's scores (``signed``/``unsigned``:
+    int and uint views of the same memory) are then folded into row c of
+    ``low_high``/``top`` (``fold_extremes``: the exact minimum and maximum),
+    whose rows the caller seeds.
     """
     n = labels.size
     n_tasks = counts.size
@@ -109,6 +113,7 @@ def gather_tasks(scores, labels, target, use_target, rows, counts, complete, les
             lo, hi = t * TASK, min(n, (t + 1) * TASK)
             if every_score:
                 histogram(scores[lo:hi], all_hist[c], bins)
+                fold_extremes(signed[lo:hi], unsigned[lo:hi], low_high, top, c)
             count, fits = _gather_task(scores[lo:hi], labels[lo:hi], target, use_target, rows[t])
             counts[t], complete[t] = count, fits
             if fits:
@@ -173,6 +178,7 @@ class Gathered(typing.NamedTuple):
     extra_start: np.ndarray
     lesion_hist: typing.Optional[np.ndarray]
     all_hist: np.ndarray
+    extremes: tuple = ()  # with every_score: ``(low_high, top)`` rows of ``fold_extremes``
 
     @property
     def complete(self):
@@ -184,7 +190,7 @@ def gather(flat_s, flat_l, target, use_target, every_score=False, capacity=CAPAC
     """Gather a flat volume's lesion scores (see the module docstring).
 
     With ``every_score``, every score is also added to ``Gathered.all_hist``
-    in the same read (``volume_stats``). ``capacity`` (scores per row) is
+    and folded into ``Gathered.extremes`` in the same read (``volume_stats``). ``capacity`` (scores per row) is
     only ever changed by tests, to reach the overflow path on small volumes.
     """
     n_tasks = task_count(flat_s.size)
@@ -196,18 +202,21 @@ def gather(flat_s, flat_l, target, use_target, every_score=False, capacity=CAPAC
     complete = np.empty(n_tasks, np.bool_)
     lesion_hist = np.empty((n_chunks, N_BINS), np.int32)
     all_hist = np.empty((n_chunks if every_score else 0, N_BINS), np.int32)
-    gather_tasks(flat_s, flat_l, target, use_target, rows, counts, complete, lesion_hist, all_hist)
+    signed, unsigned, low_high, top = extremes_buffers(flat_s, n_chunks if every_score else 0)
+    gather_tasks(flat_s, flat_l, target, use_target, rows, counts, complete, lesion_hist, all_hist, signed, unsigned,
+                 low_high, top)
+    extremes = (low_high, top) if every_score else ()
     extra_start = np.full(n_tasks, -1, np.int64)
     overflowed = np.flatnonzero(~complete)
     if not overflowed.size:
-        return Gathered(rows, counts, rows[:0, 0], extra_start, lesion_hist, all_hist)
+        return Gathered(rows, counts, rows[:0, 0], extra_start, lesion_hist, all_hist, extremes)
     sizes = counts[overflowed] + SLACK
     starts = np.zeros(overflowed.size, np.int64)
     np.cumsum(sizes[:-1], out=starts[1:])
     extra = np.empty(int(sizes.sum()), flat_s.dtype)
     regather_tasks(flat_s, flat_l, target, use_target, overflowed, starts, counts, extra)
     extra_start[overflowed] = starts
-    return Gathered(rows, counts, extra, extra_start, None, all_hist)
+    return Gathered(rows, counts, extra, extra_start, None, all_hist, extremes)
 
 
 def assemble_lesions(gathered, lesion_dtype):

@@ -1,4 +1,4 @@
-"""Numba CPU kernels over whole volumes: histogram, NaN count, threshold mask.
+"""Numba CPU kernels over whole volumes: histogram, extremes, NaN count, threshold mask.
 
 All kernels take flat (1-D) views of scores in memory order, so C-,
 Fortran-ordered and nibabel volumes are read in place, cut into blocks of
@@ -24,6 +24,7 @@ from ._simd import COMPRESS_LANES, bins16_f32
 
 BLOCK = 128  # voxels per unit of parallel work in the whole-volume kernels
 HISTOGRAM_RUN = 256  # bins computed ahead of the scatter (fits L1 with the row)
+RANGE_BLOCK = 1 << 15  # voxels per call of fold_extremes in ``extremes``
 assert N_BINS <= 1 << 16  # bin indices fit the uint16 buffer of ``histogram``
 
 
@@ -119,6 +120,73 @@ def background_bins(all_rows, lesion_rows):
             nonzero[j] = counts[b]
             j += 1
     return bins, nonzero
+
+
+@njit(cache=True)
+def fold_extremes(signed, unsigned, low_high, top, c):
+    """Fold a block of raw score bit patterns into row ``c``: ``low_high[c]`` (signed min, max), ``top[c]`` (unsigned max).
+
+    ``signed`` and ``unsigned`` are the int and uint views of the same scores
+    (float16 bits, float32, float64) and ``low_high``/``top`` arrays of those
+    dtypes: no arithmetic, only three min/max reductions that vectorise at the
+    full width of the bit patterns. The scores' own minimum and maximum follow
+    exactly from the three (``clskern.cpu._ops.extremes_of``).
+    """
+    smin, smax, umax = low_high[c, 0], low_high[c, 1], top[c]
+    for i in range(signed.size):
+        smin = min(smin, signed[i])
+        smax = max(smax, signed[i])
+        umax = max(umax, unsigned[i])
+    low_high[c, 0], low_high[c, 1], top[c] = smin, smax, umax
+
+
+@njit(parallel=True, cache=True)
+def extremes(signed, unsigned, low_high, top):
+    """``fold_extremes`` over a whole flat volume, one row per chunk (seeded by the caller, combined by it)."""
+    n = signed.size
+    n_chunks = top.size
+    for c in prange(n_chunks):
+        lo, hi = c * n // n_chunks, (c + 1) * n // n_chunks
+        for b in range(lo, hi, RANGE_BLOCK):
+            e = min(hi, b + RANGE_BLOCK)
+            fold_extremes(signed[b:e], unsigned[b:e], low_high, top, c)
+
+
+_VIEWS = {2: (np.int16, np.uint16), 4: (np.int32, np.uint32), 8: (np.int64, np.uint64)}
+
+
+def extremes_buffers(flat, n_rows):
+    """``(signed, unsigned, low_high, top)`` for ``fold_extremes`` over the flat scores ``flat``.
+
+    The int and uint views of ``flat`` (float16 volumes arrive as uint16
+    bits) and ``n_rows`` seeded rows: signed (max, min) and unsigned 0, so
+    any score replaces them.
+    """
+    sint, uint = _VIEWS[flat.dtype.itemsize]
+    low_high = np.empty((n_rows, 2), sint)
+    low_high[:, 0], low_high[:, 1] = np.iinfo(sint).max, np.iinfo(sint).min
+    return flat.view(sint), flat.view(uint), low_high, np.zeros(n_rows, uint)
+
+
+def extremes_of(low_high, top, score_dtype, value_dtype):
+    """The exact ``(min, max)`` of the folded scores, as ``value_dtype`` scalars (-0.0 as +0.0).
+
+    Non-negative floats order as their signed bit patterns, negative ones in
+    reverse, and every negative pattern is above every non-negative one as
+    unsigned. So the maximum is the largest signed pattern when that is
+    non-negative (else, all negative, the smallest), and the minimum is the
+    largest unsigned pattern when that is negative (else the smallest
+    signed). NaN would surface as the maximum (or minimum): callers have
+    raised for it already. ``score_dtype``: the scores' float dtype
+    (float16/32/64).
+    """
+    smin, smax, umax = low_high[:, 0].min(), low_high[:, 1].max(), top.max()
+    sint = low_high.dtype.type
+    negative_top = sint(np.array(umax).view(sint))
+    high = smax if smax >= 0 else smin
+    low = negative_top if negative_top < 0 else smin
+    values = np.array([low, high], sint).view(score_dtype).astype(value_dtype) + value_dtype(0.0)
+    return values[0], values[1]
 
 
 @njit(cache=True)

@@ -5,6 +5,7 @@ same values bit for bit; ``clskern.volume`` and ``clskern.apply`` (through
 the dispatch, ``clskern._backend``) turn them into the public results.
 """
 
+import numba
 import numpy as np
 
 from .._ranks import largest_rank
@@ -26,8 +27,23 @@ def _raise_nan(name, n_nan, where):
     raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores {where}; clskern never drops them silently")
 
 
+def _score_dtype(flat_scores):
+    return np.float16 if flat_scores.dtype == np.uint16 else flat_scores.dtype.type
+
+
+def _range(flat_s, low_high, top):
+    """``(min, max)`` of a volume's scores in the lesion dtype from folded extremes; ``(None, None)`` when empty."""
+    if flat_s.size == 0:
+        return None, None
+    return kernels.extremes_of(low_high, top, _score_dtype(flat_s), _lesion_dtype(flat_s))
+
+
 def volume_stats_parts(scores, labels, label=None, name=None):
-    """``(n_voxels, sorted lesion scores, background bins, their counts)`` in one pass."""
+    """``(n_voxels, sorted lesion scores, background bins, their counts, score min, score max)`` in one pass.
+
+    The minimum and maximum are over every voxel, exact, in the lesion
+    scores' dtype (-0.0 as +0.0; None for an empty volume).
+    """
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
     gathered = gather.gather(flat_s, flat_l, target, use_target, every_score=True)
     lesion, _ = gather.assemble_lesions(gathered, _lesion_dtype(flat_s))
@@ -41,7 +57,20 @@ def volume_stats_parts(scores, labels, label=None, name=None):
         lesion_hist = kernels.bin_counts(lesion, hist.shape[0])
     bins, counts = kernels.background_bins(hist, lesion_hist)
     sort_scores(lesion)
-    return flat_s.size, lesion, bins, counts
+    return (flat_s.size, lesion, bins, counts, *_range(flat_s, *gathered.extremes))
+
+
+def score_range(scores, name=None):
+    """``(min, max)`` of every score of a volume, exact, in the lesion dtype (float32 for float16/32 volumes,
+    float64 for float64; -0.0 as +0.0; None, None for an empty volume): one parallel pass. NaN raises."""
+    flat, _, _ = flat_scores(scores, name)
+    n_chunks = max(1, min(numba.get_num_threads(), -(-flat.size // kernels.RANGE_BLOCK)))
+    signed, unsigned, low_high, top = kernels.extremes_buffers(flat, n_chunks)
+    kernels.extremes(signed, unsigned, low_high, top)
+    low, high = _range(flat, low_high, top)
+    if low is not None and (np.isnan(low) or np.isnan(high)):  # NaN keys lie beyond the infinities
+        _raise_nan(name, int(kernels.count_nan(flat)), f"among {flat.size} voxels")
+    return low, high
 
 
 def lesion_scores(scores, labels, label=None, name=None):

@@ -68,6 +68,7 @@ import weakref
 import numpy as np
 
 from .._binning import bin_lower_edges
+from .._normalize import from_ordered, ordered, smallest_reaching
 
 TOLERANCE = 1e-4  # the authors' ``tol``: stop when |FNR - eps| < TOLERANCE
 MAX_STEPS = 200  # the authors' ``max_iter``
@@ -194,20 +195,6 @@ def clipped_rank(n, alpha):
     return n + 1 - conformal_index(n, alpha)
 
 
-def _ordered(x):
-    """Unsigned keys ordering float values as numbers (-0.0 just below +0.0; no NaN)."""
-    uint = np.uint32 if x.dtype == np.float32 else np.uint64
-    sign = uint(1) << uint(8 * x.dtype.itemsize - 1)
-    u = x.view(uint)
-    return np.where(u & sign, ~u, u | sign)
-
-
-def _from_ordered(keys, dtype):
-    uint = keys.dtype.type
-    sign = uint(1) << uint(8 * keys.dtype.itemsize - 1)
-    return np.where(keys & sign, keys & ~sign, ~keys).view(dtype)
-
-
 def score_cuts(cases, cut):
     """Per-case score thresholds equivalent to the authors' test mask ``q >= cut``.
 
@@ -231,19 +218,15 @@ def score_cuts(cases, cut):
         target = cut.astype(dtype)[:, None]  # NumPy rounds the Python float to the array's dtype
         flat = span == 0
         # Bisection on the score's bit order: q(p) is non-decreasing in p and q(max) = 1 >= target.
-        lo = np.broadcast_to(_ordered(lo_v), (cut.size, idx.size)).copy()
-        hi = np.broadcast_to(_ordered(hi_v), (cut.size, idx.size)).copy()
         safe_span = np.where(flat, dtype.type(1), span)
-        while True:
-            open_ = lo < hi
-            if not open_.any():
-                break
-            mid = lo + (hi - lo) // 2
+
+        def reached(x, lo_v=lo_v, safe_span=safe_span, target=target):
             with np.errstate(over="ignore", invalid="ignore"):
-                reached = (_from_ordered(mid, dtype) - lo_v) / safe_span >= target
-            hi = np.where(open_ & reached, mid, hi)
-            lo = np.where(open_ & ~reached, mid + 1, lo)
-        found = _from_ordered(lo, dtype).astype(np.float64)
+                return (x - lo_v) / safe_span >= target
+
+        shape = (cut.size, idx.size)
+        lo = smallest_reaching(np.broadcast_to(ordered(lo_v), shape), np.broadcast_to(ordered(hi_v), shape), reached, dtype)
+        found = from_ordered(lo, dtype).astype(np.float64)
         constant = np.where(np.zeros((), dtype) >= target, -np.inf, np.inf)  # q = 0 everywhere
         tau[:, idx] = np.where(flat[None, :], constant, found)
     return tau
