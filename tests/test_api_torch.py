@@ -1,5 +1,6 @@
 """clskern.adapters.torch: the calibrated-threshold transform and the validation-loop helper."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -41,13 +42,13 @@ def test_transform_matches_apply_threshold_and_shares_memory():
     t = float(img[1].flatten()[123])  # a threshold equal to a score: ">=" must include it
     view, device = read_in_place(img[1:2])
     assert device == "cpu" and np.shares_memory(view, img.numpy())  # no host copy of the scores
-    mask = CalibratedThreshold(t, channel=1)(img)
+    mask = CalibratedThreshold(t, channel=1, spatial_dims=3)(img)
     assert isinstance(mask, torch.Tensor) and mask.dtype == torch.uint8 and mask.shape == (1, *img.shape[1:])
     assert torch.equal(mask[0], (img[1] >= t).to(torch.uint8))
     assert np.array_equal(mask.numpy(), clskern.apply_threshold(img[1:2].numpy(), t))
     every = CalibratedThreshold(t)(img)  # like AsDiscrete: every channel
     assert torch.equal(every, (img >= t).to(torch.uint8))
-    as_float = CalibratedThreshold(t, channel=-1, dtype=torch.float32)(img)
+    as_float = CalibratedThreshold(t, channel=-1, batched=False, dtype=torch.float32)(img)
     assert as_float.dtype == torch.float32 and torch.equal(as_float, (img[1:2] >= t).float())
 
 
@@ -58,10 +59,13 @@ def test_transform_reads_calibrations_files_and_numpy(tmp_path):
     calibration = stats.calibrate(epsilon=0.3, alpha=0.5)
     path = tmp_path / "cal.json"
     path.write_text(calibration.to_json())
-    a = CalibratedThreshold(calibration, channel=1)(scores[0])
-    b = CalibratedThreshold(path, channel=1)(scores[0])
-    assert torch.equal(a, b)
-    n = CalibratedThreshold(str(path), channel=1)(scores[0].numpy())
+    assert calibration.reading == {"label": None, "channel": 1}  # the channel the cases were read from
+    a = CalibratedThreshold(calibration, spatial_dims=3)(scores[0])  # cuts channel 1, as calibrated
+    b = CalibratedThreshold(path, channel=1, spatial_dims=3)(scores[0])
+    assert torch.equal(a, b) and a.shape == (1, *scores.shape[2:])
+    with pytest.raises(clskern.InputError, match="calibrated on channel 1, but channel=0"):
+        CalibratedThreshold(path, channel=0)
+    n = CalibratedThreshold(str(path), batched=False)(scores[0].numpy())
     assert isinstance(n, np.ndarray) and np.array_equal(n, a.numpy())
     (tmp_path / "bad.json").write_text('{"threshold": 1}')
     with pytest.raises(clskern.InputError, match="bad.json"):
@@ -78,7 +82,7 @@ def test_transform_refuses_what_it_cannot_read_in_place():
     with pytest.raises(clskern.ScoreDtypeError, match="bfloat16"):
         CalibratedThreshold(0.5)(torch.zeros(1, 4, 4, 4, dtype=torch.bfloat16))
     with pytest.raises(clskern.InputError, match="channel 2"):
-        CalibratedThreshold(0.5, channel=2)(torch.zeros(2, 4, 4, 4))
+        CalibratedThreshold(0.5, channel=2, spatial_dims=3)(torch.zeros(2, 4, 4, 4))
     nan = torch.zeros(1, 4, 4, 4)
     nan[0, 1, 2, 3] = float("nan")
     with pytest.raises(clskern.NaNScoresError):
@@ -116,9 +120,9 @@ def test_requires_grad_tensors_are_read_without_their_graph():
 def test_dictionary_transform():
     scores, labels = _batch(3, b=1)
     data = {"pred": scores[0], "label": labels[0], "id": "c"}
-    out = CalibratedThresholdd("pred", 0.4, channel=1)(data)
+    out = CalibratedThresholdd("pred", 0.4, channel=1, spatial_dims=3)(data)
     assert out["label"] is data["label"] and out["id"] == "c" and out["pred"].shape == (1, *scores.shape[2:])
-    with pytest.raises(KeyError, match="'nope'"):
+    with pytest.raises(KeyError, match="'nope'.*allow_missing_keys"):
         CalibratedThresholdd(["nope"], 0.4)(data)
     assert CalibratedThresholdd(["nope"], 0.4, allow_missing_keys=True)(data).keys() == data.keys()
 
@@ -166,9 +170,113 @@ def test_metatensor_metadata_is_kept():
     scores, _ = _batch(4, b=1)
     affine = torch.diag(torch.tensor([0.8, 0.8, 2.0, 1.0], dtype=torch.float64))
     img = monai_data.MetaTensor(scores[0], affine=affine, meta={"filename_or_obj": "case_7.nii.gz"})
-    mask = CalibratedThreshold(0.5, channel=1)(img)
+    mask = CalibratedThreshold(0.5, channel=1, spatial_dims=3)(img)
     assert isinstance(mask, monai_data.MetaTensor)
     assert mask.meta["filename_or_obj"] == "case_7.nii.gz" and torch.equal(mask.affine, affine)
     assert torch.equal(mask.as_tensor(), (scores[0, 1:2] >= 0.5).to(torch.uint8))
     view, _ = read_in_place(img[1:2])
     assert np.shares_memory(view, scores.numpy())
+
+
+def test_batches_are_cut_item_by_item_and_ambiguous_shapes_refused():
+    scores, _ = _batch(5, b=3)  # (3, 2, 24, 20, 16)
+    t = 0.45
+    expected = (scores[:, 1:2] >= t).to(torch.uint8)
+    for transform in (CalibratedThreshold(t, channel=1, spatial_dims=3), CalibratedThreshold(t, channel=1, batched=True)):
+        mask = transform(scores)
+        assert mask.shape == (3, 1, 24, 20, 16) and torch.equal(mask, expected)
+        assert np.array_equal(transform(scores.numpy()), expected.numpy())
+    one_case = CalibratedThreshold(t, channel=1, spatial_dims=3)(scores[2])
+    assert torch.equal(one_case, expected[2])
+    # A 4-D tensor with a channel to pick and nothing saying the layout: refused, never batch element 1.
+    with pytest.raises(clskern.adapters.torch.AmbiguousLayoutError, match=r"spatial_dims=3 \(or 2\).*batched=False"):
+        CalibratedThreshold(t, channel=1)(scores[0])
+    assert issubclass(clskern.adapters.torch.AmbiguousLayoutError, clskern.InputError)
+    # A batch of 2-D slices, said so: each slice's channel 1.
+    slices = scores[:, :, :, :, 0]  # (3, 2, 24, 20), strided
+    assert torch.equal(CalibratedThreshold(t, channel=1, spatial_dims=2)(slices), (slices[:, 1:2] >= t).to(torch.uint8))
+    assert torch.equal(CalibratedThreshold(t, channel=1, batched=True)(slices), (slices[:, 1:2] >= t).to(torch.uint8))
+    with pytest.raises(clskern.InputError, match=r"do not fit spatial_dims=3.*\(B, C, 3 spatial axes\)"):
+        CalibratedThreshold(t, channel=1, spatial_dims=3, batched=True)(scores[0])
+    with pytest.raises(clskern.InputError, match="do not fit spatial_dims=2"):
+        CalibratedThreshold(t, channel=1, spatial_dims=2)(scores)
+    with pytest.raises(clskern.InputError, match="channel 2 does not exist"):
+        CalibratedThreshold(t, channel=2, batched=True)(scores)
+    # Every channel (AsDiscrete): the layout does not change the mask, so it need not be given.
+    assert torch.equal(CalibratedThreshold(t)(scores), (scores >= t).to(torch.uint8))
+    assert torch.equal(CalibratedThreshold(t)(scores[0]), (scores[0] >= t).to(torch.uint8))
+    for bad in ({"batched": 1}, {"spatial_dims": 0}, {"spatial_dims": True}, {"channel": 1.0}):
+        with pytest.raises(TypeError):
+            CalibratedThreshold(t, **bad)
+
+
+def test_validation_stats_takes_lists_of_cases_and_aggregates_like_a_monai_metric():
+    batches = [_batch(30 + i) for i in range(3)]
+    batched = ValidationStats(epsilon=0.2, alpha=0.3)
+    listed = ValidationStats(epsilon=0.2, alpha=0.3)
+    for scores, labels in batches:
+        batched.update(scores, labels)
+        listed(y_pred=list(scores), y=[labels[i] for i in range(len(labels))])  # as decollate_batch gives them
+    assert len(listed) == 9 and listed.get_buffer() == batched.get_buffer() == batched.stats
+    direct = clskern.calibrate(listed.get_buffer(), epsilon=0.2, alpha=0.3)
+    assert listed.aggregate() == dataclasses.replace(direct, reading={"label": None, "channel": 1})
+    assert listed.aggregate(epsilon=0.4, alpha=None, method="crc").threshold == clskern.calibrate(
+        listed.get_buffer(), epsilon=0.4, method="crc").threshold
+    with pytest.raises(TypeError, match="epsilonn"):
+        listed.aggregate(epsilonn=0.1)
+    with pytest.raises(TypeError, match="epsilonn"):
+        ValidationStats(epsilonn=0.1)
+    with pytest.raises(clskern.InputError, match="no epsilon"):
+        ValidationStats().aggregate()
+    with pytest.raises(clskern.InputError, match="ground truth"):
+        listed(batches[0][0])
+    with pytest.raises(clskern.InputError, match="holds 3 cases but y holds 2"):
+        listed(list(batches[0][0]), list(batches[0][1])[:2])
+    listed.reset()
+    assert len(listed) == 0 and listed.get_buffer() == {}
+    listed.update(*batches[0])  # ids start again at case_000000
+    assert list(listed.get_buffer()) == ["case_000000", "case_000001", "case_000002"]
+    with pytest.raises(clskern.InputError, match="earlier cases were read from channel 1"):
+        listed.update(batches[1][0][:, 1:], batches[1][1])  # one channel: channel 0 would be read
+
+
+def test_minmax_calibrations_are_cut_per_case_in_their_scale():
+    import inspect
+
+    if "normalize" not in inspect.signature(clskern.calibrate).parameters:
+        pytest.skip("this clskern has no normalize (SPEC 1d)")
+    scores, labels = _batch(40, b=4)
+    scores = scores * 0.5  # each case's maximum below 1: minmax rescaling changes the cut
+    acc = ValidationStats(channel=1)
+    acc.update(scores, labels)
+    calibration = acc.aggregate(epsilon=0.2, alpha=0.4, normalize="minmax")
+    assert calibration.normalize == "minmax"
+    mask = CalibratedThreshold(calibration, spatial_dims=3)(scores)
+    for i in range(4):
+        expected = clskern.apply_threshold(scores[i, 1:2].numpy(), calibration.threshold, normalize="minmax")
+        assert np.array_equal(mask[i].numpy(), expected)
+    with pytest.raises(clskern.InputError, match="normalize='minmax'.*channel="):
+        CalibratedThreshold(dataclasses.replace(calibration, reading=None))
+
+
+def test_validation_stats_gather_every_process_under_torch_distributed(monkeypatch):
+    """Two ranks, each with its own cases: get_buffer/aggregate see all (all_gather_object, faked here)."""
+    import torch.distributed as dist
+
+    mine, theirs = ValidationStats(epsilon=0.2, alpha=0.4), ValidationStats()
+    mine.update(*_batch(50), case_ids=["a", "b", "c"])
+    theirs.update(*_batch(51), case_ids=["d", "e", "f"])
+
+    def all_gather_object(parts, obj):
+        parts[0], parts[1] = obj, {k: v.to_bytes() for k, v in theirs.stats.items()}
+
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    everything = {**mine.stats, **theirs.stats}
+    assert mine.get_buffer() == everything and len(mine) == 3  # len: this process's cases
+    assert mine.aggregate().threshold == clskern.calibrate(everything, epsilon=0.2, alpha=0.4).threshold
+    theirs.update(*_batch(52, b=1), case_ids=["a"])
+    with pytest.raises(clskern.InputError, match="'a' was counted on two processes"):
+        mine.get_buffer()

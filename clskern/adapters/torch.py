@@ -1,21 +1,42 @@
 """PyTorch and MONAI: a calibrated-threshold transform and a validation-loop helper.
 
 - ``CalibratedThreshold`` (and the dictionary form ``CalibratedThresholdd``)
-  cuts a channel-first score tensor at a calibration's threshold, like MONAI's
+  cuts channel-first scores at a calibration's threshold, like MONAI's
   ``AsDiscrete(threshold=t)`` (``score >= t``), and keeps a ``MetaTensor``'s
   metadata (affine, filename, applied operations).
 - ``ValidationStats`` gathers one ``VolumeStats`` per case from a validation
-  loop (``update`` once per batch) and calibrates at the end.
+  loop, in the manner of MONAI's cumulative metrics (``__call__``/``update``
+  per batch, ``aggregate``, ``reset``, ``get_buffer``).
+
+**MONAI classes without importing MONAI.** Importing this module imports
+neither torch nor monai (MONAI's import takes seconds). The transforms are
+created as real MONAI transforms whenever MONAI is already imported in the
+process: ``CalibratedThreshold(...)`` then returns an instance of a subclass
+of both ``CalibratedThreshold`` and ``monai.transforms.Transform``
+(``CalibratedThresholdd``: ``monai.transforms.MapTransform``), built once on
+first use, so ``isinstance(t, monai.transforms.Transform)`` holds, ``Compose``
+and ``CacheDataset`` treat it as one of theirs, and it pickles to DataLoader
+workers. A program that never imports MONAI gets the plain callables, with
+the same behaviour. (A transform created *before* MONAI is imported stays
+plain; it still works in ``Compose``, which takes any callable.)
+
+**One case or a batch.** MONAI's array transforms see one channel-first case
+``(C, *spatial)`` (after ``decollate_batch``); a model gives batches
+``(B, C, *spatial)``. Both are accepted, each item cut on its own, but which
+one an input is must be known whenever it changes the result (a ``channel``
+is picked): say ``spatial_dims=3`` (or 2) once, or ``batched=True/False``.
+A shape that could be either is refused with ``AmbiguousLayoutError``,
+never guessed.
 
 No copies on the host: a CPU tensor is read through ``Tensor.numpy()``, a
 view of its memory, and the mask is written into a NumPy array that the
 returned tensor wraps (``torch.from_numpy``). CUDA tensors go to clskern's
 GPU kernels (``backend="cuda"``) when this clskern has them, and are refused
 with a clear error otherwise: a silent device-to-host copy is the expensive
-part. torch is imported only when a tensor is passed; monai never is (a
-``MetaTensor`` is recognised by its methods).
+part.
 """
 
+import dataclasses
 import inspect
 import os
 import sys
@@ -26,11 +47,15 @@ from ..apply import apply_threshold
 from ..calibration import calibrate
 from ..errors import ClsKernError, InputError, ScoreDtypeError
 from ..volume import volume_stats
-from ._threshold import load_threshold
+from ._threshold import load_calibration
 
 
 class DeviceError(ClsKernError):
     """A tensor on a device clskern cannot read in place (say, CUDA without clskern's GPU kernels)."""
+
+
+class AmbiguousLayoutError(InputError):
+    """Scores whose shape fits one channel-first case and a batch alike, with nothing saying which."""
 
 
 def _takes_backend(function):
@@ -40,6 +65,11 @@ def _takes_backend(function):
 def _torch_tensor_type():
     torch = sys.modules.get("torch")  # a tensor can exist only if torch is imported
     return None if torch is None else torch.Tensor
+
+
+def _is_tensor(obj):
+    tensor_type = _torch_tensor_type()
+    return tensor_type is not None and isinstance(obj, tensor_type)
 
 
 def _is_meta_tensor(obj):
@@ -67,8 +97,7 @@ def read_in_place(x, *, name=None, what="scores"):
     ScoreDtypeError
         For dtypes NumPy cannot view (``bfloat16``).
     """
-    tensor_type = _torch_tensor_type()
-    if tensor_type is None or not isinstance(x, tensor_type):
+    if not _is_tensor(x):
         return np.asarray(x), "cpu"
     t = _plain(x)
     where = "" if name is None else f" of case {name!r}"
@@ -88,8 +117,72 @@ def read_in_place(x, *, name=None, what="scores"):
     raise DeviceError(f"{what}{where} are on device {t.device}; clskern reads CPU or CUDA tensors")
 
 
-class CalibratedThreshold:
-    """Binarise a channel-first score tensor at a calibrated threshold: ``score >= threshold``.
+# --- MONAI twins -------------------------------------------------------------------------------
+# A class naming its MONAI base in ``_monai_base`` gets a twin (a subclass of both) built on first use
+# once MONAI is imported, reachable as the module attribute "_monai_<name>" so that pickle finds it.
+
+_TWINNED = ("CalibratedThreshold", "CalibratedThresholdd")
+_TWINS = {}
+
+
+def _monai_twin(cls):
+    """The subclass of ``cls`` and its MONAI base class, built once; None if MONAI cannot be imported."""
+    twin = _TWINS.get(cls.__name__)
+    if twin is None:
+        try:
+            import monai.transforms
+            from monai.utils import TransformBackends
+        except Exception:  # noqa: BLE001 - a broken MONAI install: the plain transform still works
+            return None
+        base = getattr(monai.transforms, cls._monai_base)
+        namespace = {
+            "__module__": __name__,
+            "__qualname__": f"_monai_{cls.__name__}",
+            "__doc__": cls.__doc__,
+            "backend": [TransformBackends.TORCH, TransformBackends.NUMPY],
+        }
+        twin = type(base)(cls.__name__, (cls, base), namespace)
+        _TWINS[cls.__name__] = twin
+    return twin
+
+
+def __getattr__(name):
+    if name.startswith("_monai_") and name[len("_monai_"):] in _TWINNED:
+        twin = _monai_twin(globals()[name[len("_monai_"):]])
+        if twin is not None:
+            return twin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _MonaiWhenImported:
+    """Instances are of the MONAI twin class whenever ``monai`` is imported (see the module docstring)."""
+
+    def __new__(cls, *args, **kwargs):
+        if "_monai_base" in cls.__dict__ and "monai" in sys.modules:  # not the twin, nor a user's subclass
+            twin = _monai_twin(cls)
+            if twin is not None:
+                return twin.__new__(twin, *args, **kwargs)
+        following = super().__new__  # MapTransform.__new__ for the twin of CalibratedThresholdd
+        return following(cls) if following is object.__new__ else following(cls, *args, **kwargs)
+
+
+def _check_channel(channel):
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, np.integer))):
+        raise TypeError(f"channel must be an int or None, got {channel!r}")
+    return None if channel is None else int(channel)
+
+
+def _check_layout(batched, spatial_dims):
+    if batched is not None and not isinstance(batched, (bool, np.bool_)):
+        raise TypeError(f"batched must be True, False or None, got {batched!r}")
+    if spatial_dims is not None and (isinstance(spatial_dims, bool) or not isinstance(spatial_dims, (int, np.integer))
+                                     or spatial_dims < 1):
+        raise TypeError(f"spatial_dims must be a positive int or None, got {spatial_dims!r}")
+    return (None if batched is None else bool(batched)), (None if spatial_dims is None else int(spatial_dims))
+
+
+class CalibratedThreshold(_MonaiWhenImported):
+    """Binarise channel-first scores at a calibrated threshold: ``score >= threshold``.
 
     Parameters
     ----------
@@ -97,46 +190,136 @@ class CalibratedThreshold:
         A ``Calibration``, a JSON file written by ``clskern calibrate`` (or
         ``Calibration.to_json``), or a threshold.
     channel : int, optional
-        Keep only this channel (as a channel of size 1). Default: every
-        channel, like ``AsDiscrete``.
+        Keep only this channel (as a channel of size 1). Default: the channel
+        the calibration cases were read from, where the calibration records
+        it (``Calibration.reading``; another channel is refused: the threshold
+        holds only for that class), else every channel, like ``AsDiscrete``.
+    spatial_dims : int, optional
+        The number of spatial axes (3 for volumes, 2 for slices): an input
+        with ``spatial_dims + 1`` axes is one case ``(C, *spatial)``, one with
+        ``spatial_dims + 2`` a batch ``(B, C, *spatial)``; others are refused.
+    batched : bool, optional
+        Say the layout directly instead: False for one case (MONAI's
+        convention for array transforms), True for a batch.
     dtype : torch.dtype or numpy dtype, optional
         The mask's dtype. Default uint8 (0/1), written in place with no extra
         pass; MONAI's ``AsDiscrete`` returns the score dtype, so pass
         ``torch.float32`` to match it (one more pass over the mask).
 
-    Call it on one case's channel-first scores ``(C, ...)`` (MONAI's post
-    transforms see cases after ``decollate_batch``): a ``torch.Tensor`` (CPU,
-    or CUDA with clskern's GPU kernels), a MONAI ``MetaTensor`` (metadata
-    kept) or a NumPy array; you get the same kind back. The threshold is compared in float64, exactly as
-    ``clskern.apply_threshold`` does, so the mask is the one the calibration's
-    guarantee speaks about. NaN scores raise ``NaNScoresError``.
+    Call it on one case ``(C, *spatial)`` or a batch ``(B, C, *spatial)``
+    (each item cut on its own, the mask ``(B, 1, *spatial)`` with a channel):
+    a ``torch.Tensor`` (CPU, or CUDA with clskern's GPU kernels), a MONAI
+    ``MetaTensor`` (metadata kept) or a NumPy array; you get the same kind
+    back. When a channel is picked and neither ``spatial_dims`` nor
+    ``batched`` tells which layout an input has, it is refused with
+    ``AmbiguousLayoutError``. The threshold is compared in float64, exactly
+    as ``clskern.apply_threshold`` does, so the mask is the one the
+    calibration's guarantee speaks about. NaN scores raise ``NaNScoresError``.
+
+    A ``monai.transforms.Transform`` when MONAI is imported (module docstring).
     """
 
-    def __init__(self, calibration, *, channel=None, dtype=None):
-        self.threshold = load_threshold(calibration)
-        if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, np.integer))):
-            raise TypeError(f"channel must be an int or None, got {channel!r}")
-        self.channel = None if channel is None else int(channel)
+    _monai_base = "Transform"
+
+    def __init__(self, calibration, *, channel=None, spatial_dims=None, batched=None, dtype=None):
+        self.threshold, recorded, self.normalize = load_calibration(calibration)
+        channel = _check_channel(channel)
+        if recorded is not None and channel is not None and channel != recorded:
+            raise InputError(f"calibrated on channel {recorded}, but channel={channel} was asked; "
+                             "a threshold holds only for the class it was calibrated on")
+        self.channel = recorded if channel is None else channel
+        if self.normalize != "none" and self.channel is None:
+            raise InputError(f"a calibration with normalize={self.normalize!r} rescales one channel's scores per "
+                             "case: pass channel=")
+        self.batched, self.spatial_dims = _check_layout(batched, spatial_dims)
         self.dtype = dtype
 
     def __repr__(self):
-        return f"CalibratedThreshold(threshold={self.threshold!r}, channel={self.channel!r})"
+        layout = "".join(f", {k}={getattr(self, k)!r}" for k in ("spatial_dims", "batched")
+                         if getattr(self, k) is not None)
+        return f"CalibratedThreshold(threshold={self.threshold!r}, channel={self.channel!r}{layout})"
+
+    def is_batch(self, img):
+        """True if ``img`` is a batch ``(B, C, *spatial)``, False for one case ``(C, *spatial)``.
+
+        Raises ``AmbiguousLayoutError`` when the shape does not say and
+        neither ``spatial_dims`` nor ``batched`` was given, and ``InputError``
+        when the shape contradicts them.
+        """
+        n = len(img.shape)
+        if self.spatial_dims is not None:
+            layouts = {self.spatial_dims + 1: False, self.spatial_dims + 2: True}
+            if n not in layouts or (self.batched is not None and layouts[n] != self.batched):
+                wanted = [f"({'B, ' if b else ''}C, {self.spatial_dims} spatial axes)"
+                          for b in layouts.values() if self.batched in (None, b)]
+                raise InputError(f"scores of shape {tuple(img.shape)} do not fit spatial_dims={self.spatial_dims}"
+                                 f"{'' if self.batched is None else f', batched={self.batched}'}: "
+                                 f"expected {' or '.join(wanted)}")
+            return layouts[n]
+        if self.batched is not None:
+            if n < 2 + self.batched:
+                raise InputError(f"scores of shape {tuple(img.shape)}: expected "
+                                 f"{'(B, C, *spatial)' if self.batched else '(C, *spatial)'}")
+            return self.batched
+        if n <= 2:  # a batch needs at least one spatial axis
+            return False
+        raise AmbiguousLayoutError(
+            f"scores of shape {tuple(img.shape)} could be one case (C, {n - 1} spatial axes) or a batch "
+            f"(B, C, {n - 2} spatial axes), so channel {self.channel} cannot be picked; say which: "
+            f"spatial_dims={n - 1} (or {n - 2}), or batched=False (one case, what MONAI's array transforms "
+            "get after decollate_batch) or batched=True")
 
     def __call__(self, img, *, name=None):
         source = img
-        if self.channel is not None:
-            n = img.shape[0]
+        if self.channel is None:
+            # Every channel: one case and a batch give the same mask, so the layout need not be known.
+            batched = self.is_batch(img) if (self.spatial_dims, self.batched) != (None, None) else False
+            if batched and len(img.shape) < 2:
+                raise InputError(f"scores of shape {tuple(img.shape)}: expected (B, C, *spatial)")
+            mask = self._cut(img, name)
+        else:
+            batched = self.is_batch(img)
+            axis = int(batched)
+            n = img.shape[axis]
             if not -n <= self.channel < n:
-                raise InputError(f"channel {self.channel} does not exist (the first axis has {n} channels)")
+                raise InputError(f"channel {self.channel} does not exist (the channel axis has {n} channels)")
             c = self.channel % n
-            img = img[c:c + 1]
+            if batched:
+                mask = self._cut_batch(img, c, name)
+            else:
+                mask = self._cut(img[c:c + 1], name)
+        return self._wrap(mask, source)
+
+    def _apply(self, scores, **kwargs):
+        if self.normalize != "none":  # the cut of a calibration on rescaled scores (Calibration.normalize)
+            kwargs["normalize"] = self.normalize
+        return apply_threshold(scores, self.threshold, **kwargs)
+
+    def _cut(self, img, name):
         array, device = read_in_place(img, name=name)
         if device == "cuda":
-            mask = apply_threshold(array, self.threshold, name=name, backend="cuda")
-        else:
-            mask = apply_threshold(array, self.threshold, name=name)
-        tensor_type = _torch_tensor_type()
-        if tensor_type is None or not isinstance(source, tensor_type):
+            return self._apply(array, name=name, backend="cuda")
+        return self._apply(array, name=name)
+
+    def _cut_batch(self, img, c, name):
+        """Each item's channel ``c``, cut on its own (contiguous per item), into one ``(B, 1, ...)`` mask."""
+        b = img.shape[0]
+        names = [name if name is None else f"{name}[{i}]" for i in range(b)]
+        if _is_tensor(img) and _plain(img).device.type == "cuda":
+            import torch
+
+            return torch.stack([self._cut(img[i, c:c + 1], names[i]) for i in range(b)])
+        mask = np.empty((b, 1, *img.shape[2:]), dtype=np.uint8)
+        for i in range(b):
+            scores, _ = read_in_place(img[i, c:c + 1], name=names[i])
+            if scores.flags.c_contiguous:
+                self._apply(scores, out=mask[i], name=names[i])
+            else:  # a strided view: the kernel orders the mask its own way
+                mask[i] = self._apply(scores, name=names[i])
+        return mask
+
+    def _wrap(self, mask, source):
+        if not _is_tensor(source):
             return mask if self.dtype is None else mask.astype(self.dtype)
         import torch
 
@@ -145,135 +328,270 @@ class CalibratedThreshold:
             out = out.to(self.dtype)
         if _is_meta_tensor(source):
             out = type(source)(out, meta=dict(source.meta), applied_operations=list(source.applied_operations))
+            out.is_batch = source.is_batch
         return out
 
 
-class CalibratedThresholdd:
+class CalibratedThresholdd(_MonaiWhenImported):
     """Dictionary form of ``CalibratedThreshold`` (MONAI's ``...d`` convention).
 
     Parameters
     ----------
-    keys : str or sequence of str
+    keys : hashable or sequence of hashables
         Entries to binarise; the others are passed through unchanged.
-    calibration, channel, dtype
+    calibration, channel, spatial_dims, batched, dtype
         As in ``CalibratedThreshold``.
     allow_missing_keys : bool
         Skip keys the dictionary lacks instead of raising ``KeyError``.
+
+    A ``monai.transforms.MapTransform`` when MONAI is imported (module
+    docstring); keys are checked and iterated as ``MapTransform`` does.
     """
 
-    def __init__(self, keys, calibration, *, channel=None, dtype=None, allow_missing_keys=False):
-        self.keys = (keys,) if isinstance(keys, str) else tuple(keys)
-        self.transform = CalibratedThreshold(calibration, channel=channel, dtype=dtype)
-        self.allow_missing_keys = allow_missing_keys
+    _monai_base = "MapTransform"
+
+    def __init__(self, keys, calibration, *, channel=None, spatial_dims=None, batched=None, dtype=None,
+                 allow_missing_keys=False):
+        if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+            keys = (keys,)
+        self.keys = tuple(keys)
+        if not self.keys:
+            raise ValueError("keys must be non empty")
+        for key in self.keys:
+            try:
+                hash(key)
+            except TypeError:
+                raise TypeError(f"keys must be hashable, got {key!r}") from None
+        self.allow_missing_keys = bool(allow_missing_keys)
+        self.transform = CalibratedThreshold(calibration, channel=channel, spatial_dims=spatial_dims,
+                                             batched=batched, dtype=dtype)
+
+    def __repr__(self):
+        return f"CalibratedThresholdd(keys={self.keys!r}, {repr(self.transform)[len('CalibratedThreshold('):]}"
+
+    def key_iterator(self, data, *extra_iterables):
+        """The keys of ``data`` to transform (with items of ``extra_iterables``), as ``MapTransform``'s."""
+        extras = extra_iterables or [[None] * len(self.keys)]
+        for key, *rest in zip(self.keys, *extras):
+            if key in data:
+                yield (key, *rest) if extra_iterables else key
+            elif not self.allow_missing_keys:
+                raise KeyError(f"key {key!r} of {type(self).__name__} is not in the data "
+                               f"({', '.join(map(repr, data))}) and allow_missing_keys is False")
 
     def __call__(self, data):
         out = dict(data)
-        for key in self.keys:
-            if key not in out:
-                if self.allow_missing_keys:
-                    continue
-                raise KeyError(f"key {key!r} not in the data ({', '.join(map(repr, out))})")
+        for key in self.key_iterator(out):
             out[key] = self.transform(out[key], name=str(key))
         return out
 
 
+def _calibration_options(options, where):
+    """``options`` checked against ``clskern.calibrate``'s keywords."""
+    known = [n for n, p in inspect.signature(calibrate).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"{where} got options clskern.calibrate does not take: {', '.join(unknown)} "
+                        f"(it takes {', '.join(known)})")
+    return dict(options)
+
+
 class ValidationStats:
-    """Per-case statistics gathered in a validation loop, then a calibration.
+    """Per-case statistics gathered in a validation loop, then a calibration: a MONAI-style cumulative metric.
 
     Parameters
     ----------
     channel : int, optional
-        The lesion channel of the scores ``(B, C, ...)``. Default: 1 when
-        ``C > 1`` (channel 0 is background), else 0.
+        The lesion channel of the scores. Default: 1 when there are ``C > 1``
+        channels (channel 0 is background), else 0.
     label : number, optional
         Lesion label value in multi-label masks (default: every label > 0).
+    **calibrate_options
+        The calibration ``aggregate()`` computes: ``clskern.calibrate``'s
+        keywords (``epsilon``, ``alpha``, ``method``, ``delta``, ``empty``
+        ...); each can also be given to ``aggregate`` itself.
 
-    Call ``update(scores, labels)`` once per batch; each case is read once
-    (``volume_stats``), in place, and only its statistics are kept (sorted
-    lesion scores and a background histogram: kilobytes, not the volume).
-    Then ``calibrate(epsilon=..., alpha=...)``, any number of times, for any
-    method or tolerance, with no further pass over the data.
+    Use it like MONAI's ``DiceMetric``: ``stats(y_pred=scores, y=labels)``
+    (or ``stats.update(...)``) once per batch, ``stats.aggregate()`` at the
+    end of the round, ``stats.reset()`` before the next. ``y_pred`` are the
+    *scores* (after softmax or sigmoid, before any threshold), either a
+    batch-first tensor ``(B, C, *spatial)`` or a list of channel-first cases
+    ``(C, *spatial)`` as ``decollate_batch`` gives them; ``y`` likewise,
+    ``(B, 1, *spatial)``, ``(B, *spatial)`` or a list of ``(1, *spatial)``.
+
+    Each case is read once, in place (``volume_stats``), and only its
+    statistics are kept (sorted lesion scores and a background histogram:
+    kilobytes, not the volume); ``get_buffer()`` returns them as
+    ``{case_id: VolumeStats}``. ``aggregate()`` returns the ``Calibration``
+    (with the channel and label it was read with, so ``CalibratedThreshold``
+    cuts that channel), and can be called again for any epsilon, alpha or
+    method with no further pass over the data.
+
+    Under ``torch.distributed`` (initialised, several processes), each
+    process gathers its own cases and ``get_buffer``/``aggregate``, called on
+    every process like MONAI's, gather all of them (``all_gather_object``),
+    so each process calibrates on every case.
+
+    This is not a subclass of ``monai.metrics.Cumulative``: its buffers are
+    tensors concatenated along a batch axis, while a case's statistics are
+    variable-sized records; the method names are MONAI's.
 
     The calibration cases must be held out from training, and the scores
     must be the ones the transform will see at test time (same softmax or
     sigmoid, same post-processing).
     """
 
-    def __init__(self, *, channel=None, label=None):
-        self.channel = channel
+    def __init__(self, *, channel=None, label=None, **calibrate_options):
+        self.channel = _check_channel(channel)
         self.label = label
+        self.options = _calibration_options(calibrate_options, "ValidationStats()")
         self._stats = {}
+        self._channel_read = None
 
     def __len__(self):
         return len(self._stats)
 
     @property
     def stats(self):
-        """``{case_id: VolumeStats}`` gathered so far (a copy of the mapping)."""
+        """``{case_id: VolumeStats}`` gathered so far by this process (a copy of the mapping)."""
         return dict(self._stats)
 
-    def update(self, scores, labels, case_ids=None):
+    def reset(self):
+        """Forget every case (before the next validation round)."""
+        self._stats = {}
+        self._channel_read = None
+
+    def get_buffer(self):
+        """``{case_id: VolumeStats}`` of every case so far, on every process under ``torch.distributed``."""
+        torch = sys.modules.get("torch")
+        dist = getattr(torch, "distributed", None)
+        if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+            return dict(self._stats)
+        from ..volume import VolumeStats
+
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, {k: v.to_bytes() for k, v in self._stats.items()})
+        merged = {}
+        for rank, part in enumerate(parts):
+            for case_id, data in part.items():
+                if case_id in merged:
+                    raise InputError(f"case {case_id!r} was counted on two processes (rank {rank} and another): "
+                                     "give every case to one process only, or distinct case_ids")
+                merged[case_id] = VolumeStats.from_bytes(data)
+        return merged
+
+    def __call__(self, y_pred, y=None, case_ids=None):
+        """``update``, named as MONAI's metrics are called."""
+        return self.update(y_pred, y, case_ids=case_ids)
+
+    def update(self, y_pred, y=None, case_ids=None):
         """Add one batch.
 
         Parameters
         ----------
-        scores : tensor or array, shape (B, C, ...)
-            Channel-first scores of ``B`` cases (probabilities or logits).
-        labels : tensor or array, shape (B, 1, ...) or (B, ...)
+        y_pred : tensor or array ``(B, C, *spatial)``, or a sequence of ``(C, *spatial)``
+            Scores (probabilities or logits) of ``B`` cases.
+        y : tensor or array ``(B, 1, *spatial)`` or ``(B, *spatial)``, or a sequence of ``(1, *spatial)``
             Ground-truth masks with the scores' spatial shape.
         case_ids : sequence of str, optional
-            One id per case (say, ``batch["image"].meta["filename_or_obj"]``).
-            Default: ``case_000000``, ``case_000001``, ... in arrival order.
+            One id per case. Default: the cases' ``filename_or_obj`` when
+            ``y_pred`` are ``MetaTensor``\\ s that each name one, else
+            ``case_000000``, ``case_000001``, ... in arrival order.
 
         Returns
         -------
         list of VolumeStats
-            This batch's statistics.
+            This batch's statistics (a batch that fails adds nothing).
         """
-        b = scores.shape[0]
-        if labels.shape[0] != b:
-            raise InputError(f"scores hold {b} cases but labels hold {labels.shape[0]}")
-        spatial = tuple(scores.shape[2:])
-        labels_have_channel = tuple(labels.shape[1:]) == (1, *spatial)
-        if not labels_have_channel and tuple(labels.shape[1:]) != spatial:
-            raise InputError(
-                f"labels of shape {tuple(labels.shape)} do not match scores of shape {tuple(scores.shape)}: "
-                f"expected ({b}, 1, *spatial) or ({b}, *spatial)"
-            )
-        ids = self._ids(b, case_ids)
-        n_channels = scores.shape[1]
-        channel = (1 if n_channels > 1 else 0) if self.channel is None else self.channel
-        if not -n_channels <= channel < n_channels:
-            raise InputError(f"channel {channel} does not exist (scores have {n_channels} channels)")
+        if y is None:
+            raise InputError("ValidationStats needs the ground truth: update(y_pred=scores, y=labels)")
+        preds, labels = _cases(y_pred, "y_pred"), _cases(y, "y")
+        if len(labels) != len(preds):
+            raise InputError(f"y_pred holds {len(preds)} cases but y holds {len(labels)}")
+        ids = self._ids(preds, case_ids)
+        channel = self._channel_read
         done = []
-        for i, case_id in enumerate(ids):
-            s, s_device = read_in_place(scores[i, channel], name=case_id)
-            y, y_device = read_in_place(labels[i, 0] if labels_have_channel else labels[i], name=case_id,
-                                        what="labels")
-            if "cuda" in (s_device, y_device):
-                stats = volume_stats(s, y, label=self.label, name=case_id, backend="cuda")
+        for scores, truth, case_id in zip(preds, labels, ids):
+            spatial = tuple(scores.shape[1:])
+            with_channel = tuple(truth.shape) == (1, *spatial)
+            if len(scores.shape) < 2 or not with_channel and tuple(truth.shape) != spatial:
+                raise InputError(
+                    f"labels of shape {tuple(truth.shape)} do not match scores of shape {tuple(scores.shape)} "
+                    f"(case {case_id!r}): expected scores (C, *spatial) and labels (1, *spatial) or (*spatial)")
+            n = scores.shape[0]
+            c = (1 if n > 1 else 0) if self.channel is None else self.channel
+            if not -n <= c < n:
+                raise InputError(f"channel {c} does not exist (scores of case {case_id!r} have {n} channels)")
+            c %= n
+            if channel is not None and c != channel:
+                raise InputError(f"case {case_id!r} has {n} channels, so channel {c} would be read, but earlier "
+                                 f"cases were read from channel {channel}; pass ValidationStats(channel=...)")
+            channel = c
+            s, s_device = read_in_place(scores[c], name=case_id)
+            t, t_device = read_in_place(truth[0] if with_channel else truth, name=case_id, what="labels")
+            if "cuda" in (s_device, t_device):
+                done.append(volume_stats(s, t, label=self.label, name=case_id, backend="cuda"))
             else:
-                stats = volume_stats(s, y, label=self.label, name=case_id)
-            done.append(stats)
-        for case_id, stats in zip(ids, done):  # a failing batch adds nothing
+                done.append(volume_stats(s, t, label=self.label, name=case_id))
+        for case_id, stats in zip(ids, done):
             self._stats[case_id] = stats
+        self._channel_read = channel
         return done
 
-    def _ids(self, b, case_ids):
+    def _ids(self, preds, case_ids):
+        from_meta = False
+        if case_ids is None:
+            names = [getattr(p, "meta", {}).get("filename_or_obj") if _is_meta_tensor(p) else None for p in preds]
+            if names and all(isinstance(x, str) and x for x in names):
+                case_ids, from_meta = names, True
         if case_ids is None:
             start = len(self._stats)
-            ids = [f"case_{start + i:06d}" for i in range(b)]
+            ids = [f"case_{start + i:06d}" for i in range(len(preds))]
         else:
             ids = [os.fspath(c) if isinstance(c, os.PathLike) else str(c) for c in case_ids]
-            if len(ids) != b:
-                raise InputError(f"{len(ids)} case ids for a batch of {b} cases")
+            if len(ids) != len(preds):
+                raise InputError(f"{len(ids)} case ids for a batch of {len(preds)} cases")
         repeated = sorted({c for c in ids if c in self._stats or ids.count(c) > 1})
         if repeated:
-            raise InputError(f"case ids seen before: {', '.join(repeated[:8])} (each case must be counted once)")
+            raise InputError(f"case ids seen before: {', '.join(repeated[:8])} (each case must be counted once"
+                             f"{'; these are the MetaTensors filename_or_obj, pass case_ids=' if from_meta else ''}"
+                             f"{' to name them otherwise' if from_meta else ''}; reset() starts a new round)")
         return ids
 
-    def calibrate(self, *, epsilon, alpha=None, method="cls", delta=None, empty="skip"):
-        """``clskern.calibrate`` over the cases gathered so far (see it for the methods)."""
-        if not self._stats:
+    def aggregate(self, **options):
+        """The ``Calibration`` of every case gathered so far (``get_buffer``).
+
+        ``options`` (``clskern.calibrate``'s keywords: ``epsilon``, ``alpha``,
+        ``method`` ...) override those given at construction; ``epsilon``
+        must be given in one place or the other.
+        """
+        merged = {**self.options, **_calibration_options(options, "aggregate()")}
+        if merged.get("epsilon") is None:
+            raise InputError("no epsilon: give ValidationStats(epsilon=...) or aggregate(epsilon=...)")
+        return self.calibrate(**merged)
+
+    def calibrate(self, *, epsilon, **options):
+        """``clskern.calibrate(self.get_buffer(), epsilon=..., **options)``: see it for the methods.
+
+        The result records how the cases were read (``Calibration.reading``:
+        this ``label`` and the channel read), so ``CalibratedThreshold`` cuts
+        the same channel.
+        """
+        stats = self.get_buffer()
+        if not stats:
             raise InputError("no cases gathered yet: call update() with validation batches first")
-        return calibrate(self._stats, epsilon=epsilon, alpha=alpha, method=method, delta=delta, empty=empty)
+        result = calibrate(stats, epsilon=epsilon, **_calibration_options(options, "calibrate()"))
+        return dataclasses.replace(result, reading={"label": self.label, "channel": self._channel_read})
+
+
+def _cases(x, what):
+    """One entry per case: the items of a sequence, or the first-axis slices of a batch-first tensor/array."""
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        x = np.asarray(x)
+        shape = x.shape
+    if len(shape) < 2:
+        raise InputError(f"{what} of shape {tuple(shape)}: expected a batch-first tensor or a list of cases")
+    return [x[i] for i in range(shape[0])]
