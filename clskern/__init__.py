@@ -34,6 +34,7 @@ _PUBLIC = {
     "critical_threshold": ".volume",
     "lesion_scores": ".volume",
     "lesions": ".volume",
+    "score_range": ".volume",
     "volume_stats": ".volume",
 }
 
@@ -81,5 +82,6 @@ __all__ = [
     "evaluate",
     "lesion_scores",
     "lesions",
+    "score_range",
     "volume_stats",
 ]

@@ -246,7 +246,8 @@ class VolumeStats:
                 "volume_stats with connectivity=6, 18 or 26 (clskern stats --connectivity) for lesion level"
             )
         d = np.sort(detection_scores(self.lesion_offsets, self.lesion_groups, overlap))
-        return VolumeStats._from_kernels(d.size, d, _NO_BINS, _NO_COUNTS, self.name)
+        return VolumeStats._from_kernels(d.size, d, _NO_BINS, _NO_COUNTS, self.name, score_min=self.score_min,
+                                         score_max=self.score_max)  # the volume's range: normalize='minmax' holds
 
     def _level(self, level, overlap):
         """``self`` or its lesion-level view (``level``, ``overlap`` checked)."""

@@ -323,3 +323,37 @@ def test_real_gpu_block_sizes(monkeypatch):
     y = rng.random(n) < 0.1
     assert clskern.volume_stats(p, y, backend="cuda") == clskern.volume_stats(p, y, backend="cpu")
     assert clskern.critical_threshold(p, y, 0.3, backend="cuda") == clskern.critical_threshold(p, y, 0.3)
+
+
+# -- score normalisation (SPEC 1d): the exact range on the device ------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_score_range_and_stats_extremes_equal_cpu(dtype, sign):
+    scores, labels = _volume(dtype, 21)
+    finite = np.where(np.isfinite(scores), scores * dtype(sign), dtype(0.25))  # negative volumes too
+    for s in (scores, finite, np.full(SHAPE, -0.0, dtype)):
+        cpu = clskern.score_range(s, backend="cpu")
+        gpu = clskern.score_range(s, backend="cuda")
+        assert [x.dtype for x in gpu] == [x.dtype for x in cpu]
+        assert [x.tobytes() for x in gpu] == [x.tobytes() for x in cpu]  # -0.0 stored as +0.0 on both
+        stats = clskern.volume_stats(s, labels, backend="cuda", connectivity=None)
+        assert (stats.score_min.tobytes(), stats.score_max.tobytes()) == (cpu[0].tobytes(), cpu[1].tobytes())
+    assert clskern.score_range(np.zeros(0, dtype), backend="cuda") == (None, None)
+    bad = scores.copy()
+    bad.flat[4] = np.nan
+    with pytest.raises(clskern.NaNScoresError, match="1 NaN"):
+        clskern.score_range(bad, backend="cuda")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normalized_apply_and_threshold_equal_cpu(dtype):
+    scores, labels = _volume(dtype, 22, order="F")
+    scores = np.where(np.isfinite(scores), scores, dtype(3.0))  # min-max needs finite scores
+    q = (scores.astype(np.float64) - float(scores.min())) / (float(scores.max()) - float(scores.min()))
+    for t in (0.5, float(np.sort(q, axis=None)[40]), 0.0, 1.0):
+        gpu = clskern.apply_threshold(scores, t, normalize="minmax", backend="cuda")
+        np.testing.assert_array_equal(gpu, (q >= t).astype(np.uint8))
+    cpu = clskern.critical_threshold(scores, labels, 0.2, normalize="minmax", connectivity=6, backend="cpu")
+    assert clskern.critical_threshold(scores, labels, 0.2, normalize="minmax", connectivity=6, backend="cuda") == cpu

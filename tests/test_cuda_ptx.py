@@ -83,7 +83,7 @@ def test_label_kernels_compile(compile_ptx, lab):
 
 def _stats_sig(s, lab):
     return (vec(s), vec(lab), lab, types.boolean, vec(types.int64), types.int64,
-            vec(lesion_type(s)), vec(types.uint64), vec(types.int64))
+            vec(lesion_type(s)), vec(types.uint64), vec(types.int64), vec(types.uint64))
 
 
 def _gather_sig(s, lab):
@@ -97,6 +97,8 @@ def test_score_kernels_compile(compile_ptx, s):
         assert "atom.shared.add.u32" in ptx  # the privatised histogram is in shared memory
         compile_ptx(K.gather_kernel, _gather_sig(s, lab))
     compile_ptx(K.mask_kernel, (vec(s), types.float64, vec(types.uint8), vec(types.int64)))
+    ptx = compile_ptx(K.range_kernel, (vec(s), vec(types.uint64), vec(types.int64)))
+    assert "atom.global.min.u64" in ptx and "atom.global.max.u64" in ptx  # one atomic per block after the reduction
 
 
 @pytest.mark.parametrize("les", [types.float32, types.float64], ids=str)

@@ -18,10 +18,10 @@ per-lesion scores), ``batch`` (many volumes).
 """
 
 from ._components import lesion_detection, lesion_parts
-from ._ops import apply_threshold, critical_threshold, lesion_scores, volume_stats_parts
+from ._ops import apply_threshold, critical_threshold, lesion_scores, score_range, volume_stats_parts
 from .batch import critical_thresholds
 
 __all__ = [
     "apply_threshold", "critical_threshold", "critical_thresholds", "lesion_detection", "lesion_parts",
-    "lesion_scores", "volume_stats_parts",
+    "lesion_scores", "score_range", "volume_stats_parts",
 ]

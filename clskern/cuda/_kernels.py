@@ -19,6 +19,9 @@ The volume (flat, in memory order, as on the CPU) is cut into tiles of
    order key under a fixed prefix: a few passes select the k-th smallest
    exactly (radix selection).
 4. ``mask_kernel`` writes ``scores >= threshold`` as uint8 in place.
+5. ``range_kernel`` finds the exact minimum and maximum score (as order
+   keys, a block reduction and one atomic per block); ``stats_kernel`` does
+   the same in its pass.
 
 Counting is exact: every lesion score is copied as is and every background
 voxel adds exactly one to one bin. Only block barriers and atomics are used
@@ -49,6 +52,9 @@ WINDOW_SLOTS = WINDOW + 1
 
 _I64 = types.int64
 _U32 = types.uint32
+_U64 = types.uint64
+_KEY_TOP = np.uint64(0xFFFFFFFFFFFFFFFF)  # above every order key: the seed of a minimum
+_KEY_BOTTOM = np.uint64(0)  # below every order key: the seed of a maximum
 
 
 @cuda.jit(device=True, inline="always")
@@ -164,11 +170,39 @@ def add_run(window, hist, window_lo, k, run):
         cuda.atomic.add(hist, k, np.uint64(run))
 
 
+@cuda.jit(device=True)
+def merge_key_range(keys, t, low, high, key_range):
+    """Block reduction of the threads' order-key extremes, then one atomic each into ``key_range``.
+
+    ``keys`` is a shared (2, blockDim) uint64 array; every thread must call it.
+    ``key_range[0]`` takes the smallest key, ``key_range[1]`` the largest.
+    """
+    keys[0, t] = low
+    keys[1, t] = high
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if t < step:
+            keys[0, t] = min(keys[0, t], keys[0, t + step])
+            keys[1, t] = max(keys[1, t], keys[1, t + step])
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        cuda.atomic.min(key_range, 0, keys[0, 0])
+        cuda.atomic.max(key_range, 1, keys[1, 0])
+
+
 @cuda.jit(cache=True)
-def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_out, hist, n_nan):
-    """One read of every voxel: background histogram plus ordered lesion gather."""
+def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_out, hist, n_nan, key_range):
+    """One read of every voxel: background histogram plus ordered lesion gather.
+
+    Each thread also keeps the smallest and largest order key of the scores
+    it reads (NaN aside), merged per block into ``key_range``: the exact
+    minimum and maximum of the volume (``merge_key_range``).
+    """
     window = cuda.shared.array(WINDOW_SLOTS, _U32)  # a block sees < 2**32 voxels
     buf = cuda.shared.array((2, TPB), _I64)
+    keys = cuda.shared.array((2, TPB), _U64)
     t = cuda.threadIdx.x
     for j in range(t, WINDOW_SLOTS, TPB):
         window[j] = 0
@@ -178,6 +212,8 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
     previous = -1
     run = 0
     nans = 0
+    low = _KEY_TOP
+    high = _KEY_BOTTOM
     for b in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):
         base = b * TILE
         for v in range(ITEMS):
@@ -188,7 +224,11 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
                 x = np.float64(scores[i])
                 if x != x:
                     nans += 1
-                elif not is_lesion(labels[i], target, use_target):
+                    continue
+                key = order_key(x)
+                low = min(low, key)
+                high = max(high, key)
+                if not is_lesion(labels[i], target, use_target):
                     k = bin_index(x)
                     if k == previous:
                         run += 1
@@ -204,6 +244,7 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
         add_run(window, hist, window_lo, previous, run)
     if nans:
         cuda.atomic.add(n_nan, 0, nans)
+    merge_key_range(keys, t, low, high, key_range)  # ends with every thread past a barrier
     cuda.syncthreads()
     for j in range(t, WINDOW, TPB):
         c = window[j]
@@ -211,6 +252,27 @@ def stats_kernel(scores, labels, target, use_target, offsets, window_lo, lesion_
             cuda.atomic.add(hist, window_lo + j, np.uint64(c))
     if t == 0 and window[WINDOW]:
         cuda.atomic.add(hist, ZERO_BIN, np.uint64(window[WINDOW]))
+
+
+@cuda.jit(cache=True)
+def range_kernel(scores, key_range, n_nan):
+    """The smallest and largest order key of every score into ``key_range`` (NaN counted, not keyed)."""
+    keys = cuda.shared.array((2, TPB), _U64)
+    t = cuda.threadIdx.x
+    low = _KEY_TOP
+    high = _KEY_BOTTOM
+    nans = 0
+    for i in range(cuda.grid(1), scores.size, cuda.gridsize(1)):
+        x = np.float64(scores[i])
+        if x != x:
+            nans += 1
+        else:
+            key = order_key(x)
+            low = min(low, key)
+            high = max(high, key)
+    if nans:
+        cuda.atomic.add(n_nan, 0, nans)
+    merge_key_range(keys, t, low, high, key_range)
 
 
 @cuda.jit(cache=True)

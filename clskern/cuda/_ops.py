@@ -59,25 +59,53 @@ def _stats_grid(vol):
     return max(1, min(n_tiles, max(floor, 4 * multiprocessors())))
 
 
+def _key_range():
+    """A device ``[min key, max key]`` pair seeded so that any score replaces both."""
+    return cuda.to_device(np.array([np.iinfo(np.uint64).max, 0], np.uint64))
+
+
+def _extremes(key_range, n, dtype):
+    """``(min, max)`` from a device key pair, as scalars of ``dtype`` (-0.0 as +0.0); None, None when empty."""
+    if n == 0:
+        return None, None
+    low, high = key_range.copy_to_host()
+    return tuple(dtype(_key_value(key)) + dtype(0.0) for key in (low, high))
+
+
 def volume_stats_parts(scores, labels, label=None, name=None):
-    """``(n_voxels, sorted lesion scores, bins, counts)`` of one volume, as the CPU's ``volume_stats``."""
+    """``(n_voxels, sorted lesion scores, bins, counts, score min, score max)`` of one volume, as the CPU's."""
     vol = device_volume(scores, labels, label, name)
     offsets, n_fg = _offsets(vol)
     n = vol.labels.size
     lesion = cuda.device_array(n_fg, _lesion_dtype(vol.scores))
     hist = zeros(N_BINS, np.uint64)
     n_nan = zeros(1)
+    key_range = _key_range()
     if n:
         launch(
             K.stats_kernel, _stats_grid(vol), K.TPB,
-            vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, lesion, hist, n_nan
+            vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, lesion, hist, n_nan, key_range
         )
     nans = int(n_nan.copy_to_host()[0])
     if nans:
         _raise_nan(name, nans, f"among {n} voxels")
     counts = hist.copy_to_host()
     bins = np.flatnonzero(counts)
-    return n, sorted_scores(lesion), bins.astype(np.uint32), counts[bins].astype(np.int64)
+    low, high = _extremes(key_range, n, _lesion_dtype(vol.scores))
+    return n, sorted_scores(lesion), bins.astype(np.uint32), counts[bins].astype(np.int64), low, high
+
+
+def score_range(scores, name=None):
+    """``(min, max)`` of every score, as the CPU's ``score_range``: a block reduction on the device."""
+    vol = device_scores(scores, name)
+    n = vol.scores.size
+    key_range, n_nan = _key_range(), zeros(1)
+    if n:
+        launch(K.range_kernel, blocks_for(n, K.TPB, 8, 2), K.TPB, vol.scores, key_range, n_nan)
+    nans = int(n_nan.copy_to_host()[0])
+    if nans:
+        _raise_nan(name, nans, f"among {n} voxels")
+    return _extremes(key_range, n, _lesion_dtype(vol.scores))
 
 
 def launch_gather(vol, offsets, n_fg):
