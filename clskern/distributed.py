@@ -78,7 +78,7 @@ def _worker_threads(plan):
     return plan.get(get_address_host(get_worker().address)) or usable_cores()
 
 
-def case_stats(pair, label, channel, affine_atol, numba_threads):
+def case_stats(pair, label, channel, affine_atol, numba_threads, connectivity=26):
     """One case's pass, on a worker: ``(stats bytes, bytes read, seconds, numba threads used)``."""
     import numba
 
@@ -87,7 +87,7 @@ def case_stats(pair, label, channel, affine_atol, numba_threads):
     n = max(1, min(int(_worker_threads(numba_threads)), numba.config.NUMBA_NUM_THREADS))
     with _PASS_LOCK:
         numba.set_num_threads(n)  # thread-local in Numba: set on the thread that runs the kernels
-        stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
+        stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id, connectivity=connectivity)
     return stats.to_bytes(), case.nbytes, time.perf_counter() - started, n
 
 
@@ -99,14 +99,15 @@ class _InputFailure:
         self.error = error
 
 
-def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads):
+def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads, connectivity=26):
     """``(fingerprint, case_stats(...))`` on a worker; the files are hashed first when ``key`` is None,
     so a file replaced during the read gets a fingerprint that the next run does not match.
     An input error comes back as ``(key, _InputFailure)``."""
     try:
         if key is None:
-            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol)
-        return key, case_stats(pair, label, channel, affine_atol, numba_threads)
+            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol,
+                                   connectivity=connectivity)
+        return key, case_stats(pair, label, channel, affine_atol, numba_threads, connectivity)
     except (ValueError, OSError, MemoryError, OverflowError, RecursionError) as exc:
         return key, _InputFailure(exc)
 
@@ -129,7 +130,7 @@ def _connect(scheduler):
 
 
 def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, empty="skip", numba_threads=None,
-                   keep_going=False, on_case=None, keep_stats=True, affine_atol=AFFINE_ATOL):
+                   keep_going=False, on_case=None, keep_stats=True, affine_atol=AFFINE_ATOL, connectivity=26):
     """Gather every case's ``VolumeStats`` on a Dask cluster into a statistics store.
 
     Parameters
@@ -145,7 +146,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
         a ``LocalCluster`` of one single-threaded worker process per core,
         for this call. An address (``"tcp://10.0.0.5:8786"``) or a
         ``Client``: that cluster.
-    label, channel, empty, keep_going, on_case, keep_stats, affine_atol
+    label, channel, empty, keep_going, on_case, keep_stats, affine_atol, connectivity
         As in ``clskern.io.collect_stats`` (``keep_stats=False``: the
         statistics are only stored, so memory stays flat in the number of
         cases).
@@ -162,14 +163,14 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
     if scheduler is None:
         return collect_stats(pairs, store=store, label=label, channel=channel, empty=empty,
                              keep_going=keep_going, on_case=on_case, keep_stats=keep_stats,
-                             affine_atol=affine_atol)
+                             affine_atol=affine_atol, connectivity=connectivity)
     from distributed import as_completed
 
     result = BatchResult()
     todo = {
         pair.case_id: (pair, key)
         for pair, key in split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
-                                      affine_atol=affine_atol,
+                                      affine_atol=affine_atol, connectivity=connectivity,
                                       on_case=on_case, empty=empty)
     }
     client, owned = _connect(scheduler)
@@ -178,7 +179,7 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
         futures, finished = {}, set()
         for case_id, (pair, key) in todo.items():
             future = client.submit(_fingerprinted_case_stats, pair, key, label, channel, affine_atol, plan,
-                                   pure=False, key=f"clskern-stats-{case_id}-{uuid.uuid4().hex}")
+                                   connectivity, pure=False, key=f"clskern-stats-{case_id}-{uuid.uuid4().hex}")
             futures[future] = case_id
         try:
             for future in as_completed(futures, loop=client.loop):

@@ -3,14 +3,21 @@
 One SQLite file, one row per case, keyed by the case id and a fingerprint of
 both input files' bytes (an xxh3-128 hash of each file's content, not its
 name, size or modification time) and of the reading options that change the
-statistics (label value, channel). ``clskern stats`` skips cases whose
+statistics (label value, channel, lesion connectivity). ``clskern stats`` skips cases whose
 fingerprint is stored, so an interrupted run resumes where it stopped, and a
 file replaced by other bytes is read again even when its size and
 modification time were kept (``cp -p``, ``rsync -a``); every case is written in its own transaction, so a crash loses at
 most the case in flight and never leaves a half-written row. Calibrating
 from a store needs no pass over the volumes, and (``lesion_stats``) reads only
-the sorted lesion scores out of each stored record, not the background
-histogram that makes up most of its bytes.
+the sorted lesion scores (and each lesion's, for lesion level) out of each
+stored record, not the background histogram that makes up most of its bytes.
+
+One store holds cases read one way (``reading``): one label value, one
+channel, one connectivity (the lesions' definition, or None for voxel
+statistics only). A store written before lesion level recorded no
+connectivity and holds statistics without lesions: it reads as connectivity
+None, so ``clskern stats --connectivity none`` resumes it and any other
+connectivity is refused (start a new store, or ``--overwrite``).
 """
 
 import io
@@ -48,6 +55,13 @@ CREATE TABLE IF NOT EXISTS cases (
 
 class StoreError(InputError):
     """A statistics store that cannot be opened or read."""
+
+
+READING_KEYS = ("label", "channel", "connectivity")
+
+
+def _is_connectivity(value):
+    return value is None or (type(value) is int and value in (6, 18, 26))
 
 
 FINGERPRINT_KIND = "xxh3-128"
@@ -178,7 +192,19 @@ class StatsStore:
             raise StoreError(f"{self.path}: {exc}") from None
 
     def reading(self):
-        """How the stored cases were read: ``{"label": ..., "channel": ...}``, or None (not recorded)."""
+        """How the stored cases were read: ``{"label": ..., "channel": ...}`` (as a calibration records it),
+        or None (not recorded); the connectivity of their lesions is ``connectivity()``."""
+        stored = self._reading()
+        return None if stored is None else {"label": stored["label"], "channel": stored["channel"]}
+
+    def connectivity(self):
+        """The connectivity of the stored lesions: 6, 18, 26, or None (voxel statistics only, or not recorded)."""
+        stored = self._reading()
+        return None if stored is None else stored["connectivity"]
+
+    def _reading(self):
+        """``{"label", "channel", "connectivity"}`` as recorded, or None. A reading recorded before lesion
+        level has no connectivity: None (its statistics have no lesions)."""
         row = self._query("SELECT value FROM meta WHERE key='reading'").fetchone()
         if row is None:
             return None
@@ -186,24 +212,27 @@ class StatsStore:
             value = json.loads(row[0])
         except (ValueError, RecursionError):
             value = None
-        if not isinstance(value, dict) or set(value) != {"label", "channel"}:
+        if isinstance(value, dict) and set(value) == {"label", "channel"}:
+            value = {**value, "connectivity": None}  # recorded before lesion level: no lesions stored
+        if not isinstance(value, dict) or set(value) != set(READING_KEYS) or not _is_connectivity(value["connectivity"]):
             raise StoreError(f"{self.path}: unreadable reading options in the store ({row[0][:60]!r})")
         return value
 
-    def check_reading(self, *, label, channel):
+    def check_reading(self, *, label, channel, connectivity=None):
         """Record how cases are read into this store, or refuse a run that reads them otherwise.
 
         One store holds statistics read one way (one label value, one
-        channel), so a calibration from it can say which, and ``apply`` can
-        cut the same channel.
+        channel, one connectivity), so a calibration from it can say which,
+        ``apply`` can cut the same channel, and lesion level has one
+        definition of a lesion.
         """
-        wanted = {"label": label, "channel": channel}
-        stored = self.reading()
+        wanted = {"label": label, "channel": channel, "connectivity": connectivity}
+        stored = self._reading()
         if stored is None:
             self._query("INSERT OR REPLACE INTO meta VALUES ('reading', ?)", (json.dumps(wanted),))
         elif stored != wanted:
-            shown = ", ".join(f"{k} {stored[k]!r}" for k in ("label", "channel") if stored[k] != wanted[k])
-            asked = ", ".join(f"{k} {wanted[k]!r}" for k in ("label", "channel") if stored[k] != wanted[k])
+            shown = ", ".join(f"{k} {stored[k]!r}" for k in READING_KEYS if stored[k] != wanted[k])
+            asked = ", ".join(f"{k} {wanted[k]!r}" for k in READING_KEYS if stored[k] != wanted[k])
             raise StoreError(f"{self.path}: the store holds cases read with {shown}, this run asks {asked}; "
                              "use another store (or --overwrite to start this one afresh)")
 
@@ -266,8 +295,9 @@ class StatsStore:
         """``{case_id: VolumeStats}`` holding only the lesion side, read fast.
 
         Every calibration method needs only the sorted lesion scores
-        (critical thresholds, FNR curves), so this reads just that member of
-        each stored record. The results have no background: ``n_voxels``
+        (critical thresholds, FNR curves), and at lesion level each lesion's
+        sorted scores, so this reads just those members of each stored
+        record. The results have no background: ``n_voxels``
         equals ``n_fg`` and FP, FPR, Dice and PC are not meaningful; use
         ``load`` for those.
         """
@@ -279,11 +309,11 @@ class StatsStore:
             if wanted is not None and case_id not in wanted:
                 continue
             try:
-                lesion, meta = self._read_lesion(rowid)
+                lesion, meta, lesions = self._read_lesion(rowid)
                 if meta.get("name") != case_id or meta.get("n_fg") != n_fg or isinstance(n_fg, bool):
                     raise ValueError(f"the row (case id {case_id!r}, n_fg {n_fg!r}) disagrees with its statistics "
                                      f"(case id {meta.get('name')!r}, n_fg {meta.get('n_fg')!r})")
-                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id)
+                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id, **lesions)
             except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, sqlite3.Error,
                     RecursionError) as exc:
                 reason = str(exc) or type(exc).__name__
@@ -294,8 +324,9 @@ class StatsStore:
         return out
 
     def _read_lesion(self, rowid):
-        """``(lesion scores, meta)`` of a stored record: only those two members are read
-        (zipfile checks their CRC-32); ``meta`` names the case and its ``n_fg``, which the row must repeat."""
+        """``(lesion scores, meta, lesions)`` of a stored record: only those members are read (zipfile checks
+        their CRC-32); ``meta`` names the case and its ``n_fg``, which the row must repeat; ``lesions`` holds
+        the connectivity and each lesion's scores (``VolumeStats`` keywords), empty for statistics without."""
         if hasattr(self._db, "blobopen"):  # Python 3.11+: read only those members' bytes
             with self._db.blobopen("cases", "stats", rowid, readonly=True) as blob:
                 with zipfile.ZipFile(_BlobFile(blob)) as z:
@@ -306,13 +337,19 @@ class StatsStore:
 
     @staticmethod
     def _members(z):
-        with z.open("lesion_scores.npy") as f:
-            lesion = np.lib.format.read_array(f, allow_pickle=False)
-        with z.open("meta.npy") as f:
-            meta = json.loads(np.lib.format.read_array(f, allow_pickle=False).tobytes().decode())
-        if not isinstance(meta, dict):
-            raise ValueError("statistics metadata is not a record")
-        return lesion, meta
+        from .volume import stats_lesion_meta
+
+        def member(name):
+            with z.open(f"{name}.npy") as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+
+        lesion = member("lesion_scores")
+        meta = json.loads(member("meta").tobytes().decode())
+        connectivity, lesions = stats_lesion_meta(meta)
+        if connectivity is not None:
+            lesions = {"connectivity": connectivity, "lesion_offsets": member("lesion_offsets"),
+                       "lesion_groups": member("lesion_groups")}
+        return lesion, meta, lesions
 
 
 class _BlobFile(io.RawIOBase):

@@ -142,9 +142,11 @@ def test_label_or_channel_change_invalidates(cases, reads, tmp_path):
         assert main(["stats", "--scores", str(s), "--labels", str(l), "-o", str(store), "-q", *extra]) == 1
     with StatsStore(store) as st:
         assert st.reading() == {"label": 1, "channel": None} and len(st) == N
+        assert st.connectivity() == 26  # the default: lesions kept for lesion level
         key = st.fingerprints()["k0"]
-    assert key != fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=None, channel=None)
-    assert key == fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=1, channel=None)
+    assert key != fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=None, channel=None, connectivity=26)
+    assert key != fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=1, channel=None)
+    assert key == fingerprint(s / "k0.nii.gz", l / "k0.nii.gz", label=1, channel=None, connectivity=26)
     assert _cli_reads(reads, s, l, tmp_path / "other.sqlite", "--label", "1", "--channel", "0") == everything
 
 
@@ -201,7 +203,8 @@ def test_collect_stats_hashes_each_file_once(cases, reads, tmp_path, monkeypatch
         assert (again.read, again.reused) == (1, N - 1) and reads == ["k3"]
         assert len(hashed) == 2 * N and len(set(hashed)) == 2 * N  # k3 hashed once though needed twice
         assert st.get("k3") == _expected(s, l, "k3")
-        assert st.fingerprints()["k3"] == fingerprint(s / "k3.nii.gz", l / "k3.nii.gz", label=None, channel=None)
+        assert st.fingerprints()["k3"] == fingerprint(s / "k3.nii.gz", l / "k3.nii.gz", label=None, channel=None,
+                                                                connectivity=26)
 
 
 def test_unreadable_stored_case_is_reported_per_case(cases, tmp_path):

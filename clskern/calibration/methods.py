@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._lesions import check_level_overlap
 from .._validate import check_empty_policy, check_fraction, empty_error
 from ..errors import ArgumentError, ArgumentTypeError, CalibrationError
 from ..volume import VolumeStats
@@ -148,7 +149,7 @@ def _needs(n):
     return f"n >= about {n:.4g}" if isinstance(n, float) else f"n >= {n}"
 
 
-def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
+def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped, **recorded):
     n = thresholds.size
     if method == "cls":
         k = _cls_rank(n, alpha)
@@ -169,11 +170,11 @@ def _order_statistic(method, thresholds, names, epsilon, alpha, delta, skipped):
     threshold = kth_smallest(thresholds, k)
     return Calibration.build(
         method, threshold, epsilon, alpha, delta, n, skipped, k,
-        critical_thresholds=thresholds.tolist(), case_ids=names,
+        critical_thresholds=thresholds.tolist(), case_ids=names, **recorded,
     )
 
 
-def _risk_controlled(method, cases, names, epsilon, delta, skipped):
+def _risk_controlled(method, cases, names, epsilon, delta, skipped, **recorded):
     n = len(cases)
     if method == "crc":
         def need():
@@ -196,11 +197,12 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped):
     critical = [c.critical_threshold(epsilon) if c.n_fg else math.inf for c in cases]
     return Calibration.build(
         method, threshold, epsilon, None, delta, n, skipped, None,
-        critical_thresholds=critical, case_ids=names,
+        critical_thresholds=critical, case_ids=names, **recorded,
     )
 
 
-def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", family=None, groups=None):
+def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", level="voxel", overlap=0.0,
+              family=None, groups=None):
     """Calibrate a score threshold on held-out volumes (SPEC 2).
 
     Parameters
@@ -219,6 +221,14 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
     empty : {"skip", "pass", "error"}
         Cases without lesion voxels: left out (counted in ``n_skipped``),
         satisfied by any threshold, or an error.
+    level : {"voxel", "lesion"}
+        ``"lesion"``: every method certifies lesion-level FNR (L-FNR, the
+        share of a case's lesions missed; SPEC 1b) instead, from
+        ``VolumeStats`` made with a connectivity (all the same one), at
+        ``overlap``; no voxel is read again (``VolumeStats.at_lesion_level``).
+    overlap : float
+        In [0, 1], lesion level only: a lesion is detected at ``t`` when at
+        least ``max(1, ceil(overlap * size))`` of its voxels score ``>= t``.
 
     Returns
     -------
@@ -242,7 +252,8 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
     """
     if groups is not None or family is not None or _families.holds_classes(volumes):
         return _families.calibrate_many(calibrate, volumes, groups=groups, family=family, epsilon=epsilon,
-                                        alpha=alpha, method=method, delta=delta, empty=empty)
+                                        alpha=alpha, method=method, delta=delta, empty=empty, level=level,
+                                        overlap=overlap)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_empty_policy(empty)
@@ -256,10 +267,42 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
         elif value is not None:
             raise ArgumentError(f"method {method!r} takes no {parameter}: its guarantee does not involve one")
     alpha, delta = given["alpha"], given["delta"]
+    level, overlap = check_level_overlap(level, overlap)
     items, names = _case_names(volumes)
     _check_distinct(names)
+    connectivity = _connectivity(items, names, level)
+    if level == "lesion":  # every method, unchanged, on the lesions' detection scores
+        items = [item.at_lesion_level(overlap) for item in items]
+    recorded = {"level": level, "overlap": overlap, "connectivity": connectivity}
     if method in ("cls", "cls-pac"):
         thresholds, kept_names, skipped = _critical_thresholds(items, names, epsilon, empty)
-        return _order_statistic(method, thresholds, kept_names, epsilon, alpha, delta, skipped)
+        return _order_statistic(method, thresholds, kept_names, epsilon, alpha, delta, skipped, **recorded)
     cases, kept_names, skipped = _lesion_sets(items, names, empty)
-    return _risk_controlled(method, cases, kept_names, epsilon, delta, skipped)
+    return _risk_controlled(method, cases, kept_names, epsilon, delta, skipped, **recorded)
+
+
+def _connectivity(items, names, level):
+    """The one connectivity of the statistics calibrated together (None at voxel level unless all share one).
+
+    Lesion level needs ``VolumeStats`` with lesion information, all found
+    with one connectivity: a calibration certifies one definition of a lesion.
+    """
+    found = {}
+    for item, name in zip(items, names):
+        if isinstance(item, VolumeStats):
+            found.setdefault(item.connectivity, name)
+        elif level == "lesion":
+            raise ArgumentTypeError(f"case {name}: level='lesion' needs VolumeStats (made with a connectivity), "
+                                    f"not {type(item).__name__}")
+        else:
+            found.setdefault(None, name)
+    if level == "voxel":
+        return next(iter(found)) if len(found) == 1 else None
+    if None in found:
+        raise ArgumentError(f"case {found[None]}: statistics made without lesions (connectivity=None); run "
+                            "volume_stats with connectivity=6, 18 or 26 (clskern stats --connectivity) for lesion level")
+    if len(found) > 1:
+        (a, case_a), (b, case_b) = sorted(found.items())[:2]
+        raise ArgumentError(f"statistics of different connectivities cannot be calibrated together at lesion level: "
+                            f"case {case_a} has {a}, case {case_b} has {b}")
+    return next(iter(found), None)

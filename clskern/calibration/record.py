@@ -12,9 +12,11 @@ A calibration file decides every mask cut with it, so reading one checks it
    number (+-inf travel as the strings ``"inf"``/``"-inf"``), never NaN.
 4. Consistency, with the very functions ``calibrate`` uses: ``method`` known;
    ``epsilon`` in [0, 1), ``alpha``/``delta`` in (0, 1) and present exactly
-   where the method needs them; ``n`` equal to the number of critical
-   thresholds and of case ids; case ids distinct; the guarantee sentence
-   equal to the one regenerated. ``cls`` and ``cls-pac``: ``k`` recomputed
+   where the method needs them; ``level`` voxel with ``overlap`` 0, or
+   lesion with a ``connectivity`` (6, 18, 26) and ``overlap`` in [0, 1] (a
+   record without these fields, written before lesion level, is voxel
+   level); ``n`` equal to the number of critical thresholds and of case ids;
+   case ids distinct; the guarantee sentence equal to the one regenerated. ``cls`` and ``cls-pac``: ``k`` recomputed
    from ``n``, ``alpha`` (and ``delta``), and the threshold equal, bit for
    bit, to the k-th smallest critical threshold. ``crc`` and ``rcps``: the
    threshold cannot be recomputed without the cases' FNR curves (the store
@@ -55,7 +57,12 @@ DIGEST = "sha256"
 _FIELDS = (
     "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
     "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version",
+    "level", "overlap", "connectivity",
 )
+# Fields added within format 2, with the value a record written before them means (voxel level).
+_LATER_FIELDS = {"level": "voxel", "overlap": 0.0, "connectivity": None}
+LEVELS = ("voxel", "lesion")
+CONNECTIVITIES = (6, 18, 26)
 READING_KEYS = ("label", "channel")  # how the calibration cases were read (None: not recorded)
 
 
@@ -86,23 +93,31 @@ def risk_predicate(method, n, epsilon, delta):
     return lambda fnr_sum: hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
 
 
-def _guarantee(method, epsilon, alpha, delta, n):
+def _guarantee(method, epsilon, alpha, delta, n, level="voxel", overlap=0.0, connectivity=None):
+    fnr = "FNR" if level == "voxel" else "L-FNR"
     if method == "cls":
-        return (
+        sentence = (
             f"For a new case exchangeable with the {n} calibration cases, "
-            f"P(FNR <= {epsilon:g}) >= {1 - alpha:g}, marginally over the calibration and test draw."
+            f"P({fnr} <= {epsilon:g}) >= {1 - alpha:g}, marginally over the calibration and test draw."
         )
-    if method == "cls-pac":
-        return (
+    elif method == "cls-pac":
+        sentence = (
             f"With probability >= {1 - delta:g} over the draw of the {n} calibration cases, "
-            f"a new exchangeable case has P(FNR > {epsilon:g}) <= {alpha:g}."
+            f"a new exchangeable case has P({fnr} > {epsilon:g}) <= {alpha:g}."
         )
-    if method == "crc":
-        return f"For a new case exchangeable with the {n} calibration cases, E[FNR] <= {epsilon:g}."
-    return (
-        f"With probability >= {1 - delta:g} over the draw of the {n} calibration cases, "
-        f"E[FNR] <= {epsilon:g} for a new exchangeable case (Hoeffding-Bentkus bound)."
-    )
+    elif method == "crc":
+        sentence = f"For a new case exchangeable with the {n} calibration cases, E[{fnr}] <= {epsilon:g}."
+    else:
+        sentence = (
+            f"With probability >= {1 - delta:g} over the draw of the {n} calibration cases, "
+            f"E[{fnr}] <= {epsilon:g} for a new exchangeable case (Hoeffding-Bentkus bound)."
+        )
+    if level == "voxel":
+        return sentence
+    detected = ("any of its voxels scores" if overlap == 0 else
+                f"at least max(1, ceil({overlap:g} x its size)) of its voxels score")
+    return (f"{sentence} L-FNR is the share of a case's lesions ({connectivity}-connected components of its "
+            f"lesion mask) missed; a lesion is detected when {detected} >= the threshold.")
 
 
 # -- JSON encoding ------------------------------------------------------------------------
@@ -243,7 +258,7 @@ def _fields(d):
         raise CalibrationFileError(
             f"calibration of format version {_short(version)}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
         )
-    missing = [key for key in (*_FIELDS, DIGEST) if key not in d]
+    missing = [key for key in (*_FIELDS, DIGEST) if key not in d and key not in _LATER_FIELDS]
     unknown = sorted(str(key) for key in d if key not in _FIELDS and key != DIGEST)
     if missing or unknown:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -277,7 +292,22 @@ def _fields(d):
         reading=_reading(d["reading"]),
         clskern_version=_string(d["clskern_version"], "clskern_version"),
         format_version=FORMAT_VERSION,
+        **_level_fields(*(d.get(key, default) for key, default in _LATER_FIELDS.items())),
     )
+
+
+def _level_fields(level, overlap, connectivity):
+    """``level``, ``overlap``, ``connectivity`` typed (step 3); how they fit together is ``inconsistency``'s."""
+    level = _string(level, "level")
+    if level not in LEVELS:
+        raise CalibrationFileError(f"level must be one of {', '.join(LEVELS)}, got {_short(level)}")
+    overlap = _number(overlap, "overlap")
+    if not 0 <= overlap <= 1:
+        raise CalibrationFileError(f"overlap must lie in [0, 1], got {overlap!r}")
+    connectivity = _integer(connectivity, "connectivity", optional=True)
+    if connectivity is not None and connectivity not in CONNECTIVITIES:
+        raise CalibrationFileError(f"connectivity must be null or one of 6, 18, 26, got {connectivity!r}")
+    return {"level": level, "overlap": float(overlap), "connectivity": connectivity}
 
 
 def _reading(value):
@@ -314,7 +344,12 @@ def inconsistency(f):
                 break
             seen.add(case)
         return f"case id {twice!r} appears twice"
-    guarantee = _guarantee(method, epsilon, alpha, delta, n)
+    level, overlap, connectivity = f["level"], f["overlap"], f["connectivity"]
+    if level == "voxel" and overlap != 0:
+        return f"overlap={overlap!r} at level voxel (an overlap applies to lesions only)"
+    if level == "lesion" and connectivity is None:
+        return "level lesion without a connectivity (how were the lesions found?)"
+    guarantee = _guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity)
     if f["guarantee"] != guarantee:
         given = ", ".join(f"{p}={f[p]!r}" for p in ("epsilon", "alpha", "delta") if f[p] is not None)
         return f"the guarantee sentence is not the one of method {method} with {given}, n={n}"
@@ -361,6 +396,11 @@ class Calibration:
     reading : dict or None
         How the calibration cases were read (``label``, ``channel``), where
         known: ``clskern apply`` cuts the same channel.
+    level, overlap, connectivity
+        What FNR the promise is about: ``"voxel"`` (overlap 0; connectivity
+        that of the statistics, or None), or ``"lesion"`` (L-FNR, SPEC 1b:
+        lesions are the ``connectivity``-connected components, detected at
+        ``overlap``). Records written before these fields read as voxel level.
 
     ``to_json`` writes the record with a ``sha256`` digest of its other fields;
     ``read``, ``from_json`` and ``from_dict`` refuse a record that is edited,
@@ -382,17 +422,21 @@ class Calibration:
     reading: dict | None = None
     clskern_version: str = __version__
     format_version: int = FORMAT_VERSION
+    level: str = "voxel"
+    overlap: float = 0.0
+    connectivity: int | None = None
 
     @classmethod
     def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids,
-              reading=None):
+              reading=None, level="voxel", overlap=0.0, connectivity=None):
         return cls(
             threshold=float(threshold), method=method, epsilon=float(epsilon),
             alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
             n=int(n), n_skipped=int(n_skipped), k=None if k is None else int(k),
-            guarantee=_guarantee(method, epsilon, alpha, delta, n),
+            guarantee=_guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity),
             critical_thresholds=[float(x) for x in critical_thresholds], case_ids=[str(c) for c in case_ids],
             reading=None if reading is None else _reading(dict(reading)),
+            **_level_fields(level, overlap, connectivity),
         )
 
     def to_dict(self):

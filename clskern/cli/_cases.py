@@ -5,6 +5,7 @@ import sys
 
 from ..errors import InputError
 from ..io import collect_stats, pair_cases
+from ._common import connectivity_of
 from ._progress import Progress
 
 
@@ -78,13 +79,13 @@ def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
             result = stats_to_store(
                 pairs, store, args.scheduler, label=args.label, channel=args.channel, empty=args.empty,
                 keep_going=getattr(args, "keep_going", False), on_case=on_case, keep_stats=keep_stats,
-                affine_atol=args.affine_tolerance,
+                affine_atol=args.affine_tolerance, connectivity=connectivity_of(args),
             )
         else:
             result = collect_stats(
                 pairs, store=store, label=args.label, channel=args.channel, empty=args.empty,
                 jobs=args.jobs, keep_going=getattr(args, "keep_going", False), on_case=on_case,
-                keep_stats=keep_stats, affine_atol=args.affine_tolerance,
+                keep_stats=keep_stats, affine_atol=args.affine_tolerance, connectivity=connectivity_of(args),
             )
     finally:
         progress.close()

@@ -57,6 +57,30 @@ def fraction(text):
     return _require(value, 0 <= value < 1, f"must lie in [0, 1), got {value:g}")
 
 
+NO_LESIONS = "none"
+
+
+def connectivity_choice(text):
+    """--connectivity: 6, 18, 26, or 'none' (voxel statistics only)."""
+    if text.strip().lower() == NO_LESIONS:
+        return NO_LESIONS
+    value = _number(text, int, "6, 18, 26 or none")
+    return _require(value, value in (6, 18, 26), f"must be 6, 18, 26 or none, got {text!r}")
+
+
+def connectivity_of(args):
+    """The connectivity a command reads cases with: --connectivity, 26 when not given, None for 'none'."""
+    value = getattr(args, "connectivity", None)
+    if value is None:
+        return 26
+    return None if value == NO_LESIONS else value
+
+
+def unit_interval(text):
+    value = _number(text, float, "a number")
+    return _require(value, 0 <= value <= 1, f"must lie in [0, 1], got {text!r}")
+
+
 def label_value(text):
     value = _number(text, float, "a label value")
     _require(value, value != 0, "0 is the background in a label map: choose the lesion's label value")
@@ -102,6 +126,10 @@ def add_case_options(parser):
     parser.add_argument("--label", type=label_value, default=None, metavar="V",
                         help="lesion label value in multi-label masks (default: every label > 0)")
     add_channel(parser)
+    parser.add_argument("--connectivity", type=connectivity_choice, default=None, metavar="{6,18,26,none}",
+                        help="lesions are the connected components of the lesion mask with face (6), face+edge (18) "
+                             "or face+edge+corner (26) neighbours; their scores are kept for lesion level "
+                             "(default 26; none: voxel statistics only)")
     parser.add_argument("--allow-unmatched", action="store_true",
                         help="leave out cases found on one side only (default: an error listing them)")
     parser.add_argument("--affine-tolerance", type=tolerance, default=AFFINE_ATOL, metavar="MM",

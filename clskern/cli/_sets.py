@@ -245,7 +245,7 @@ def run_calibrate(args, alpha, delta):
                          "list every calibration case")
     try:
         calibrations = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
-                                 empty=args.empty, groups=groups)
+                                 empty=args.empty, groups=groups, level=args.level, overlap=args.overlap)
     except CalibrationError as exc:
         raise CalibrationError(f"{args.groups}: {exc}") from None
     import dataclasses

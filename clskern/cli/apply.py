@@ -83,6 +83,8 @@ def run(args):
         return _sets.run_apply(args, calibration, find_inputs=_inputs, channel_of=channel_of)
     _sets.refuse_set_options(args)
     threshold = calibration.threshold
+    level = "" if calibration.level == "voxel" else (
+        f"; calibrated at lesion level, overlap {calibration.overlap:g}, connectivity {calibration.connectivity}")
     args.channel = channel_of(calibration, args.channel, args.calibration)
     inputs = _inputs(args.scores)
     references = reference_index(args.reference) if args.reference else None
@@ -120,5 +122,5 @@ def run(args):
         progress.close()
     if not args.quiet:
         print(f"apply: {len(plan)} mask(s) at threshold {threshold!r} -> {args.output} "
-              f"({100 * n_on / max(n_voxels, 1):.2f} % of voxels on)", file=sys.stdout)
+              f"({100 * n_on / max(n_voxels, 1):.2f} % of voxels on{level})", file=sys.stdout)
     return 0

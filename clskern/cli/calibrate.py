@@ -6,7 +6,7 @@ from ..calibration import _NEEDS, METHODS, calibrate
 from ..errors import CalibrationError
 from ..store import StatsStore
 from ._cases import gather, pairs_of
-from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction
+from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction, unit_interval
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
 from . import _sets
 
@@ -37,6 +37,12 @@ def add_parser(subparsers):
                         f"calibration draw (default {DEFAULT_DELTA})")
     add_empty(p)
     _sets.add_calibrate_options(p)
+    p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
+                   help="lesion: certify the lesion-level FNR (the share of a case's lesions missed) instead of "
+                        "the voxel FNR; needs statistics with lesions (clskern stats --connectivity, default 26)")
+    p.add_argument("--overlap", type=unit_interval, default=0.0, metavar="TAU",
+                   help="with --level lesion: a lesion is detected when at least max(1, ceil(TAU x its size)) of "
+                        "its voxels score >= the threshold (default 0: any voxel)")
     p.add_argument("-o", "--output", required=True, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
     add_quiet(p)
@@ -58,10 +64,15 @@ def run(args):
         raise ValueError("--scores needs --labels")
     if args.store is not None:
         given = [flag for flag, value in (("--labels", args.labels), ("--label", args.label),
-                                          ("--channel", args.channel)) if value is not None]
+                                          ("--channel", args.channel), ("--connectivity", args.connectivity))
+                 if value is not None]
         if given:
             raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
+    if args.overlap != 0 and args.level != "lesion":
+        raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
+    if args.level == "lesion" and _sets.wants_classes(args):
+        raise ValueError("--level lesion with several classes is not available yet; calibrate one class")
     if _sets.wants_set(args):  # per group or per class: a calibration set
         return _sets.run_calibrate(args, alpha, delta)
     refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels])
@@ -78,6 +89,7 @@ def run(args):
     lesion_free = sorted(case for case, stats in volumes.items() if stats.n_fg == 0)
     try:
         result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
+                           level=args.level, overlap=args.overlap,
                            empty=args.empty)
     except CalibrationError as exc:
         if lesion_free and args.empty == "skip":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._lesions import DEFAULT_CONNECTIVITY, check_connectivity
 from .._validate import check_empty_policy, empty_error
 from ..store import file_digest, fingerprint_of
 from .cases import AFFINE_ATOL, load_case
@@ -48,7 +49,8 @@ class BatchResult:
     nbytes: int = 0
 
 
-def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL):
+def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL,
+                 connectivity=DEFAULT_CONNECTIVITY):
     """``[(pair, fingerprint or None)]`` of the cases still to read; cases stored with
     the same input bytes and options count as reused in ``result`` (and are loaded
     when ``keep_stats``). Under ``empty="error"`` a stored case without lesion
@@ -60,7 +62,7 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
     (gone, unreadable) is left to the reader too, which reports it per case.
     """
     if store is not None:
-        store.check_reading(label=label, channel=channel)
+        store.check_reading(label=label, channel=channel, connectivity=connectivity)
     known = store.fingerprints() if store is not None else {}
     n_fg = store.lesion_counts() if store is not None else {}
     digests = {}
@@ -69,7 +71,8 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
         key = None
         if pair.case_id in known:
             try:
-                key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol, digests=digests)
+                key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol, digests=digests,
+                                       connectivity=connectivity)
             except OSError:
                 pass
         if key is not None and known[pair.case_id] == key:
@@ -87,7 +90,7 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
     return todo
 
 
-def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=None):
+def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=None, connectivity=None):
     """The store fingerprint of a case pair (``clskern.store.fingerprint``).
 
     An nnU-Net ``.npz`` is read through the ``CASE.pkl`` beside it (which
@@ -95,6 +98,9 @@ def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=N
     geometry tolerance other than the default counts as a reading option: a
     case stored under a looser ``--affine-tolerance`` is checked again.
     ``digests``: a ``{path: file_digest}`` cache, so that a file is hashed once.
+    A ``connectivity`` (lesion statistics) counts too; None (voxel statistics
+    only) adds nothing, so the fingerprints of stores made before lesion level
+    still match.
     """
     digests = {} if digests is None else digests
     paths = [pair.scores, pair.labels]
@@ -107,13 +113,16 @@ def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=N
     options = {"label": label, "channel": channel}
     if affine_atol != AFFINE_ATOL:
         options["affine_atol"] = float(affine_atol)
+    if connectivity is not None:
+        options["connectivity"] = int(connectivity)
     if geometry is not None:
         options["geometry"] = digests.get(geometry)  # None: no .pkl (the read refuses the case)
     return fingerprint_of(digests[pair.scores], digests[pair.labels], **options)
 
 
 def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
-                  keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL):
+                  keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL,
+                  connectivity=DEFAULT_CONNECTIVITY):
     """``VolumeStats`` of every case pair, from the store where already there.
 
     Parameters
@@ -138,23 +147,27 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
         Return every case's statistics in ``BatchResult.stats``. False (with
         a store): only store and count them, as ``clskern stats`` does, so
         memory does not grow with the number of cases.
+    connectivity : {6, 18, 26} or None
+        Lesions kept in the statistics (``volume_stats``); a store holds one.
 
     Returns
     -------
     BatchResult
     """
     check_empty_policy(empty)
+    connectivity = check_connectivity(connectivity, optional=True)
     if store is None and not keep_stats:
         raise ValueError("keep_stats=False needs a store: the statistics would be lost")
     result = BatchResult()
     todo = split_stored(pairs, store, result, label=label, channel=channel, keep_stats=keep_stats,
-                        on_case=on_case, empty=empty, affine_atol=affine_atol)
+                        on_case=on_case, empty=empty, affine_atol=affine_atol, connectivity=connectivity)
 
     def load(item):
         started = time.perf_counter()
         pair, key = item
         if store is not None and key is None:  # hashed before reading: a file changed meanwhile is read again
-            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol)
+            key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol,
+                                   connectivity=connectivity)
         return load_case(pair, channel=channel, backend=backend, affine_atol=affine_atol), started, key
 
     if todo:  # Numba is imported only when a case is to be read (not on a re-run over a complete store)
@@ -166,7 +179,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
                 if error is not None:
                     raise error
                 case, started, key = loaded
-                stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id)
+                stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id,
+                                     connectivity=connectivity)
                 if stats.n_fg == 0 and empty == "error":
                     raise empty_error(pair.case_id)
                 nbytes = case.nbytes
