@@ -42,10 +42,11 @@ def main(argv=None):
     print(f"{len(stats)} cases ({calibration.n_skipped} without lesion): threshold {calibration.threshold!r}")
     print(calibration.guarantee)
 
-    # At test time: binarise a new case's scores with the calibrated threshold.
-    to_mask = CalibratedThreshold(args.output, channel=1)
-    new_scores, _ = next(iter(validation_loader(n_cases=1, batch_size=1, seed=99)))
-    mask = to_mask(new_scores[0])
+    # At test time: binarise new cases' scores with the calibrated threshold, on the channel it was
+    # calibrated on (recorded in the file). spatial_dims=3 tells one case (C, X, Y, Z) from a batch.
+    to_mask = CalibratedThreshold(args.output, spatial_dims=3)
+    new_scores, _ = next(iter(validation_loader(n_cases=2, batch_size=2, seed=99)))
+    mask = to_mask(new_scores)  # (B, 1, X, Y, Z): each case cut on its own; to_mask(new_scores[0]) for one
     print(f"mask of shape {tuple(mask.shape)}, {int(mask.sum())} lesion voxels -> {args.output}")
     return calibration
 
