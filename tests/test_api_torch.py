@@ -110,6 +110,9 @@ def test_cuda_tensors_go_to_the_gpu_kernels_or_fail_clearly(monkeypatch):
 
     monkeypatch.setattr(adapter, "apply_threshold", fake_apply)
     assert CalibratedThreshold(0.5)(fake).shape == (1, 3, 3, 3) and calls == ["cuda"]
+    batch = torch.zeros(2, 3, 3, 3, 3).as_subclass(FakeCudaTensor)  # each case cut on the device
+    assert CalibratedThreshold(0.5, channel=1, batched=True)(batch).shape == (2, 1, 3, 3, 3)
+    assert calls == ["cuda"] * 3
 
 
 def test_requires_grad_tensors_are_read_without_their_graph():
