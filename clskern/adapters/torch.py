@@ -141,8 +141,7 @@ def _monai_twin(cls):
             "__doc__": cls.__doc__,
             "backend": [TransformBackends.TORCH, TransformBackends.NUMPY],
         }
-        twin = type(base)(cls.__name__, (cls, base), namespace)
-        _TWINS[cls.__name__] = twin
+        twin = _TWINS.setdefault(cls.__name__, type(base)(cls.__name__, (cls, base), namespace))  # one, if raced
     return twin
 
 
