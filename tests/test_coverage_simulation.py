@@ -150,3 +150,59 @@ def test_family_wise_coverage_bonferroni_three_classes():
         se_c = per_class_none[c].std(ddof=1) / np.sqrt(splits)
         assert per_class_none[c].mean() >= 1 - alpha - 3 * se_c
     assert joint["none"].mean() < 1 - alpha  # each class's promise alone does not cover the family
+
+
+# -- lesion level (SPEC 1b) ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lesion_pool():
+    """300 cases of 3 to 8 separate box lesions (1 to 27 voxels) whose detection varies per lesion and per case."""
+    rng = np.random.default_rng(1212)
+    cases = []
+    for i in range(300):
+        labels = np.zeros((16, 16, 8), np.uint8)
+        scores = rng.beta(1.0, 6.0, labels.shape)
+        confidence = rng.uniform(0.5, 3.0)
+        corners = rng.permutation([(a, b, c) for a in (0, 4, 8, 12) for b in (0, 4, 8, 12) for c in (0, 4)])
+        for a, b, c in corners[: rng.integers(3, 9)]:  # cells 4 apart: lesions never touch
+            box = tuple(slice(x, x + int(rng.integers(1, 4))) for x in (a, b, c))
+            labels[box] = 1
+            scores[box] = rng.beta(confidence * rng.uniform(0.3, 3.0), 1.0, labels[box].shape)
+        cases.append(clskern.volume_stats(scores.astype(np.float32), labels, name=f"les{i}"))
+    return cases
+
+
+@pytest.mark.parametrize("n,alpha,epsilon,overlap", [(19, 0.2, 0.2, 0.0), (39, 0.1, 0.3, 0.5)])
+def test_cls_marginal_coverage_at_lesion_level(lesion_pool, n, alpha, epsilon, overlap):
+    """P(L-FNR <= eps) >= 1 - alpha over random splits, with tolerances from the binomial standard error."""
+    rng = np.random.default_rng(n)
+    critical = np.array([c.critical_threshold(epsilon, level="lesion", overlap=overlap) for c in lesion_pool])
+    split = rng.permutation(critical.size)[:n]  # the statistics path gives the very threshold of the numbers
+    whole = clskern.calibrate([lesion_pool[i] for i in split], epsilon=epsilon, alpha=alpha, level="lesion",
+                              overlap=overlap)
+    assert whole.threshold == clskern.calibrate(critical[split].tolist(), epsilon=epsilon, alpha=alpha).threshold
+    coverage = np.empty(SPLITS)
+    for r in range(SPLITS):
+        order = rng.permutation(critical.size)
+        threshold = clskern.calibrate(critical[order[:n]].tolist(), epsilon=epsilon, alpha=alpha).threshold
+        coverage[r] = np.mean(critical[order[n:]] >= threshold)  # L-FNR <= eps  <=>  t <= lesion-level critical
+    se = np.sqrt(alpha * (1 - alpha) / (critical.size - n) / SPLITS)  # binomial SE of the mean (splits alike)
+    se = max(se, coverage.std(ddof=1) / np.sqrt(SPLITS))
+    assert 1 - alpha - 3 * se <= coverage.mean() <= 1 - alpha + 1 / (n + 1) + 3 * se
+
+
+def test_crc_mean_lesion_fnr(lesion_pool):
+    """E[L-FNR] <= eps for crc at lesion level (overlap 0.5)."""
+    n, epsilon, overlap, splits = 20, 0.2, 0.5, 1000
+    rng = np.random.default_rng(13)
+    views = [c.at_lesion_level(overlap) for c in lesion_pool]
+    mean_fnr = np.empty(splits)
+    for r in range(splits):
+        order = rng.permutation(len(lesion_pool))
+        threshold = clskern.calibrate([lesion_pool[i] for i in order[:n]], epsilon=epsilon, method="crc",
+                                      level="lesion", overlap=overlap).threshold
+        mean_fnr[r] = np.mean([views[i].fnr(threshold) for i in order[n:]])
+    se = mean_fnr.std(ddof=1) / np.sqrt(splits)
+    assert mean_fnr.mean() <= epsilon + 3 * se
+    assert mean_fnr.mean() >= epsilon - 0.06  # and not wastefully conservative
