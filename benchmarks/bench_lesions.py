@@ -10,7 +10,9 @@ pass of ``ratio_table.py``, clskern's lesion-level critical threshold
 lesion's scores, sorted: what statistics would keep), ``scipy.ndimage.label`` + a
 per-component partition, and ``cc3d.connected_components`` + the same
 partition when cc3d is installed; every answer is checked against scipy's,
-and the table is printed in Markdown.
+and the table is printed in Markdown. It also times ``volume_stats`` with
+``connectivity=None`` (voxel statistics) and with the connectivity asked
+(every lesion's sorted scores kept too), and prints what the lesions add.
 """
 
 import argparse
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from baselines import stream_pass  # noqa: E402
 from volumes import SHAPE  # noqa: E402
 
-from clskern import critical_threshold, lesions  # noqa: E402
+from clskern import critical_threshold, lesions, volume_stats  # noqa: E402
 from clskern._lesions import required_voxels  # noqa: E402
 
 try:
@@ -112,6 +114,9 @@ def measure(order, repeat, overlap, connectivity):
         "stream pass (memory limit)": (stream_pass, (scores, labels)),
         "clskern lesion critical threshold": (clskern_threshold, (scores, labels, EPSILON, overlap, connectivity)),
         "clskern lesions() (every lesion's scores, sorted)": (clskern_lesions, (scores, labels, connectivity)),
+        "volume_stats(connectivity=None)": (lambda p, y: volume_stats(p, y, connectivity=None), (scores, labels)),
+        f"volume_stats(connectivity={connectivity})": (lambda p, y: volume_stats(p, y, connectivity=connectivity),
+                                                       (scores, labels)),
         "scipy.ndimage.label + partition": (scipy_threshold, (scores, labels, EPSILON, overlap, connectivity)),
     }
     if cc3d is not None:
@@ -125,7 +130,7 @@ def measure(order, repeat, overlap, connectivity):
             start = time.perf_counter()
             result = function(*args)
             times[name].append(time.perf_counter() - start)
-            if name not in ("stream pass (memory limit)", "clskern lesions() (every lesion's scores, sorted)") and result != expected:
+            if name.startswith(("clskern lesion critical", "scipy", "cc3d")) and result != expected:
                 raise SystemExit(f"{name} gave {result!r}, scipy {expected!r}, on the {order}-order volume")
     summary = {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
     return summary, scores.nbytes + labels.nbytes, n_lesions, int(np.count_nonzero(labels))
@@ -155,6 +160,12 @@ def main():
         ours = summary["clskern lesion critical threshold"][0]
         for name, (seconds, fastest) in summary.items():
             print(f"| {order} | {name} | {seconds * 1e3:.2f} | {fastest * 1e3:.2f} | {seconds / base:.2f} | {seconds / ours:.1f} x |")
+    for order, summary, _ in rows:
+        plain = summary["volume_stats(connectivity=None)"][0]
+        with_lesions = summary[f"volume_stats(connectivity={args.connectivity})"][0]
+        print(f"\n{order}: volume_stats(connectivity={args.connectivity}) / volume_stats(connectivity=None) = "
+              f"{with_lesions / plain:.2f} (+{(with_lesions - plain) * 1e3:.2f} ms)", end="")
+    print()
 
 
 if __name__ == "__main__":
