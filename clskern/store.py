@@ -301,7 +301,7 @@ class StatsStore:
         equals ``n_fg`` and FP, FPR, Dice and PC are not meaningful; use
         ``load`` for those.
         """
-        from .volume import VolumeStats
+        from .volume import VolumeStats, range_from_meta
 
         wanted = None if case_ids is None else set(case_ids)
         out = {}
@@ -313,7 +313,8 @@ class StatsStore:
                 if meta.get("name") != case_id or meta.get("n_fg") != n_fg or isinstance(n_fg, bool):
                     raise ValueError(f"the row (case id {case_id!r}, n_fg {n_fg!r}) disagrees with its statistics "
                                      f"(case id {meta.get('name')!r}, n_fg {meta.get('n_fg')!r})")
-                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id, **lesions)
+                out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id, **lesions,
+                                           **range_from_meta(meta))  # score_min/max: normalize="minmax"
             except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, sqlite3.Error,
                     RecursionError) as exc:
                 reason = str(exc) or type(exc).__name__

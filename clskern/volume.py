@@ -151,8 +151,6 @@ class VolumeStats:
         store's ``lesion_stats``) are checked against the lesion scores only.
         """
         low, high, scores, bins = self.score_min, self.score_max, self.lesion_scores, self.bg_bins
-        if self.n_voxels == 0:
-            return "an empty volume has no score_min or score_max"
         if not low <= high:
             return f"score_min {low!r} above score_max {high!r}"
         if scores.size and not (low <= scores[0] and scores[-1] <= high):

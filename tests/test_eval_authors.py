@@ -345,13 +345,20 @@ def test_off_bin_extremes_with_exact_range_are_exact():
 
 
 def test_off_bin_extremes_from_the_histogram_are_bounded():
-    """Without exact min and max, the range is the documented bin estimate, and the procedure
-    is exactly the authors' run on that range."""
+    """Without exact min and max (statistics written before clskern recorded them), the range is
+    the documented bin estimate, and the procedure is exactly the authors' run on that range;
+    ``volume_stats`` now records ``score_min``/``score_max``, which makes the same cases exact."""
     from clskern._binning import bin_lower_edges
 
     edges = bin_lower_edges()
     volumes = _dataset(("off_bin",), 6, seed=4)
-    cases = _cases(volumes)
+    recorded = _cases(volumes)
+    assert volume_ranges(recorded)[2].all()
+    for epsilon in EPSILONS:
+        truth = [ref_find_threshold(ref_min_max_normalize(s), l, epsilon) for s, l in volumes]
+        assert critical_expansions(recorded, epsilon).tolist() == truth
+    cases = Cases([VolumeStats(s.n_voxels, s.n_fg, s.lesion_scores, s.bg_bins, s.bg_counts, name=s.name)
+                   for s in recorded.stats])  # as read from statistics without a range
     low, high, exact_flags = volume_ranges(cases)
     assert not exact_flags.any()
     for (scores, labels), lo, hi in zip(volumes, low, high):

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._lesions import check_level_overlap
+from .._normalize import check_normalize, check_range, minmax
 from .._validate import check_empty_policy, check_fraction, empty_error
 from ..errors import ArgumentError, ArgumentTypeError, CalibrationError
 from ..volume import VolumeStats
@@ -55,12 +56,13 @@ def _check_distinct(names):
             seen.add(name)
 
 
-def _critical_thresholds(items, names, epsilon, empty):
-    """Per-case critical thresholds, with empty cases skipped, passed or refused."""
+def _critical_thresholds(items, names, epsilon, empty, normalize="none"):
+    """Per-case critical thresholds, with empty cases skipped, passed or refused (in ``normalize``'s scale;
+    numbers are taken as given)."""
     kept, kept_names, skipped = [], [], 0
     for item, name in zip(items, names):
         if isinstance(item, VolumeStats):
-            value = None if item.n_fg == 0 else item.critical_threshold(epsilon)
+            value = None if item.n_fg == 0 else item.critical_threshold(epsilon, normalize=normalize)
         elif item is None:
             value = None
         elif isinstance(item, (int, float, np.floating, np.integer)) and not isinstance(item, bool):
@@ -82,6 +84,13 @@ def _critical_thresholds(items, names, epsilon, empty):
         kept.append(value)
         kept_names.append(name)
     return np.asarray(kept, dtype=np.float64), kept_names, skipped
+
+
+def _in_q(stats):
+    """Lesion-side statistics in min-max normalised scores: the sorted ``q`` of the lesion scores (float64)."""
+    low, high = check_range(stats.score_min, stats.score_max, stats.name)
+    q = minmax(stats.lesion_scores, low, high)
+    return VolumeStats(q.size, q.size, q, [], [], stats.name)
 
 
 def _lesion_sets(items, names, empty):
@@ -202,7 +211,7 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped, **recorded):
 
 
 def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", level="voxel", overlap=0.0,
-              family=None, groups=None):
+              family=None, groups=None, normalize="none"):
     """Calibrate a score threshold on held-out volumes (SPEC 2).
 
     Parameters
@@ -221,6 +230,16 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
     empty : {"skip", "pass", "error"}
         Cases without lesion voxels: left out (counted in ``n_skipped``),
         satisfied by any threshold, or an error.
+    normalize : {"none", "minmax"}
+        ``"minmax"`` (SPEC 1d): calibrate in each case's min-max normalised
+        scores ``q = (p - min p) / (max p - min p)`` (float64, every voxel),
+        from the exact ``score_min``/``score_max`` the statistics carry;
+        critical thresholds and the threshold are then in ``q``, recorded as
+        ``Calibration.normalize``, and ``apply_threshold(..., normalize=
+        "minmax")`` normalises each new case the same way. A per-case
+        transform keeps the cases exchangeable: every guarantee holds
+        unchanged. Numbers passed instead of ``VolumeStats`` are taken as
+        critical thresholds already in ``q``.
     level : {"voxel", "lesion"}
         ``"lesion"``: every method certifies lesion-level FNR (L-FNR, the
         share of a case's lesions missed; SPEC 1b) instead, from
@@ -253,7 +272,7 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
     if groups is not None or family is not None or _families.holds_classes(volumes):
         return _families.calibrate_many(calibrate, volumes, groups=groups, family=family, epsilon=epsilon,
                                         alpha=alpha, method=method, delta=delta, empty=empty, level=level,
-                                        overlap=overlap)
+                                        overlap=overlap, normalize=normalize)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_empty_policy(empty)
@@ -274,10 +293,13 @@ def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="
     if level == "lesion":  # every method, unchanged, on the lesions' detection scores
         items = [item.at_lesion_level(overlap) for item in items]
     recorded = {"level": level, "overlap": overlap, "connectivity": connectivity}
+    recorded["normalize"] = check_normalize(normalize)
     if method in ("cls", "cls-pac"):
-        thresholds, kept_names, skipped = _critical_thresholds(items, names, epsilon, empty)
+        thresholds, kept_names, skipped = _critical_thresholds(items, names, epsilon, empty, normalize)
         return _order_statistic(method, thresholds, kept_names, epsilon, alpha, delta, skipped, **recorded)
     cases, kept_names, skipped = _lesion_sets(items, names, empty)
+    if normalize != "none":  # crc and rcps search the lesion scores: search their q instead (q is monotone)
+        cases = [_in_q(case) for case in cases]
     return _risk_controlled(method, cases, kept_names, epsilon, delta, skipped, **recorded)
 
 

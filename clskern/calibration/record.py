@@ -15,7 +15,8 @@ A calibration file decides every mask cut with it, so reading one checks it
    where the method needs them; ``level`` voxel with ``overlap`` 0, or
    lesion with a ``connectivity`` (6, 18, 26) and ``overlap`` in [0, 1] (a
    record without these fields, written before lesion level, is voxel
-   level); ``n`` equal to the number of critical thresholds and of case ids;
+   level); ``normalize`` none or minmax (absent: none; with minmax the
+   threshold and critical thresholds lie in [0, 1] or are +inf); ``n`` equal to the number of critical thresholds and of case ids;
    case ids distinct; the guarantee sentence equal to the one regenerated. ``cls`` and ``cls-pac``: ``k`` recomputed
    from ``n``, ``alpha`` (and ``delta``), and the threshold equal, bit for
    bit, to the k-th smallest critical threshold. ``crc`` and ``rcps``: the
@@ -57,12 +58,13 @@ DIGEST = "sha256"
 _FIELDS = (
     "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
     "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version",
-    "level", "overlap", "connectivity",
+    "level", "overlap", "connectivity", "normalize",
 )
 # Fields added within format 2, with the value a record written before them means (voxel level).
 _LATER_FIELDS = {"level": "voxel", "overlap": 0.0, "connectivity": None}
 LEVELS = ("voxel", "lesion")
 CONNECTIVITIES = (6, 18, 26)
+NORMALIZATIONS = ("none", "minmax")  # SPEC 1d; a record without the field (written before it) is "none"
 READING_KEYS = ("label", "channel")  # how the calibration cases were read (None: not recorded)
 
 
@@ -258,7 +260,7 @@ def _fields(d):
         raise CalibrationFileError(
             f"calibration of format version {_short(version)}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
         )
-    missing = [key for key in (*_FIELDS, DIGEST) if key not in d and key not in _LATER_FIELDS]
+    missing = [key for key in (*_FIELDS, DIGEST) if key not in d and key not in _LATER_FIELDS and key != "normalize"]
     unknown = sorted(str(key) for key in d if key not in _FIELDS and key != DIGEST)
     if missing or unknown:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -292,6 +294,7 @@ def _fields(d):
         reading=_reading(d["reading"]),
         clskern_version=_string(d["clskern_version"], "clskern_version"),
         format_version=FORMAT_VERSION,
+        normalize=_normalize_field(d.get("normalize", "none")),
         **_level_fields(*(d.get(key, default) for key, default in _LATER_FIELDS.items())),
     )
 
@@ -308,6 +311,22 @@ def _level_fields(level, overlap, connectivity):
     if connectivity is not None and connectivity not in CONNECTIVITIES:
         raise CalibrationFileError(f"connectivity must be null or one of 6, 18, 26, got {connectivity!r}")
     return {"level": level, "overlap": float(overlap), "connectivity": connectivity}
+
+
+def _normalize_field(value):
+    """``normalize``: one of ``NORMALIZATIONS``."""
+    value = _string(value, "normalize")
+    if value not in NORMALIZATIONS:
+        raise CalibrationFileError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {_short(value)}")
+    return value
+
+
+def _normalized_sentence(normalize):
+    """What the guarantee adds for min-max normalised scores (empty for ``"none"``)."""
+    if normalize == "none":
+        return ""
+    return (" Scores are min-max normalised per case, q = (p - min p) / (max p - min p) over every voxel in "
+            "float64, for calibration and test cases alike; the threshold and the mask q >= threshold are in q.")
 
 
 def _reading(value):
@@ -349,11 +368,16 @@ def inconsistency(f):
         return f"overlap={overlap!r} at level voxel (an overlap applies to lesions only)"
     if level == "lesion" and connectivity is None:
         return "level lesion without a connectivity (how were the lesions found?)"
-    guarantee = _guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity)
+    guarantee = _guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity) + _normalized_sentence(
+        f["normalize"])
     if f["guarantee"] != guarantee:
         given = ", ".join(f"{p}={f[p]!r}" for p in ("epsilon", "alpha", "delta") if f[p] is not None)
         return f"the guarantee sentence is not the one of method {method} with {given}, n={n}"
     threshold = f["threshold"]
+    if f["normalize"] == "minmax":  # q lies in [0, 1]; +inf marks a case (or a cut) that any threshold meets
+        outside = [x for x in (threshold, *f["critical_thresholds"]) if not (0 <= x <= 1 or x == math.inf)]
+        if outside:
+            return f"normalize minmax, but {outside[0]!r} is not a min-max normalised score in [0, 1] (or inf)"
     if method in ("cls", "cls-pac"):
         expected_k = cls_rank(n, alpha) if method == "cls" else cls_pac_rank(n, alpha, delta)
         if k != expected_k:
@@ -401,6 +425,11 @@ class Calibration:
         that of the statistics, or None), or ``"lesion"`` (L-FNR, SPEC 1b:
         lesions are the ``connectivity``-connected components, detected at
         ``overlap``). Records written before these fields read as voxel level.
+    normalize : {"none", "minmax"}
+        ``"minmax"``: thresholds are in per-case min-max normalised scores
+        (SPEC 1d); ``apply_threshold(..., normalize=...)`` and ``clskern
+        apply`` normalise each new case the same way. Records written before
+        the field read as ``"none"``; the digest covers it.
 
     ``to_json`` writes the record with a ``sha256`` digest of its other fields;
     ``read``, ``from_json`` and ``from_dict`` refuse a record that is edited,
@@ -425,18 +454,21 @@ class Calibration:
     level: str = "voxel"
     overlap: float = 0.0
     connectivity: int | None = None
+    normalize: str = "none"
 
     @classmethod
     def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids,
-              reading=None, level="voxel", overlap=0.0, connectivity=None):
+              reading=None, level="voxel", overlap=0.0, connectivity=None, normalize="none"):
         return cls(
             threshold=float(threshold), method=method, epsilon=float(epsilon),
             alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
             n=int(n), n_skipped=int(n_skipped), k=None if k is None else int(k),
-            guarantee=_guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity),
+            guarantee=_guarantee(method, epsilon, alpha, delta, n, level, overlap, connectivity)
+            + _normalized_sentence(_normalize_field(normalize)),
             critical_thresholds=[float(x) for x in critical_thresholds], case_ids=[str(c) for c in case_ids],
             reading=None if reading is None else _reading(dict(reading)),
             **_level_fields(level, overlap, connectivity),
+            normalize=normalize,
         )
 
     def to_dict(self):

@@ -112,7 +112,7 @@ def run(args):
         for (case_id, _, geometry, out), volume, error in stream:
             if error is not None:
                 raise error
-            mask = apply_threshold(volume.array, threshold, name=case_id)
+            mask = apply_threshold(volume.array, threshold, normalize=calibration.normalize, name=case_id)
             save_mask(mask, out, geometry, volume)
             n_voxels += mask.size
             n_on += int(mask.sum(dtype="int64"))
@@ -121,6 +121,7 @@ def run(args):
         stream.close()
         progress.close()
     if not args.quiet:
-        print(f"apply: {len(plan)} mask(s) at threshold {threshold!r} -> {args.output} "
+        scale = "" if calibration.normalize == "none" else " (each case min-max normalised)"
+        print(f"apply: {len(plan)} mask(s) at threshold {threshold!r}{scale} -> {args.output} "
               f"({100 * n_on / max(n_voxels, 1):.2f} % of voxels on{level})", file=sys.stdout)
     return 0

@@ -36,6 +36,10 @@ def add_parser(subparsers):
                    help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
                         f"calibration draw (default {DEFAULT_DELTA})")
     add_empty(p)
+    p.add_argument("--normalize", choices=("none", "minmax"), default="none",
+                   help="minmax: calibrate in per-case min-max normalised scores, q = (p - min) / (max - min) over "
+                        "every voxel (SPEC 1d); recorded in the calibration, so apply normalises each case the "
+                        "same way (default none)")
     _sets.add_calibrate_options(p)
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
                    help="lesion: certify the lesion-level FNR (the share of a case's lesions missed) instead of "
@@ -74,6 +78,8 @@ def run(args):
     if args.level == "lesion" and _sets.wants_classes(args):
         raise ValueError("--level lesion with several classes is not available yet; calibrate one class")
     if _sets.wants_set(args):  # per group or per class: a calibration set
+        if args.normalize != "none":
+            raise ValueError("--normalize minmax is not available with groups or classes yet; calibrate one set")
         return _sets.run_calibrate(args, alpha, delta)
     refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels])
     refuse_existing([args.output], args.overwrite)
@@ -90,7 +96,7 @@ def run(args):
     try:
         result = calibrate(volumes, epsilon=args.epsilon, alpha=alpha, method=args.method, delta=delta,
                            level=args.level, overlap=args.overlap,
-                           empty=args.empty)
+                           empty=args.empty, normalize=args.normalize)
     except CalibrationError as exc:
         if lesion_free and args.empty == "skip":
             raise CalibrationError(f"{exc}; {skipped_why(lesion_free, len(volumes))}") from None
