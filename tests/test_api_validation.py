@@ -142,4 +142,5 @@ def test_volume_stats_counts_are_integers(value):
                                 bg_bins=STATS.bg_bins, bg_counts=STATS.bg_counts, name="a")
     assert clskern.VolumeStats(np.int64(STATS.n_voxels), STATS.n_fg, STATS.lesion_scores, STATS.bg_bins,
                                STATS.bg_counts, "a", connectivity=STATS.connectivity,
-                               lesion_offsets=STATS.lesion_offsets, lesion_groups=STATS.lesion_groups) == STATS
+                               lesion_offsets=STATS.lesion_offsets, lesion_groups=STATS.lesion_groups,
+                               score_min=STATS.score_min, score_max=STATS.score_max) == STATS
