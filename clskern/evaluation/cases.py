@@ -6,13 +6,19 @@ thresholds per epsilon (cached), the pooled lesion scores for ``crc`` and
 ``rcps``, and each case's score range for the authors' baseline.
 Cases without lesion voxels are left out (the ``skip`` policy of
 ``calibrate``: their FNR is undefined) and counted in ``n_skipped``.
+``at_lesion_level(overlap)`` gives the same cases at lesion level (SPEC 1b):
+each case's "lesion scores" become its lesions' sorted detection scores, so
+critical thresholds, FNR curves and every method read L-FNR from it exactly
+as they read voxel FNR from the voxel level (a case has lesions exactly when
+it has lesion voxels, so the same cases are kept).
 """
 
 from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from .._lesions import check_overlap
+from ..errors import ArgumentError, InputError
 from .._binning import bin_lower_edges
 from ..volume import VolumeStats
 
@@ -40,7 +46,9 @@ class Cases:
             items = [(v.name if getattr(v, "name", None) is not None else f"#{i}", v) for i, v in enumerate(stats)]
         for name, value in items:
             if not isinstance(value, VolumeStats):
-                raise TypeError(f"case {name}: expected VolumeStats, got {type(value).__name__}")
+                hint = (" (several classes per case: clskern.evaluation.evaluate_classes)"
+                        if isinstance(value, Mapping) else "")
+                raise TypeError(f"case {name}: expected VolumeStats, got {type(value).__name__}{hint}")
         kept = [(name, value) for name, value in items if value.n_fg > 0]
         self.n_skipped = len(items) - len(kept)
         if len(kept) < 2:
@@ -58,6 +66,10 @@ class Cases:
         self.pooled = np.unique(self.scores)  # sorted distinct lesion scores of all cases
         self._critical = {}
         self._range = None
+        self._lesion_level = {}
+        found = {s.connectivity for s in self.stats}
+        self.connectivity = found.pop() if len(found) == 1 else None
+        """The one connectivity of every case's lesions; None if a case has none or they differ."""
 
     def __len__(self):
         return len(self.stats)
@@ -68,6 +80,26 @@ class Cases:
         if key not in self._critical:
             self._critical[key] = np.array([s.critical_threshold(key) for s in self.stats], np.float64)
         return self._critical[key]
+
+    def at_lesion_level(self, overlap=0.0):
+        """These cases at lesion level (``VolumeStats.at_lesion_level``), cached per overlap.
+
+        Raises ``ArgumentError`` naming a case without lesion information, or
+        when the cases' lesions were found with different connectivities.
+        """
+        key = check_overlap(overlap)
+        if key not in self._lesion_level:
+            if self.connectivity is None:
+                plain = [i for i, s in zip(self.ids, self.stats) if s.connectivity is None]
+                if plain:
+                    raise ArgumentError(
+                        f"case {plain[0]}: statistics without lesions (connectivity=None); lesion level needs "
+                        "volume_stats with connectivity=6, 18 or 26 (clskern stats --connectivity)")
+                found = sorted({s.connectivity for s in self.stats})
+                raise ArgumentError(f"the cases' lesions were found with different connectivities {found}; "
+                                    "lesion level needs one")
+            self._lesion_level[key] = Cases({i: s.at_lesion_level(key) for i, s in zip(self.ids, self.stats)})
+        return self._lesion_level[key]
 
     def score_range(self):
         """Estimated ``(min, max)`` score of every case, from its statistics.

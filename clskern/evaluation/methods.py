@@ -79,3 +79,31 @@ def thresholds(method, cases, cal_idx, epsilon, alpha, delta):
         cut, tau = authors.authors_thresholds(cases, cal_idx, epsilon, alpha)
         return tau, cut
     return tau, tau
+
+
+def ragged_thresholds(method, cases, cal_rows, epsilon, alpha, delta):
+    """``thresholds`` for splits whose calibration sets differ in size.
+
+    ``cal_rows`` is a list of int arrays (one per split; a split may have no
+    calibration case, which certifies nothing: NaN). Splits of one size go
+    through ``thresholds`` together, so each equals ``calibrate`` on its own
+    calibration cases as in the rectangular case.
+    """
+    n_splits = len(cal_rows)
+    if fixed_cut(method) is not None:
+        tau = np.full(n_splits, fixed_cut(method))
+        return tau, tau
+    lengths = np.array([len(r) for r in cal_rows], np.int64)
+    per_case = method == "authors"
+    tau = np.full((n_splits, len(cases)) if per_case else n_splits, np.nan)
+    cut = np.full(n_splits, np.nan)
+    for n in np.unique(lengths):
+        rows = np.flatnonzero(lengths == n)
+        if n == 0:
+            continue
+        matrix = np.stack([np.asarray(cal_rows[s], np.int64) for s in rows])
+        t, c = thresholds(method, cases, matrix, epsilon, alpha, delta)
+        tau[rows] = t
+        cut[rows] = c
+    return tau, cut
+

@@ -2,9 +2,12 @@
 
 R random splits of the cases into calibration and test parts; per split and
 method, calibrate on one part and measure on the other (ECR, V-FNR, P-FNR,
-V-FPR, PC, Dice); report mean and standard deviation over splits, and the
-sweeps of the paper's figures. Everything works from ``VolumeStats``: no
-volume is read again.
+V-FPR, PC, Dice, and with lesion information L-FNR and L-ECR); report mean
+and standard deviation over splits, and the sweeps of the paper's figures.
+Everything works from ``VolumeStats``: no volume is read again.
+``level="lesion"`` calibrates every method at lesion level (SPEC 1b) and
+makes the headline ECR lesion-level. Per group and per class:
+``clskern.evaluation.sets``.
 """
 
 import math
@@ -12,11 +15,13 @@ import time
 
 import numpy as np
 
+from .._lesions import check_level, check_overlap
 from .._validate import check_fraction
+from ..errors import ArgumentError
 from .._version import __version__
 from .cases import Cases
 from .methods import DEFAULT_METHODS, USES_ALPHA, check_methods, fixed_cut, thresholds
-from .metrics import METRICS, ecr_only, split_metrics
+from .metrics import LESION_METRICS, METRICS, ecr_only, split_metrics
 from .splits import calibration_size, random_splits
 
 SWEEP_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -43,7 +48,9 @@ class MethodResult:
     cut : ndarray, shape (splits,)
         The calibrated threshold per split (NaN: not certifiable).
     metrics : dict of str -> ndarray, shape (splits,)
-        ECR, V-FNR, P-FNR, V-FPR, PC and Dice over each split's test cases.
+        ECR, V-FNR, P-FNR, V-FPR, PC and Dice over each split's test cases;
+        with lesion information also L-FNR and L-ECR (and at lesion level
+        V-ECR, the voxel coverage, ECR being L-ECR there).
     example : dict of str -> ndarray
         Per test case FNR and FPR in the first split (for the scatter plot).
     """
@@ -61,7 +68,8 @@ class MethodResult:
 
     def summary(self):
         """Mean and std over splits of every metric and of the threshold."""
-        out = {name: _mean_std(self.metrics[name]) for name in METRICS}
+        names = [n for n in (*METRICS, *LESION_METRICS, "v_ecr") if n in self.metrics]
+        out = {name: _mean_std(self.metrics[name]) for name in names}
         out["threshold"] = _mean_std(self.cut)
         out["n_uncertified"] = self.n_uncertified
         return out
@@ -74,8 +82,10 @@ class Evaluation:
     ``clskern.evaluation.report``) writes the tables and plots.
     """
 
-    def __init__(self, inputs, cases, results, sweeps, critical, seconds):
+    def __init__(self, inputs, cases, results, sweeps, critical, seconds, n_calibration=None):
         self.inputs = inputs
+        self.n_calibration = (calibration_size(len(cases), inputs["cal_fraction"]) if n_calibration is None
+                              else n_calibration)
         self.case_ids = cases.ids
         self.n_cases = len(cases)
         self.n_skipped = cases.n_skipped
@@ -94,7 +104,7 @@ class Evaluation:
             "inputs": self.inputs,
             "n_cases": self.n_cases,
             "n_skipped_empty": self.n_skipped,
-            "n_calibration": calibration_size(self.n_cases, self.inputs["cal_fraction"]),
+            "n_calibration": self.n_calibration,
             "seconds": round(self.seconds, 3),
             "methods": {m: r.summary() for m, r in self.results.items()},
             "sweeps": self.sweeps,
@@ -112,11 +122,30 @@ def _check_request(epsilon, alpha, delta, splits, cal_fraction, methods):
     return epsilon, alpha, delta, int(splits), float(cal_fraction), check_methods(methods)
 
 
-def _run_methods(cases, methods, cal_idx, test_mask, epsilon, alpha, delta):
+def levels(cases, level, overlap, methods=()):
+    """``(calibrating, lesions)``: the cases the methods calibrate on, and the cases at lesion level.
+
+    ``level="voxel"``: the cases themselves, and their lesion level at
+    ``overlap`` when every case has lesion information of one connectivity
+    (else None: no L-FNR). ``level="lesion"``: the lesion level both times
+    (refused, naming a case, without lesion information).
+    """
+    level, overlap = check_level(level), check_overlap(overlap)
+    if level == "voxel":
+        return cases, (cases.at_lesion_level(overlap) if cases.connectivity is not None else None)
+    if "authors" in methods:
+        raise ArgumentError("method 'authors' is the authors' voxel-level procedure; it has no lesion level "
+                            "(leave it out, or evaluate at level='voxel')")
+    lesions = cases.at_lesion_level(overlap)
+    return lesions, lesions
+
+
+def _run_methods(cases, methods, cal_idx, test_mask, epsilon, alpha, delta, level="voxel", lesions=None):
     results = {}
+    calibrating = lesions if level == "lesion" else cases
     for method in methods:
-        tau, cut = thresholds(method, cases, cal_idx, epsilon, alpha, delta)
-        metrics = split_metrics(cases, tau, test_mask, epsilon)
+        tau, cut = thresholds(method, calibrating, cal_idx, epsilon, alpha, delta)
+        metrics = split_metrics(cases, tau, test_mask, epsilon, lesions=lesions, level=level)
         example = _example(cases, tau, test_mask)
         results[method] = MethodResult(method, cut, metrics, example)
     return results
@@ -150,7 +179,8 @@ def _ecr_sweep(cases, methods, grid, make, seed, n_splits):
     return out
 
 
-def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed, grids):
+def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed, grids, level, lesions):
+    calibrating = lesions if level == "lesion" else cases
     alpha_methods = [m for m in methods if m in USES_ALPHA or fixed_cut(m) is not None]
     n_cal = calibration_size(len(cases), cal_fraction)
     sweeps = {
@@ -159,7 +189,7 @@ def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed,
             "values": list(grids["alphas"]),
             "n_test": len(cases) - n_cal,
             "methods": _ecr_sweep(
-                cases, alpha_methods, grids["alphas"],
+                calibrating, alpha_methods, grids["alphas"],
                 lambda a: (cal_fraction, grids["sweep_epsilon"], a, delta), seed, n_splits,
             ),
         },
@@ -168,7 +198,7 @@ def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed,
             "alpha": alpha,
             "values": list(grids["fractions"]),
             "methods": _ecr_sweep(
-                cases, methods, grids["fractions"], lambda f: (f, epsilon, alpha, delta), seed, n_splits,
+                calibrating, methods, grids["fractions"], lambda f: (f, epsilon, alpha, delta), seed, n_splits,
             ),
         },
     }
@@ -176,9 +206,11 @@ def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed,
     cal_idx, test_mask = random_splits(len(cases), n_splits, cal_fraction, seed)
     for eps in grids["epsilons"]:
         for m in methods:
-            tau, _ = thresholds(m, cases, cal_idx, eps, alpha, delta)
-            metrics = split_metrics(cases, tau, test_mask, eps)
-            for name in ("ecr", "v_fnr", "p_fnr", "dice"):
+            tau, _ = thresholds(m, calibrating, cal_idx, eps, alpha, delta)
+            metrics = split_metrics(cases, tau, test_mask, eps, lesions=lesions, level=level)
+            for name in ("ecr", "v_fnr", "p_fnr", "dice", "l_fnr"):
+                if name not in metrics:
+                    continue
                 entry = eps_sweep["methods"][m].setdefault(name, {"mean": [], "std": []})
                 stats = _mean_std(metrics[name])
                 entry["mean"].append(stats["mean"])
@@ -202,6 +234,8 @@ def evaluate(
     sweep_epsilon=SWEEP_EPSILON_FOR_ALPHA,
     sweep_fractions=SWEEP_FRACTIONS,
     sweep_epsilons=SWEEP_EPSILONS,
+    level="voxel",
+    overlap=0.0,
 ):
     """Run the paper's validation protocol on per-volume statistics (SPEC 3).
 
@@ -233,6 +267,19 @@ def evaluate(
         by default the ``epsilon`` asked)
         and against the calibration fraction, and V-FNR, P-FNR and Dice
         against epsilon.
+    level : {"voxel", "lesion"}
+        ``"lesion"``: every method calibrates at lesion level (as
+        ``calibrate(level="lesion", overlap=...)``) and ECR is lesion-level
+        (L-ECR: share of test cases whose L-FNR, the share of their lesions
+        missed, is at most epsilon); the voxel metrics are measured at the
+        same thresholds. Needs statistics with lesion information
+        (``volume_stats(connectivity=...)``, one connectivity); ``authors``
+        is refused there.
+    overlap : float
+        In [0, 1]: a lesion is detected at ``t`` when at least ``max(1,
+        ceil(overlap * size))`` of its voxels score ``>= t`` (SPEC 1b). At
+        ``level="voxel"`` it defines the L-FNR and L-ECR reported beside the
+        voxel metrics when every case has lesion information.
 
     Returns
     -------
@@ -254,11 +301,15 @@ def evaluate(
         epsilon, alpha, delta, splits, cal_fraction, methods
     )
     cases = stats if isinstance(stats, Cases) else Cases(stats)
+    level, overlap = check_level(level), check_overlap(overlap)
+    calibrating, lesions = levels(cases, level, overlap, methods)
     cal_idx, test_mask = random_splits(len(cases), splits, cal_fraction, seed)
-    results = _run_methods(cases, methods, cal_idx, test_mask, epsilon, alpha, delta)
+    results = _run_methods(cases, methods, cal_idx, test_mask, epsilon, alpha, delta, level, lesions)
     inputs = {
         "epsilon": epsilon, "alpha": alpha, "delta": delta, "splits": splits,
         "cal_fraction": cal_fraction, "seed": seed, "methods": list(methods),
+        "level": level, "overlap": overlap, "connectivity": cases.connectivity,
+        "lesion_metrics": lesions is not None,
     }
     sweep_results = {}
     if sweeps:
@@ -268,8 +319,9 @@ def evaluate(
             "fractions": tuple(float(f) for f in sweep_fractions),
             "epsilons": tuple(float(e) for e in sweep_epsilons),
         }
-        sweep_results = _sweeps(cases, methods, epsilon, alpha, delta, splits, cal_fraction, seed, grids)
-    critical = cases.critical(epsilon).tolist()
+        sweep_results = _sweeps(cases, methods, epsilon, alpha, delta, splits, cal_fraction, seed, grids, level,
+                                lesions)
+    critical = calibrating.critical(epsilon).tolist()
     return Evaluation(inputs, cases, results, sweep_results, critical, time.perf_counter() - start)
 
 
