@@ -170,6 +170,55 @@ def dice_vs_epsilon(summary, outdir):
     return _save(fig, outdir, "dice_vs_epsilon.png")
 
 
+def ecr_by_member(summary, outdir):
+    """Mean ECR (± std over splits) per group or class and method, with the 1 - alpha line.
+
+    Groups: each group and the pool; classes: each class (at its own alpha
+    under Bonferroni, dashed) and every class at once.
+    """
+    by, inputs = summary["by"], summary["inputs"]
+    members = list(summary["members"])
+    combined = summary.get("pooled") or summary.get("family") or {}
+    labels = members + (["pooled"] if by == "group" else ["every class"])
+    methods = list(inputs["methods"])
+    fig = Figure(figsize=(max(6.4, 1.1 * len(labels) + 2), 4.4))
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    for i, method in enumerate(methods):
+        mean, std = [], []
+        for name in members:
+            entry = summary["members"][name]["methods"][method]["ecr"]
+            mean.append(np.nan if entry["mean"] is None else entry["mean"])
+            std.append(np.nan if entry["std"] is None else entry["std"])
+        key = "ecr" if by == "group" else "family_ecr"
+        entry = combined.get(method, {}).get(key, {"mean": None, "std": None})
+        mean.append(np.nan if entry["mean"] is None else entry["mean"])
+        std.append(np.nan if entry["std"] is None else entry["std"])
+        offset = (i - (len(methods) - 1) / 2) * 0.12
+        ax.errorbar(x + offset, mean, yerr=std, capsize=3, lw=0, elinewidth=1, ms=6, label=method, **_style(method))
+    alpha = inputs["alpha"]
+    ax.axhline(1 - alpha, color="black", lw=1.2, label=f"target 1 − α = {1 - alpha:g}")
+    if by == "class" and inputs.get("family") == "bonferroni":
+        alpha_c = alpha / len(members)
+        ax.axhline(1 - alpha_c, color="black", lw=1, ls="--", label=f"each class: 1 − α/{len(members)} = {1 - alpha_c:.3g}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels)
+    level = "L-FNR" if inputs.get("level") == "lesion" else "FNR"
+    ax.set_ylabel(f"ECR: share of test cases with {level} ≤ ε")
+    what = "group (each calibrated on its own cases)" if by == "group" else f"class (family {inputs.get('family')})"
+    ax.set_title(f"Coverage per {what}, {inputs['splits']} splits")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    fig.tight_layout()
+    return _save(fig, outdir, f"ecr_by_{by}.png")
+
+
+def draw_set(summary, outdir):
+    """The figure of a per-group or per-class evaluation; returns ``[(file, title)]``."""
+    return [(ecr_by_member(summary, outdir), f"ECR per {summary['by']}")]
+
+
 def draw_all(evaluation, summary, outdir):
     """Draw every figure the evaluation has data for; returns ``[(file, title)]``."""
     drawn = [(fnr_vs_fpr(evaluation, outdir), "Per-case FNR against FPR"),

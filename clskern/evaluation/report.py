@@ -15,11 +15,23 @@ SUMMARY = "summary.json"
 REPORT = "report.md"
 PLOTS = ("fnr_vs_fpr.png", "critical_thresholds.png")
 SWEEP_PLOTS = ("ecr_vs_alpha.png", "ecr_vs_cal_fraction.png", "dice_vs_epsilon.png")
-REPORT_FILES = (SUMMARY, REPORT, *PLOTS, *SWEEP_PLOTS)  # every file write_report may write
+SET_PLOTS = {"group": "ecr_by_group.png", "class": "ecr_by_class.png"}
+REPORT_FILES = (SUMMARY, REPORT, *PLOTS, *SWEEP_PLOTS, *SET_PLOTS.values())  # every file write_report may write
 
 _COLUMNS = (
     ("ecr", "ECR"), ("v_fnr", "V-FNR"), ("p_fnr", "P-FNR"), ("v_fpr", "V-FPR"), ("pc", "PC"), ("dice", "Dice"),
 )
+_LESION_COLUMNS = (("l_fnr", "L-FNR"), ("l_ecr", "L-ECR"))
+
+
+def _columns(inputs):
+    """The metric columns of a table: the voxel ones, then L-FNR and L-ECR (and V-ECR at lesion level)."""
+    columns = list(_COLUMNS)
+    if inputs.get("lesion_metrics"):
+        columns += _LESION_COLUMNS
+    if inputs.get("level") == "lesion":
+        columns.append(("v_ecr", "V-ECR"))
+    return columns
 
 
 class ReportExistsError(FileExistsError):
@@ -38,19 +50,24 @@ def _fmt_small(entry):
     return f"{entry['mean']:.2e} ± {entry['std']:.1e}"
 
 
+def _cells(row, columns):
+    missing = {"mean": None}  # a metric a member lacks (no lesion information there): n/a
+    return [_fmt_small(row.get(key, missing)) if key in ("v_fpr", "pc") else _fmt(row.get(key, missing))
+            for key, _ in columns]
+
+
 def _main_table(summary):
     inputs = summary["inputs"]
+    columns = _columns(inputs)
     lines = [
-        "| method | target | ECR | V-FNR | P-FNR | V-FPR | PC | Dice | threshold | uncertified |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | target | " + " | ".join(title for _, title in columns) + " | threshold | uncertified |",
+        "|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     for method, row in summary["methods"].items():
         target = _target(method, inputs)
-        cells = []
-        for key, _ in _COLUMNS:
-            cells.append(_fmt_small(row[key]) if key in ("v_fpr", "pc") else _fmt(row[key]))
         threshold = _fmt(row["threshold"], 4)
-        lines.append(f"| {method} | {target} | " + " | ".join(cells) + f" | {threshold} | {row['n_uncertified']} |")
+        lines.append(f"| {method} | {target} | " + " | ".join(_cells(row, columns))
+                     + f" | {threshold} | {row['n_uncertified']} |")
     return lines
 
 
@@ -70,14 +87,15 @@ def _uncertified_note(summary):
 
 def _target(method, inputs):
     eps, alpha, delta = inputs["epsilon"], inputs["alpha"], inputs["delta"]
+    fnr = "L-FNR" if inputs.get("level") == "lesion" else "V-FNR"
     if method in ("cls", "authors"):
         return f"ECR ≥ {1 - alpha:g}"
     if method == "cls-pac":
         return f"ECR ≥ {1 - alpha:g} w.p. {1 - delta:g}"
     if method == "crc":
-        return f"V-FNR ≤ {eps:g}"
+        return f"{fnr} ≤ {eps:g}"
     if method == "rcps":
-        return f"V-FNR ≤ {eps:g} w.p. {1 - delta:g}"
+        return f"{fnr} ≤ {eps:g} w.p. {1 - delta:g}"
     return "none (fixed cut)"
 
 
@@ -104,10 +122,14 @@ def _fraction_table(sweep):
 
 
 def _epsilon_table(sweep):
-    lines = ["| method | epsilon | ECR | V-FNR | P-FNR | Dice |", "|---|---|---|---|---|---|"]
+    keys = ["ecr", "v_fnr", "p_fnr", "dice"]
+    if any("l_fnr" in entries for entries in sweep["methods"].values()):
+        keys.append("l_fnr")
+    titles = {"ecr": "ECR", "v_fnr": "V-FNR", "p_fnr": "P-FNR", "dice": "Dice", "l_fnr": "L-FNR"}
+    lines = ["| method | epsilon | " + " | ".join(titles[k] for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
     for m, entries in sweep["methods"].items():
         for j, eps in enumerate(sweep["values"]):
-            cells = [_fmt({"mean": entries[k]["mean"][j], "std": entries[k]["std"][j]}) for k in ("ecr", "v_fnr", "p_fnr", "dice")]
+            cells = [_fmt({"mean": entries[k]["mean"][j], "std": entries[k]["std"][j]}) for k in keys]
             lines.append(f"| {m} | {eps:g} | " + " | ".join(cells) + " |")
     return lines
 
@@ -120,7 +142,8 @@ def _markdown(summary, plots, plot_note):
         f"{summary['n_cases']} cases with lesion voxels ({summary['n_skipped_empty']} without were left out); "
         f"{inputs['splits']} random splits, {summary['n_calibration']} calibration and "
         f"{summary['n_cases'] - summary['n_calibration']} test cases each (seed {inputs['seed']}). "
-        f"epsilon = {inputs['epsilon']:g}, alpha = {inputs['alpha']:g}, delta = {inputs['delta']:g}. "
+        f"epsilon = {inputs['epsilon']:g}, alpha = {inputs['alpha']:g}, delta = {inputs['delta']:g}"
+        + (f", lesion level (overlap {inputs['overlap']:g})" if inputs.get("level") == "lesion" else "") + ". "
         f"clskern {summary['clskern_version']}, {summary['seconds']:.2f} s.",
         "",
         "## How to read this",
@@ -131,6 +154,7 @@ def _markdown(summary, plots, plot_note):
         "- **V-FNR**: mean FNR over test cases (`crc` promises V-FNR ≤ epsilon). **P-FNR**: share of",
         "  test cases whose lesion voxels are all missed (FNR = 1; a share of cases, not of lesions). **V-FPR**: mean false-positive rate",
         "  over background voxels; **PC**: share of voxels predicted lesion; **Dice**: mean Dice.",
+        *_lesion_note(inputs),
         "- Entries are mean ± standard deviation over the splits. *uncertified*: splits whose",
         "  calibration set was too small to certify the request (clskern refuses rather than clip);",
         "  their metrics are left out of the means. V-FPR, PC and Dice use the background histogram",
@@ -166,6 +190,107 @@ def _markdown(summary, plots, plot_note):
     return "\n".join(out) + "\n"
 
 
+def _lesion_note(inputs):
+    """How to read L-FNR, L-ECR and the level of ECR (nothing without lesion information)."""
+    if not inputs.get("lesion_metrics"):
+        return []
+    overlap = inputs.get("overlap", 0.0)
+    detected = ("any one of its voxels scores at or above the threshold" if overlap == 0
+                else f"at least max(1, ceil({overlap:g} × its size)) of its voxels score at or above the threshold")
+    lines = [
+        f"- **L-FNR**: mean over test cases of the share of the case's lesions missed (a lesion, a connected",
+        f"  component at connectivity {inputs.get('connectivity')}, is detected when {detected}).",
+        "  **L-ECR**: share of test cases whose L-FNR is at most epsilon.",
+    ]
+    if inputs.get("level") == "lesion":
+        lines.append("- Lesion level: every method calibrated on L-FNR, and **ECR is L-ECR**; V-ECR is the voxel "
+                     "coverage at the same thresholds.")
+    return lines
+
+
+def _member_table(summary, by):
+    """Per group or class: one row per (member, method), and the pooled rows for groups."""
+    inputs = summary["inputs"]
+    lesions = any("l_fnr" in row for m in summary["members"].values() for row in m["methods"].values())
+    columns = [(k, t) for k, t in _columns({**inputs, "lesion_metrics": lesions}) if k not in ("v_fpr", "pc")]
+    lines = [
+        f"| {by} | method | cases | epsilon | alpha | " + " | ".join(t for _, t in columns)
+        + " | threshold | uncertified |",
+        "|---|---|---|---|---|" + "---|" * len(columns) + "---|---|",
+    ]
+    for name, member in summary["members"].items():
+        for method, row in member["methods"].items():
+            lines.append(f"| {name} | {method} | {member['n_cases']} | {member['epsilon']:g} | {member['alpha']:g} | "
+                         + " | ".join(_cells(row, columns)) + f" | {_fmt(row['threshold'], 4)} | "
+                         f"{row['n_uncertified']} |")
+    for method, row in (summary.get("pooled") or {}).items():
+        lines.append(f"| pooled | {method} | {summary['n_cases']} | {inputs['epsilon']:g} | {inputs['alpha']:g} | "
+                     + " | ".join(_cells(row, columns)) + f" | – | {row['n_uncertified']} |")
+    return lines
+
+
+def _family_table(summary):
+    inputs = summary["inputs"]
+    bonferroni = inputs["family"] == "bonferroni"
+    lines = ["| method | every class meets its epsilon (mean ± std) | target | uncertified |", "|---|---|---|---|"]
+    for method, row in summary["family"].items():
+        target = f"≥ {1 - inputs['alpha']:g}" if bonferroni and method == "cls" else "none"
+        lines.append(f"| {method} | {_fmt(row['family_ecr'])} | {target} | {row['n_uncertified']} |")
+    return lines
+
+
+def _set_markdown(summary, plots, plot_note):
+    inputs, by = summary["inputs"], summary["by"]
+    epsilon = inputs["epsilon"]
+    eps_text = (", ".join(f"{k} {v:g}" for k, v in epsilon.items()) if isinstance(epsilon, dict) else f"{epsilon:g}")
+    level = inputs["level"] + (f", overlap {inputs['overlap']:g}" if inputs["level"] == "lesion" else "")
+    out = [
+        f"# clskern evaluation report, per {by}",
+        "",
+        f"{summary['n_cases']} cases ({summary['n_skipped_empty']} without lesion voxels left out); "
+        f"{inputs['splits']} random splits at calibration fraction {inputs['cal_fraction']:g} (seed {inputs['seed']}). "
+        f"epsilon = {eps_text}, alpha = {inputs['alpha']:g}, delta = {inputs['delta']:g}, level {level}. "
+        f"clskern {summary['clskern_version']}, {summary['seconds']:.2f} s.",
+        "",
+        "## How to read this",
+        "",
+    ]
+    if by == "group":
+        out += [
+            "- Each group is split and calibrated on its own cases only (Mondrian calibration, SPEC 2), exactly",
+            "  as `clskern evaluate` on that group's cases alone: each row is that group's promise. *pooled*: every",
+            "  group's test cases together, each cut at its group's threshold (metrics weighted by test cases).",
+        ]
+    else:
+        family = inputs["family"]
+        out += [
+            "- The cases are split once, the same split for every class; each class calibrates on the split's",
+            "  calibration cases that hold it (a case without the class is skipped for that class only) and is",
+            "  measured on the test cases that hold it. *cases*: cases holding the class.",
+            f"- Family `{family}`: " + (
+                f"each class calibrated at alpha / {len(summary['members'])} (its *alpha* column), so that "
+                f"every class meets its epsilon at once with probability ≥ {1 - inputs['alpha']:g} (`cls`)."
+                if family == "bonferroni" else "each class at alpha, with its own promise; nothing is promised "
+                "for every class at once."),
+        ]
+    out += [
+        "- ECR: share of test cases with FNR ≤ epsilon (L-FNR at lesion level); V-FNR: mean FNR; P-FNR: share",
+        "  of test cases whose lesion voxels are all missed; L-FNR: mean share of a case's lesions missed; L-ECR:",
+        "  share with L-FNR ≤ epsilon. Mean ± std over splits; *uncertified* splits are left out of the means.",
+        "",
+        f"## Per {by}",
+        "",
+        *_member_table(summary, by),
+    ]
+    if by == "class":
+        out += ["", "## Every class at once (family-wise coverage)", "",
+                "Share of a split's test cases in which every class present meets its epsilon.", "",
+                *_family_table(summary)]
+    out += ["", "## Plots", ""]
+    out += [f"![{title}]({name})" for name, title in plots] if plots else [plot_note]
+    return "\n".join(out) + "\n"
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -194,7 +319,9 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
 
     Parameters
     ----------
-    evaluation : Evaluation
+    evaluation : Evaluation or EvaluationSet
+        An ``EvaluationSet`` (per group or class) writes its per-member
+        tables and one figure (ECR per group or class).
     outdir : str or path
         Created if missing.
     overwrite : bool
@@ -213,8 +340,11 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
     outdir = os.fspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     summary = _json_safe(evaluation.to_dict())
+    is_set = "members" in summary  # an EvaluationSet (clskern.evaluation.sets)
     names = [SUMMARY, REPORT]
-    if plots:
+    if plots and is_set:
+        names.append(SET_PLOTS[summary["by"]])
+    elif plots:
         names += list(PLOTS) + (list(SWEEP_PLOTS) if summary.get("sweeps") else [])
     for name in names:
         path = os.path.join(outdir, name)
@@ -227,10 +357,11 @@ def write_report(evaluation, outdir, *, overwrite=False, plots=True):
         except ImportError:
             note = "matplotlib is not installed (`pip install clskern[plot]`): no plots drawn."
         else:
-            drawn = plotting.draw_all(evaluation, summary, outdir)
+            drawn = plotting.draw_set(summary, outdir) if is_set else plotting.draw_all(evaluation, summary, outdir)
             written += [os.path.join(outdir, name) for name, _ in drawn]
     else:
         note = "Plots were not requested."
     _write_text(os.path.join(outdir, SUMMARY), json.dumps(summary, indent=1) + "\n")
-    _write_text(os.path.join(outdir, REPORT), _markdown(summary, drawn, note))
+    markdown = _set_markdown(summary, drawn, note) if is_set else _markdown(summary, drawn, note)
+    _write_text(os.path.join(outdir, REPORT), markdown)
     return [os.path.join(outdir, SUMMARY), os.path.join(outdir, REPORT)] + written
