@@ -41,7 +41,7 @@ _PUBLIC = {
 
 # Subpackages and modules reachable as attributes (``clskern.io.load_case``), also imported on first use.
 _SUBMODULES = frozenset({
-    "adapters", "apply", "batch", "calibration", "cli", "cpu", "cuda", "distributed", "errors", "evaluation",
+    "adapters", "apply", "batch", "calibration", "classes", "cli", "cpu", "cuda", "distributed", "errors", "evaluation",
     "io", "store", "synthetic", "volume",
 })
 
