@@ -21,11 +21,25 @@ def load_stats(args):
     with StatsStore(args.store, create=False) as store:
         stats = store.load()
     if not stats:
+        stats = _class_stats(args.store)
+    if not stats:
         raise ValueError(f"{args.store}: the store holds no cases")
     return stats
 
 
+def _class_stats(path):
+    """``{case: {class: VolumeStats}}`` of a store of several classes (clskern stats --classes), else {}."""
+    from ..class_store import ClassStatsStore
+    from ..store import StoreError
+
+    try:
+        with ClassStatsStore(path, create=False) as store:
+            return store.load()
+    except StoreError:
+        return {}
+
+
 def run(args):
     outputs = [args.outdir, *(os.path.join(args.outdir, name) for name in REPORT_FILES)]
-    refuse_inputs_as_outputs(outputs, [args.store, *args.stats])
+    refuse_inputs_as_outputs(outputs, [args.store, *args.stats, args.groups])
     return evaluation_cli.run(args, load_stats)

@@ -1,18 +1,25 @@
 """``clskern evaluate``: the argument parser and the runner, for the CLI to mount.
 
 The CLI owns reading statistics (from a store or files); it passes a
-``load_stats(args)`` callable returning a mapping case id -> VolumeStats.
+``load_stats(args)`` callable returning a mapping case id -> VolumeStats
+(or case id -> {class: VolumeStats} for a store of several classes: then
+each class is evaluated, ``evaluate_classes``). ``--groups FILE.csv``
+evaluates each group on its own cases (``evaluate_groups``).
 ``load_stats_files`` reads ``VolumeStats.to_bytes`` files for callers
 without a store.
 """
 
 import os
 
+from collections.abc import Mapping
+
 from ..errors import InputError
+from ..io.groups import read_groups
 from ..volume import VolumeStats
 from .methods import DEFAULT_METHODS, check_methods
 from .protocol import evaluate
 from .report import REPORT, write_report
+from .sets import evaluate_classes, evaluate_groups
 
 
 def _methods(text):
@@ -47,6 +54,22 @@ def add_parser(subparsers):
         "--methods", type=_methods, default=DEFAULT_METHODS,
         help="comma-separated: cls, cls-pac, crc, rcps, authors, fixed-T (default: %s)" % ",".join(DEFAULT_METHODS),
     )
+    p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
+                   help="lesion: calibrate every method on the lesion-level FNR (the share of a case's lesions "
+                        "missed) and report lesion-level ECR; needs statistics with lesions (clskern stats "
+                        "--connectivity, default 26). L-FNR and L-ECR are reported at either level when the "
+                        "statistics have lesions")
+    p.add_argument("--overlap", type=float, default=0.0, metavar="TAU",
+                   help="a lesion is detected when at least max(1, ceil(TAU x its size)) of its voxels score >= "
+                        "the threshold (default 0: any voxel)")
+    p.add_argument("--groups", metavar="FILE.csv", default=None,
+                   help="CSV 'case,group': evaluate each group on its own cases (Mondrian calibration) and "
+                        "report each group and the pool")
+    p.add_argument("--family", choices=("none", "bonferroni"), default="none",
+                   help="a store of several classes: 'none' (each class at alpha) or 'bonferroni' (alpha / "
+                        "classes each; the report gives the share of cases where every class meets epsilon)")
+    p.add_argument("--class-epsilon", metavar="NAME=E,...", default=None,
+                   help="a store of several classes: a tolerance per class (the others take --epsilon)")
     p.add_argument("--no-sweeps", action="store_true", help="skip the alpha / calibration-fraction / epsilon sweeps")
     p.add_argument("--no-plots", action="store_true", help="write summary.json and report.md only")
     p.add_argument("-o", "--outdir", required=True, help="output directory")
@@ -62,14 +85,48 @@ def run(args, load_stats):
     ``ValueError`` / ``OSError`` subclasses for the CLI to report.
     """
     stats = load_stats(args)
-    evaluation = evaluate(
-        stats, epsilon=args.epsilon, alpha=args.alpha, delta=args.delta, splits=args.splits,
-        cal_fraction=args.cal_fraction, seed=args.seed, methods=args.methods, sweeps=not args.no_sweeps,
-    )
+    request = dict(alpha=args.alpha, delta=args.delta, splits=args.splits, cal_fraction=args.cal_fraction,
+                   seed=args.seed, methods=args.methods, level=args.level, overlap=args.overlap)
+    classes = bool(stats) and isinstance(next(iter(stats.values())), Mapping)
+    if not classes and (args.family != "none" or args.class_epsilon is not None):
+        raise InputError(f"{'--family' if args.family != 'none' else '--class-epsilon'} needs statistics of "
+                         "several classes (a store made by clskern stats --classes or --dataset-json)")
+    if classes:
+        if args.groups is not None:
+            raise InputError("--groups with several classes is not supported: evaluate each class by group "
+                             "separately")
+        names = list(next(iter(stats.values())))
+        evaluation = evaluate_classes(stats, epsilon=class_epsilon(args.epsilon, args.class_epsilon, names),
+                                      family=args.family, **request)
+        what = f"{len(names)} classes ({args.family})"
+    elif args.groups is not None:
+        evaluation = evaluate_groups(stats, read_groups(args.groups), epsilon=args.epsilon, **request)
+        what = f"{len(evaluation.members)} groups"
+    else:
+        evaluation = evaluate(stats, epsilon=args.epsilon, sweeps=not args.no_sweeps, **request)
+        what = None
     write_report(evaluation, args.outdir, overwrite=args.overwrite, plots=not args.no_plots)
-    print(f"evaluated {evaluation.n_cases} cases over {args.splits} splits in {evaluation.seconds:.2f} s")
+    per = f" ({what}, each on its own; no sweeps)" if what else ""
+    print(f"evaluated {evaluation.n_cases} cases over {args.splits} splits{per} in {evaluation.seconds:.2f} s")
     print(f"report: {os.path.join(args.outdir, REPORT)}")
     return 0
+
+
+def class_epsilon(epsilon, text, names):
+    """``--class-epsilon NAME=E,...`` over ``--epsilon``: a number, or ``{class: epsilon}``."""
+    if text is None:
+        return epsilon
+    out = {name: epsilon for name in names}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in out:
+            raise InputError(f"--class-epsilon: {name!r} is not a class ({', '.join(names)})")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InputError(f"--class-epsilon: {item!r} is not NAME=EPSILON") from None
+    return out
 
 
 def load_stats_from_files(args):
