@@ -11,7 +11,7 @@ image: kilobytes to a few MB), never the volume.
 Losing nothing: a worker that dies mid-run has its cases recomputed on the
 others by the scheduler; if the calling process itself stops, every case
 already written stays in the store, and running again reads only the rest
-(stored cases whose input files hold the same bytes are skipped, exactly as
+(stored cases whose input files hold the same bytes are not read again, exactly as
 in ``clskern.io.collect_stats``). A case not stored yet is hashed by the
 worker that reads it, just before reading, so its files cross the network
 once; the calling process hashes only the files of cases it has stored. The stored statistics equal the in-process

@@ -207,7 +207,9 @@ def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
         assert st.case_ids() == ["ok0", "ok1"]
     monkeypatch.setattr(clskern.volume, "volume_stats", real)
     assert main([str(a) for a in stats(root)[:-1]]) == 0
-    assert "3 read, 2 already stored" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "3 read, 2 already stored" in out
+    assert "ok0: already stored" in err and "skipped" not in err  # --empty skip's word, not a resumed case's
 
 
 def test_no_traceback_from_the_console(root):

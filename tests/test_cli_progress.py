@@ -13,8 +13,8 @@ class _Terminal(io.StringIO):
 def test_bar_on_a_terminal():
     stream = _Terminal()
     progress = Progress(3, "stats", stream=stream)
-    for i, status in enumerate(["skipped", "stored", "stored"]):
-        progress.step(f"case_{i}", status, 0 if status == "skipped" else 50_000_000)
+    for i, status in enumerate(["already stored", "stored", "stored"]):
+        progress.step(f"case_{i}", status, 0 if status == "already stored" else 50_000_000)
     text = stream.getvalue()
     assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
     assert "[########################] 3/3" in text and "MB/s" in text and "ETA 0:00" in text

@@ -40,7 +40,7 @@ class Progress:
         return self.nbytes / 1e6 / elapsed, elapsed
 
     def step(self, case_id, status, nbytes=0):
-        """Record one case (``status``: "done", "stored", "skipped", "failed")."""
+        """Record one case (``status``: "done", "stored", "already stored", "failed")."""
         self.done += 1
         self.nbytes += nbytes
         if status in ("done", "stored"):

@@ -26,12 +26,15 @@ from .nnunet_pkl import pkl_beside
 from .prefetch import prefetch
 
 
+ALREADY_STORED = "already stored"  # a resumed case's status (not "skipped": that is --empty skip's word)
+
+
 @dataclass
 class CaseEvent:
     """What happened to one case, for progress reports."""
 
     case_id: str
-    status: str  # "done", "stored", "skipped" (already stored), "failed"
+    status: str  # "done", "stored", ALREADY_STORED (resumed: stored earlier with the same inputs), "failed"
     nbytes: int = 0
     seconds: float = 0.0
     error: Exception | None = None
@@ -84,7 +87,7 @@ def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, e
             if n_fg[pair.case_id] == 0:
                 result.empty.append(pair.case_id)
             if on_case:
-                on_case(CaseEvent(pair.case_id, "skipped"))
+                on_case(CaseEvent(pair.case_id, ALREADY_STORED))
         else:
             todo.append((pair, key))
     return todo

@@ -16,7 +16,7 @@ import time
 
 from .._validate import check_empty_policy, empty_error
 from ..store import fingerprint_of
-from .batch import BatchResult, CaseEvent, case_fingerprint
+from .batch import ALREADY_STORED, BatchResult, CaseEvent, case_fingerprint
 from .cases import AFFINE_ATOL, load_case
 from .prefetch import prefetch
 
@@ -72,7 +72,7 @@ def collect_class_stats(pairs, classes, *, regions_class_order=None, store=None,
             result.stats[pair.case_id] = stored[pair.case_id]
             result.reused += 1
             if on_case:
-                on_case(CaseEvent(pair.case_id, "skipped"))
+                on_case(CaseEvent(pair.case_id, ALREADY_STORED))
         else:
             todo.append(pair)
 
