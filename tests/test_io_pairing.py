@@ -59,10 +59,14 @@ def test_unmatched_cases_are_listed_or_left_out(tmp_path):
     _write(s / "lonely.nii.gz", p)
     _write(l / "a.nii.gz", y)
     _write(l / "orphan.nii.gz", y)
-    with pytest.raises(PairingError, match=r"2 unmatched.*lonely\.nii\.gz.*orphan\.nii\.gz.*--allow-unmatched"):
+    with pytest.raises(PairingError, match=r"1 score file\(s\) without a label.*lonely\.nii\.gz.*--allow-unmatched") as e:
         pair_cases(s, l)
+    assert "orphan" not in str(e.value)  # labels without scores are normal (a fold holds part of labelsTr)
     pairs, unmatched = pair_cases(s, l, allow_unmatched=True)
     assert [x.case_id for x in pairs] == ["a"] and len(unmatched) == 2
+    (s / "lonely.nii.gz").unlink()
+    pairs, unmatched = pair_cases(s, l)
+    assert [x.case_id for x in pairs] == ["a"] and unmatched == [str(l / "orphan.nii.gz")]
 
 
 def test_duplicate_and_missing(tmp_path):

@@ -61,7 +61,12 @@ def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
     """
     pairs, unmatched = paired if paired is not None else pairs_of(args)
     if unmatched and not args.quiet:
-        print(f"{what}: left out {len(unmatched)} unmatched file(s)", file=sys.stderr)
+        label_dirs = {os.path.dirname(pair.labels) for pair in pairs}
+        unused = sum(1 for path in unmatched if os.path.dirname(path) in label_dirs)
+        if unused:
+            print(f"{what}: {unused} label file(s) without scores not used", file=sys.stderr)
+        if len(unmatched) > unused:
+            print(f"{what}: left out {len(unmatched) - unused} score file(s) without a label", file=sys.stderr)
     say_shape_only(pairs, what, args.quiet)
     progress = Progress(len(pairs), what, quiet=args.quiet)
 

@@ -1,4 +1,14 @@
-"""Options shared by several subcommands, and their checks."""
+"""Options shared by several subcommands, and their checks.
+
+Every subcommand spells a shared option the same way, with the same short
+form and default (tests/test_cli_options.py checks it on the built parser):
+
+- ``-o/--output``: what the command writes (a store, a JSON file, a folder);
+- ``-q/--quiet``: no progress, only errors;
+- ``-j/--jobs N``: cases read in parallel (commands that read volumes);
+- ``--empty skip|pass|error``: cases without lesion voxels (default skip);
+- ``--alpha``: miscoverage, default ``DEFAULT_ALPHA`` (calibrate, evaluate, demo).
+"""
 
 import argparse
 import math
@@ -87,8 +97,25 @@ def label_value(text):
     return int(value) if value.is_integer() else value
 
 
-def add_quiet(parser):
-    parser.add_argument("-q", "--quiet", action="store_true", help="print no progress, only errors")
+DEFAULT_ALPHA = 0.1  # miscoverage when --alpha is not given: calibrate, evaluate and demo alike
+EMPTY_DEFAULT = "skip"
+
+
+def add_output(parser, *, metavar, help, dest="output", aliases=(), required=True, default=None):
+    """``-o/--output``; ``aliases`` (older spellings: ``--store``, ``--outdir``, ``--dir``) still parse
+    but are left out of --help, so every subcommand shows the one name."""
+    action = parser.add_argument("-o", "--output", *aliases, dest=dest, metavar=metavar, help=help,
+                                 required=required, default=default)
+    action.option_strings = ["-o", "--output"]  # the parser still maps the aliases to this action
+    return action
+
+
+def add_alpha(parser, help, default=DEFAULT_ALPHA):
+    parser.add_argument("--alpha", type=fraction, default=default, metavar="A", help=help)
+
+
+def add_quiet(parser, help="print no progress, only errors"):
+    parser.add_argument("-q", "--quiet", action="store_true", help=help)
 
 
 def add_overwrite(parser, help="replace existing outputs"):
@@ -131,16 +158,14 @@ def add_case_options(parser):
                              "or face+edge+corner (26) neighbours; their scores are kept for lesion level "
                              "(default 26; none: voxel statistics only)")
     parser.add_argument("--allow-unmatched", action="store_true",
-                        help="leave out cases found on one side only (default: an error listing them)")
+                        help="leave out score files without a label (default: an error listing them); labels "
+                             "without scores are always left out (a fold holds part of labelsTr)")
     parser.add_argument("--affine-tolerance", type=tolerance, default=AFFINE_ATOL, metavar="MM",
                         help=f"largest difference allowed between the scores' and labels' NIfTI affines "
                              f"(default {AFFINE_ATOL:g})")
     add_jobs(parser)
 
 
-def add_empty(parser, default="skip"):
-    parser.add_argument(
-        "--empty", choices=EMPTY_POLICIES, default=default,
-        help="cases without lesion voxels: skip them, let them pass any threshold, or stop "
-             f"with an error (default {default})",
-    )
+def add_empty(parser, help="cases without lesion voxels: skip them, let them pass any threshold, or stop "
+                             f"with an error (default {EMPTY_DEFAULT})"):
+    parser.add_argument("--empty", choices=EMPTY_POLICIES, default=EMPTY_DEFAULT, help=help)

@@ -8,7 +8,7 @@ from ..apply import apply_threshold
 from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
 from ..io.cases import read_case_scores
 from ..io.errors import FileFormatError
-from ..io.masks import reference_index, resolve_geometry, save_mask
+from ..io.masks import check_inputs, reference_index, resolve_geometry, save_mask
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
 from ._output import refuse_existing, refuse_inputs_as_outputs
 from ._progress import Progress
@@ -100,6 +100,7 @@ def run(args):
     if n_npy and not args.quiet:
         print(f"apply: {n_npy} .npy score file(s) carry no geometry: cut in the axes of their --reference, "
               "checked by shape only", file=sys.stderr)
+    check_inputs([(path, geometry) for _, path, geometry, _ in plan], args.channel)  # all, before the first mask
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 

@@ -309,3 +309,45 @@ def read_npy(path, channel=None, ndim=None):
     elif channel not in (None, 0):
         raise MismatchError(f"{path}: channel {channel} does not exist (the file has 1 channel)")
     return array
+
+
+def npz_header(path, key=NPZ_KEY):
+    """``(shape, dtype)`` an ``.npz`` member's ``.npy`` header declares, inflating only the header.
+
+    The declared sizes are checked as ``read_npz`` checks them (``_check_npy``);
+    the voxels are neither inflated nor allocated. For checking every input
+    before the first output is written.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            with zipfile.ZipFile(f) as z:
+                if key + ".npy" not in z.namelist():
+                    held = ", ".join(n[:-4] if n.endswith(".npy") else n for n in z.namelist()) or "nothing"
+                    raise FileFormatError(f"{path}: no array {key!r} (it holds {held})")
+                info = z.getinfo(key + ".npy")
+
+                def read_head(n):  # zipfile streams: only the first bytes are inflated
+                    with z.open(info) as member:
+                        return member.read(n)
+
+                header = _npy_header(read_head, path, key)
+    except (FileFormatError, FileNotFoundError):
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError, RuntimeError) as exc:
+        raise FileFormatError(f"{path}: unreadable .npz file ({_reason(exc)})") from None
+    _check_npy(header, info.file_size, path, key, None, None)
+    return header[0], header[2]
+
+
+def npy_header(path):
+    """``(shape, dtype)`` a ``.npy`` file's header declares (the voxels are not read)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype, _ = _npy_header(lambda n: (f.seek(0), f.read(n))[1], path, "array")
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise FileFormatError(f"{path}: unreadable .npy file ({_reason(exc)})") from None
+    return tuple(shape), dtype

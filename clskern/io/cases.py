@@ -100,19 +100,22 @@ def pair_cases(scores_dir, labels_dir, *, allow_unmatched=False):
         Folders of score files (``.nii.gz``, ``.nii``, ``.npz``, ``.npy``)
         and label files (``.nii.gz``, ``.nii``).
     allow_unmatched : bool
-        Leave out cases found on one side only instead of raising.
+        Leave out score files without a label instead of raising. Labels
+        without scores are always left out: a fold's predictions cover part
+        of ``labelsTr``.
 
     Returns
     -------
     pairs : list of CasePair
         Sorted by case id.
     unmatched : list of str
-        Files without a partner (empty unless ``allow_unmatched``).
+        Files without a partner: score files without a label (only with
+        ``allow_unmatched``), then label files without scores.
 
     Raises
     ------
     PairingError
-        Listing the unmatched files, or naming two score files of one case.
+        Listing score files without a label, or naming two score files of one case.
     """
     scores = find_files(scores_dir, SCORE_SUFFIXES, "scores")
     labels = find_files(labels_dir, LABEL_SUFFIXES, "labels")
@@ -127,13 +130,13 @@ def pair_cases(scores_dir, labels_dir, *, allow_unmatched=False):
             raise PairingError(f"case {case_id!r} has two score files, {by_id[case_id]} and {path}; keep one")
         by_id[case_id] = path
     pairs = [CasePair(i, by_id[i], labels[i]) for i in sorted(by_id) if i in labels]
-    unmatched = [by_id[i] for i in sorted(by_id) if i not in labels]
-    unmatched += [labels[i] for i in sorted(labels) if i not in by_id]
-    if unmatched and not allow_unmatched:
+    orphans = [by_id[i] for i in sorted(by_id) if i not in labels]
+    if orphans and not allow_unmatched:
         raise PairingError(
-            f"{len(unmatched)} unmatched file(s) (no partner with the same case id): "
-            f"{_listing(unmatched)}; pass --allow-unmatched to leave them out"
+            f"{len(orphans)} score file(s) without a label (no label file with the same case id in "
+            f"{os.fspath(labels_dir)}): {_listing(orphans)}; pass --allow-unmatched to leave them out"
         )
+    unmatched = orphans + [labels[i] for i in sorted(labels) if i not in by_id]
     if not pairs:
         raise PairingError(f"no case pairs between {scores_dir} and {labels_dir}")
     return pairs, unmatched

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cases import _CHANNEL_SUFFIX, LABEL_SUFFIXES, check_affines, find_files, split_suffix
-from .errors import MismatchError, PairingError
+from .errors import FileFormatError, MismatchError, PairingError
 from .nifti import mask_image, read_header, write_atomic
 from .nnunet_pkl import PklGeometry, pkl_beside, read_pkl_geometry
 
@@ -115,3 +115,86 @@ def save_mask(mask, path, geometry, score_volume):
     else:
         affine, header = pkl_geometry.affine, None
     write_atomic(mask_image(np.asarray(mask), affine, header), path)
+
+
+def _float_scores(dtype, path, scaled=False):
+    if np.dtype(dtype).kind != "f" and not scaled:
+        raise FileFormatError(f"{path}: holds {np.dtype(dtype).name} values, not float scores "
+                              "(probabilities or logits); a mask cut from them would mean nothing")
+
+
+def check_input(path, geometry, channel=None):
+    """Check a score file against its geometry from headers only, before any mask is written.
+
+    Reads the NIfTI or ``.npy`` header (an ``.npz`` member's ``.npy`` header,
+    inflating nothing else) and checks: readable, float scores, the channel
+    exists, and the shape against the reference (``geometry.kind ==
+    "reference"``: shape, and its affine against the ``.pkl``'s) or the
+    ``.pkl``'s recorded shape. Returns the declared spatial shape
+    ``(x, y, z)``; raises ``FileFormatError`` or ``MismatchError`` naming the file.
+    """
+    from .arrays import npy_header, npz_header
+    from .nnunet_pkl import load_properties
+
+    path = os.fspath(path)
+    suffix = split_suffix(os.path.basename(path), (".npz", ".npy", ".nii.gz", ".nii"))[1]
+    any_order = False
+    if suffix == ".npz":
+        shape, dtype = npz_header(path)
+        _float_scores(dtype, path)
+        if len(shape) != 4:
+            raise FileFormatError(f"{path}: 'probabilities' has shape {shape}, expected (C, z, y, x)")
+        c = 1 if channel is None else channel
+        if not 0 <= c < shape[0]:
+            raise MismatchError(f"{path}: channel {c} does not exist ('probabilities' of shape {shape} "
+                                f"has {shape[0]} channels)")
+        spatial = tuple(shape[1:][::-1])
+        pkl_geometry = geometry.read_pkl()
+        any_order = pkl_geometry is not None and pkl_geometry.reoriented_affine is not None
+        if geometry.pkl is not None:
+            recorded = load_properties(geometry.pkl).get("shape_before_cropping")
+            try:
+                recorded = None if recorded is None else tuple(int(n) for n in recorded)[::-1]
+            except (TypeError, ValueError):
+                recorded = None
+            if recorded is not None and recorded != spatial:
+                raise MismatchError(f"{path}: declares spatial shape {spatial} (x, y, z) but {geometry.pkl} "
+                                    f"records {recorded}")
+    elif suffix == ".npy":
+        shape, dtype = npy_header(path)
+        _float_scores(dtype, path)
+        spatial = tuple(shape)
+        if len(shape) == 4:
+            c = 1 if channel is None else channel
+            if not 0 <= c < shape[0]:
+                raise MismatchError(f"{path}: channel {c} does not exist (shape {shape})")
+            spatial = tuple(shape[1:])
+    else:
+        _, header, shape = read_header(path)
+        slope, _ = header.get_slope_inter()
+        _float_scores(header.get_data_dtype(), path, scaled=slope not in (None, 1))
+        while len(shape) > 3 and shape[-1] == 1:
+            shape = shape[:-1]
+        spatial = tuple(shape[:3])
+        if len(shape) == 4:
+            c = (1 if shape[3] > 1 else 0) if channel is None else channel
+            if not 0 <= c < shape[3]:
+                raise MismatchError(f"{path}: channel {c} does not exist (the last axis has {shape[3]} channels)")
+        elif len(shape) != 3:
+            raise MismatchError(f"{path}: a {len(shape)}-D image; scores are 3-D (or 4-D with channels last)")
+    if geometry.kind == "reference":
+        affine, _, ref_shape = read_header(geometry.path)
+        ref_shape = tuple(n for i, n in enumerate(ref_shape) if i < 3 or n != 1)
+        if (sorted(spatial) != sorted(ref_shape)) if any_order else (spatial != ref_shape):
+            raise MismatchError(f"scores {path} have shape {spatial} but reference {geometry.path} "
+                                f"has shape {ref_shape}")
+        pkl_geometry = geometry.read_pkl()
+        if pkl_geometry is not None:
+            check_affines(pkl_geometry.affine, affine, pkl_geometry.path, geometry.path)
+    return spatial
+
+
+def check_inputs(plan, channel=None):
+    """``check_input`` for every ``(path, geometry)`` of ``plan``: the first bad one raises, nothing is written."""
+    for path, geometry in plan:
+        check_input(path, geometry, channel)
