@@ -157,14 +157,14 @@ def test_nnunet_npz_with_reference_or_pkl(tmp_path, capsys):
 
 
 def test_demo_runs_and_prints_the_table(tmp_path, capsys):
-    code, out, err = cli(capsys, "demo", "--cases", 10, "--shape", 24, 24, 16, "--dir", tmp_path / "d")
+    code, out, err = cli(capsys, "demo", "--cases", 10, "--shape", 24, 24, 16, "--alpha", 0.3, "--dir", tmp_path / "d")
     assert code == 0, err
     for row in ("threshold", "mean FNR (test)", "mean Dice (test)", "FNR <= 0.2 (test)", "0.5 cut"):
         assert row in out
     calibration = json.loads((tmp_path / "d" / "calibration.json").read_text())
     assert f"{calibration['threshold']:.4f}" in out
     assert len(os.listdir(tmp_path / "d" / "masks")) == 5
-    code, out, err = cli(capsys, "demo", "--cases", 10, "--shape", 24, 24, 16, "--dir", tmp_path / "d")
+    code, out, err = cli(capsys, "demo", "--cases", 10, "--shape", 24, 24, 16, "--alpha", 0.3, "--dir", tmp_path / "d")
     assert code == 1 and "--overwrite" in err
 
 

@@ -103,7 +103,7 @@ def test_evaluate_never_writes_into_its_store(root, capsys):
 
 def test_demo_overwrite_removes_only_what_a_demo_wrote(tmp_path, capsys):
     d = tmp_path / "demo"
-    argv = ["demo", "--dir", str(d), "--cases", "10", "--shape", "8", "8", "8", "-q"]
+    argv = ["demo", "--dir", str(d), "--cases", "10", "--shape", "8", "8", "8", "-q", "--alpha", "0.3"]
     assert main(argv) == 0
     assert main(argv + ["--overwrite"]) == 0  # its own files: replaced
     capsys.readouterr()

@@ -65,7 +65,7 @@ def test_cli_runs_with_a_loader(stats, tmp_path, capsys):
         ["evaluate", "--store", "ignored", "--epsilon", "0.3", "--splits", "7", "--methods", "cls,fixed-0.5",
          "--no-sweeps", "--no-plots", "-o", str(tmp_path / "out")]
     )
-    assert args.methods == ("cls", "fixed-0.5") and args.alpha == 0.2 and args.cal_fraction == 0.5
+    assert args.methods == ("cls", "fixed-0.5") and args.alpha == 0.1 and args.cal_fraction == 0.5
     assert run(args, lambda a: stats) == 0
     assert "report: " in capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -6,12 +6,12 @@ from ..calibration import _NEEDS, METHODS, calibrate
 from ..errors import CalibrationError
 from ..store import StatsStore
 from ._cases import gather, pairs_of
-from ._common import add_case_options, add_empty, add_overwrite, add_quiet, fraction, unit_interval
+from ._common import (DEFAULT_ALPHA, add_alpha, add_case_options, add_empty, add_output, add_overwrite,
+                      add_quiet, fraction, unit_interval)
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
 from . import _sets
 
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
-DEFAULT_ALPHA = 0.1
 DEFAULT_DELTA = 0.1
 
 
@@ -29,8 +29,7 @@ def add_parser(subparsers):
     reading = p.add_argument_group("reading folders (with --scores/--labels)")
     add_case_options(reading)
     p.add_argument("--epsilon", type=fraction, required=True, metavar="E", help="tolerated FNR per case")
-    p.add_argument("--alpha", type=fraction, default=None, metavar="A",
-                   help=f"miscoverage for cls and cls-pac (default {DEFAULT_ALPHA})")
+    add_alpha(p, f"miscoverage for cls and cls-pac (default {DEFAULT_ALPHA})", default=None)
     p.add_argument("--method", choices=METHODS, default="cls", help="calibration method (default cls)")
     p.add_argument("--delta", type=fraction, default=None, metavar="D",
                    help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
@@ -47,7 +46,7 @@ def add_parser(subparsers):
     p.add_argument("--overlap", type=unit_interval, default=0.0, metavar="TAU",
                    help="with --level lesion: a lesion is detected when at least max(1, ceil(TAU x its size)) of "
                         "its voxels score >= the threshold (default 0: any voxel)")
-    p.add_argument("-o", "--output", required=True, metavar="JSON", help="calibration file to write")
+    add_output(p, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
     add_quiet(p)
     return p

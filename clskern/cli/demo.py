@@ -2,16 +2,14 @@
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from ..io import pair_cases, read_labels, read_nifti, read_scores
 from ..synthetic import DEMO_SHAPE, write_dataset
-from ._common import add_overwrite, positive_int
+from ._common import DEFAULT_ALPHA, add_alpha, add_empty, add_jobs, add_output, add_overwrite, add_quiet, positive_int
 from ._output import refuse_existing, write_text_atomic
 
 HELP = "run stats -> calibrate -> apply on a synthetic data set and compare with the 0.5 cut"
@@ -26,18 +24,24 @@ def add_parser(subparsers):
             "calibrated threshold and the 0.5 cut do on the test half."
         ),
     )
-    p.add_argument("--dir", metavar="DIR", help="keep the data, store, calibration and masks here "
-                   "(default: a temporary folder, removed afterwards)")
+    add_output(p, aliases=("--dir",), metavar="DIR", required=False, default=DEFAULT_DIR,
+               help=f"folder for everything the demo writes: data, stores, calibration, masks, report "
+                    f"(default ./{DEFAULT_DIR}; kept afterwards)")
     p.add_argument("--cases", type=positive_int, default=40, metavar="N",
                    help="cases in all, half for calibration (default 40)")
     p.add_argument("--shape", type=positive_int, nargs=3, default=list(DEMO_SHAPE), metavar=("X", "Y", "Z"),
                    help="volume shape (default %(default)s)")
     p.add_argument("--epsilon", type=float, default=0.2, help="tolerated FNR (default 0.2)")
-    p.add_argument("--alpha", type=float, default=0.2, help="miscoverage (default 0.2)")
+    add_alpha(p, f"miscoverage (default {DEFAULT_ALPHA}, as clskern calibrate)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    add_overwrite(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    add_empty(p)
+    add_jobs(p)
+    add_overwrite(p, help="replace an earlier demo's files in DIR (only files a demo wrote)")
+    add_quiet(p, help="print only the table")
     return p
+
+
+DEFAULT_DIR = "clskern-demo"
 
 
 def _metrics(labels, mask):
@@ -157,33 +161,20 @@ def clear_previous_demo(root, overwrite):
                 os.rmdir(folder)
 
 
-def _evaluation(args, main, cal_dir, test_dir, root, keep):
-    """A short ``clskern evaluate`` over every demo case; returns the report's path.
-
-    The report outlives a temporary demo folder: without ``--dir`` it goes to
-    a new folder of its own, which the output names.
-    """
+def _evaluation(args, main, cal_dir, test_dir, root):
+    """A short ``clskern evaluate`` over every demo case, its report in ``root/report``; returns its path."""
     store = os.path.join(root, "all-cases.sqlite")
     for folder in (cal_dir, test_dir):
         _run(["stats", "--scores", os.path.join(folder, "scores"), "--labels", os.path.join(folder, "labels"),
-              "-o", store, "--quiet"], main)
-    outdir = os.path.join(root, "report") if keep else tempfile.mkdtemp(prefix="clskern-demo-report-")
+              "-o", store, "-j", str(args.jobs), "--quiet"], main)
+    outdir = os.path.join(root, "report")
     if not args.quiet:
         print(f"\n  $ clskern evaluate --store all-cases.sqlite --epsilon {args.epsilon} --alpha {args.alpha} "
-              f"--splits {EVALUATION_SPLITS} -o {os.path.relpath(outdir, root) if keep else outdir}")
+              f"--empty {args.empty} --splits {EVALUATION_SPLITS} -o report")
     _run(["evaluate", "--store", store, "--epsilon", str(args.epsilon), "--alpha", str(args.alpha),
-          "--splits", str(EVALUATION_SPLITS), "--seed", str(args.seed), "-o", outdir, "--overwrite"],
-         lambda argv: _quietly(main, argv))
+          "--empty", args.empty, "--splits", str(EVALUATION_SPLITS), "--seed", str(args.seed), "-o", outdir,
+          "--overwrite", "--quiet"], main)
     return os.path.join(outdir, "report.md")
-
-
-def _quietly(main, argv):
-    """Run a subcommand with its stdout swallowed (evaluate has no --quiet)."""
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return main(argv)
 
 
 def run(args):
@@ -192,50 +183,45 @@ def run(args):
 
     if args.cases < 4:
         raise ValueError("demo needs --cases 4 or more (half calibrate, half test)")
+    if args.empty == "pass":
+        raise ValueError("demo: --empty pass is not available (its validation report leaves lesion-free cases "
+                         "out: no FNR to test); use skip or error")
     started = time.perf_counter()
-    keep = args.dir is not None
-    root = args.dir if keep else tempfile.mkdtemp(prefix="clskern-demo-")
-    try:
-        if keep:
-            clear_previous_demo(root, args.overwrite)
-        n_cal = args.cases // 2
-        cal_dir, test_dir = os.path.join(root, "calibration"), os.path.join(root, "test")
-        rng = np.random.SeedSequence(args.seed).spawn(2)
-        write_dataset(cal_dir, n_cal, shape=args.shape, seed=rng[0], prefix="cal")
-        write_dataset(test_dir, args.cases - n_cal, shape=args.shape, seed=rng[1], prefix="test")
-        if keep:
-            record_demo_files(root)
-        store, cal_json, masks = (os.path.join(root, p) for p in ("stats.sqlite", "calibration.json", "masks"))
-        commands = [
-            ["stats", "--scores", os.path.join(cal_dir, "scores"), "--labels", os.path.join(cal_dir, "labels"),
-             "-o", store],
-            ["calibrate", "--store", store, "--epsilon", str(args.epsilon), "--alpha", str(args.alpha),
-             "-o", cal_json],
-            ["apply", "--calibration", cal_json, "--scores", os.path.join(test_dir, "scores"), "-o", masks],
-        ]
+    root = args.output
+    clear_previous_demo(root, args.overwrite)
+    n_cal = args.cases // 2
+    cal_dir, test_dir = os.path.join(root, "calibration"), os.path.join(root, "test")
+    rng = np.random.SeedSequence(args.seed).spawn(2)
+    write_dataset(cal_dir, n_cal, shape=args.shape, seed=rng[0], prefix="cal")
+    write_dataset(test_dir, args.cases - n_cal, shape=args.shape, seed=rng[1], prefix="test")
+    record_demo_files(root)
+    store, cal_json, masks = (os.path.join(root, p) for p in ("stats.sqlite", "calibration.json", "masks"))
+    commands = [
+        ["stats", "--scores", os.path.join(cal_dir, "scores"), "--labels", os.path.join(cal_dir, "labels"),
+         "-o", store, "-j", str(args.jobs)],
+        ["calibrate", "--store", store, "--epsilon", str(args.epsilon), "--alpha", str(args.alpha),
+         "--empty", args.empty, "-o", cal_json],
+        ["apply", "--calibration", cal_json, "--scores", os.path.join(test_dir, "scores"), "-o", masks,
+         "-j", str(args.jobs)],
+    ]
+    if not args.quiet:
+        shape = "x".join(map(str, args.shape))
+        print(f"clskern demo: {n_cal} calibration + {args.cases - n_cal} test synthetic cases of {shape} "
+              f"in {os.path.abspath(root)} (kept); the commands, run in that folder:")
+    for argv in commands:
         if not args.quiet:
-            shape = "x".join(map(str, args.shape))
-            print(f"clskern demo: {n_cal} calibration + {args.cases - n_cal} test synthetic cases of {shape} "
-                  f"in {root}:")
-        for argv in commands:
-            if not args.quiet:
-                print("  $ clskern " + " ".join(os.path.relpath(a, root) if a.startswith(root) else a for a in argv))
-            _run(argv + ["--quiet"], main)
-        calibration = load_calibration(cal_json)
-        results, n_test, n_empty = evaluate(test_dir, masks, args.epsilon)
-        if not args.quiet:
-            print()
-        print(_table(calibration, results, args, n_test, n_empty))
-        if keep:
-            record_demo_files(root)
-        report = _evaluation(args, main, cal_dir, test_dir, root, keep)
-        if keep:
-            record_demo_files(root)
-        print(f"\nvalidation report ({EVALUATION_SPLITS} random splits of all {args.cases} cases): {report}")
-        if not args.quiet:
-            print(f"({time.perf_counter() - started:.1f} s" + (f"; files kept in {root})" if keep else ")"))
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+            print("  $ clskern " + " ".join(os.path.relpath(a, root) if a.startswith(root) else a for a in argv))
+        _run(argv + ["--quiet"], main)
+    calibration = load_calibration(cal_json)
+    results, n_test, n_empty = evaluate(test_dir, masks, args.epsilon)
+    if not args.quiet:
+        print()
+    print(_table(calibration, results, args, n_test, n_empty))
+    record_demo_files(root)
+    report = _evaluation(args, main, cal_dir, test_dir, root)
+    record_demo_files(root)
+    print(f"\nvalidation report ({EVALUATION_SPLITS} random splits of all {args.cases} cases): {report}")
+    if not args.quiet:
+        print(f"({time.perf_counter() - started:.1f} s; files kept in {os.path.abspath(root)})")
     sys.stdout.flush()
     return 0

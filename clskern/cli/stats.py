@@ -6,7 +6,7 @@ import time
 
 from ..store import StatsStore
 from ._cases import gather, pairs_of
-from ._common import add_empty, add_overwrite, add_quiet, add_reading
+from ._common import add_empty, add_output, add_overwrite, add_quiet, add_reading
 from ._output import refuse_inputs_as_outputs
 from . import _sets
 
@@ -22,8 +22,7 @@ def add_parser(subparsers):
         ),
     )
     add_reading(p)
-    p.add_argument("-o", "--output", "--store", dest="store", required=True, metavar="STORE",
-                   help="statistics store to create or resume")
+    add_output(p, dest="store", aliases=("--store",), metavar="STORE", help="statistics store to create or resume")
     add_empty(p)
     _sets.add_stats_options(p)
     p.add_argument("--keep-going", action="store_true",

@@ -13,6 +13,7 @@ import os
 
 from collections.abc import Mapping
 
+from ..cli._common import DEFAULT_ALPHA, add_alpha, add_empty, add_output, add_quiet
 from ..errors import InputError
 from ..io.groups import read_groups
 from ..volume import VolumeStats
@@ -45,7 +46,7 @@ def add_parser(subparsers):
     p.add_argument("stats", nargs="*", metavar="STATS", help="VolumeStats files (alternative to --store)")
     p.add_argument("--store", metavar="PATH", help="statistics store to evaluate")
     p.add_argument("--epsilon", type=float, required=True, help="tolerated FNR per case, in [0, 1)")
-    p.add_argument("--alpha", type=float, default=0.2, help="miscoverage of cls/cls-pac/authors (default 0.2)")
+    add_alpha(p, f"miscoverage of cls/cls-pac/authors (default {DEFAULT_ALPHA}, as clskern calibrate)")
     p.add_argument("--delta", type=float, default=0.1, help="confidence parameter of cls-pac and rcps (default 0.1)")
     p.add_argument("--splits", type=int, default=100, help="random splits (default 100, as the paper)")
     p.add_argument("--cal-fraction", type=float, default=0.5, help="share of cases that calibrates (default 0.5)")
@@ -72,8 +73,11 @@ def add_parser(subparsers):
                    help="a store of several classes: a tolerance per class (the others take --epsilon)")
     p.add_argument("--no-sweeps", action="store_true", help="skip the alpha / calibration-fraction / epsilon sweeps")
     p.add_argument("--no-plots", action="store_true", help="write summary.json and report.md only")
-    p.add_argument("-o", "--outdir", required=True, help="output directory")
+    add_empty(p, help="cases without lesion voxels: skip them (left out of calibration and test: no FNR), or stop "
+                      "with an error; pass is refused here (default skip)")
+    add_output(p, dest="outdir", aliases=("--outdir",), metavar="OUTDIR", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in OUTDIR")
+    add_quiet(p, help="print nothing but errors")
     return p
 
 
@@ -85,6 +89,7 @@ def run(args, load_stats):
     ``ValueError`` / ``OSError`` subclasses for the CLI to report.
     """
     stats = load_stats(args)
+    check_empty(stats, getattr(args, "empty", "skip"))
     request = dict(alpha=args.alpha, delta=args.delta, splits=args.splits, cal_fraction=args.cal_fraction,
                    seed=args.seed, methods=args.methods, level=args.level, overlap=args.overlap)
     classes = bool(stats) and isinstance(next(iter(stats.values())), Mapping)
@@ -106,10 +111,30 @@ def run(args, load_stats):
         evaluation = evaluate(stats, epsilon=args.epsilon, sweeps=not args.no_sweeps, **request)
         what = None
     write_report(evaluation, args.outdir, overwrite=args.overwrite, plots=not args.no_plots)
-    per = f" ({what}, each on its own; no sweeps)" if what else ""
-    print(f"evaluated {evaluation.n_cases} cases over {args.splits} splits{per} in {evaluation.seconds:.2f} s")
-    print(f"report: {os.path.join(args.outdir, REPORT)}")
+    if not getattr(args, "quiet", False):
+        per = f" ({what}, each on its own; no sweeps)" if what else ""
+        print(f"evaluated {evaluation.n_cases} cases over {args.splits} splits{per} in {evaluation.seconds:.2f} s")
+        print(f"report: {os.path.join(args.outdir, REPORT)}")
     return 0
+
+
+def check_empty(stats, empty):
+    """``--empty``: evaluate leaves lesion-free cases out (skip), or stops at the first (error).
+
+    ``pass`` is refused: the protocol measures FNR per test case, undefined
+    without lesion voxels, so it cannot count such a case as met.
+    """
+    if empty == "skip":
+        return
+    if empty == "pass":
+        raise InputError("--empty pass is not available for evaluate: a case without lesion voxels has no FNR to "
+                         "test; use --empty skip (the default) or error")
+    for case, value in stats.items():
+        members = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for name, one in members:
+            if one.n_fg == 0:
+                where = f" (class {name})" if name is not None else ""
+                raise InputError(f"case {case!r}{where} has no lesion voxels (--empty error)")
 
 
 def class_epsilon(epsilon, text, names):
