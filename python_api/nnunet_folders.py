@@ -9,8 +9,9 @@ Each ``CASE.npz`` is checked against ``labelsTr`` through its ``CASE.pkl``
 (read with an allow-list: a ``.pkl`` holding anything but containers,
 numbers and NumPy arrays is refused); probabilities saved in reoriented axes
 by nnU-Net's ``NibabelIOWithReorient`` are brought back to the labels' axes.
-Masks are written beside nnU-Net's own as ``CASE_cls.nii.gz``, in the source
-image's axes and affine, like nnU-Net's segmentation.
+Masks are written as ``CASE.nii.gz`` (the name ``clskern apply`` writes) into
+``<predictions>_clskern``, beside nnU-Net's folder and never inside it, in the
+source image's axes and affine, like nnU-Net's segmentation.
 """
 
 import argparse
@@ -49,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validation", help="nnU-Net output folder of held-out cases (with .npz)")
     parser.add_argument("--labels", help="the dataset's labelsTr")
-    parser.add_argument("--predictions", help="nnU-Net output folder to write masks into")
+    parser.add_argument("--predictions", help="nnU-Net output folder to cut (masks go to <predictions>_clskern)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.validation is None:

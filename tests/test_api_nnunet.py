@@ -72,22 +72,30 @@ def test_prediction_without_label_is_an_error(dataset):
         calibrate_folder(predictions, labels_tr, epsilon=0.2, alpha=0.3)
 
 
-def test_apply_folder_writes_masks_beside_nnunets(dataset):
+def test_apply_folder_writes_masks_beside_nnunets_folder(dataset):
     predictions, _, cases = dataset
+    before = sorted(p.name for p in predictions.iterdir())
     nnunet_own = (predictions / "BRATS_000.nii.gz").read_bytes()
     written = apply_folder(0.37, predictions)
+    out = predictions.parent / "predictions_clskern"  # a sibling: nothing written inside nnU-Net's folder
     assert sorted(written) == sorted(cases)
     for case_id, (scores, _) in cases.items():
         img = nib.load(written[case_id])
-        assert written[case_id] == str(predictions / f"{case_id}_cls.nii.gz")
+        assert written[case_id] == str(out / f"{case_id}.nii.gz")  # the name clskern apply writes
         assert img.get_data_dtype() == np.uint8 and np.allclose(img.affine, AFFINE)
         assert np.array_equal(np.asarray(img.dataobj), (scores >= np.float32(0.37)).astype(np.uint8))
+    assert sorted(p.name for p in predictions.iterdir()) == before
     assert (predictions / "BRATS_000.nii.gz").read_bytes() == nnunet_own
     with pytest.raises(FileExistsError):
         apply_folder(0.37, predictions)
     apply_folder(0.5, predictions, overwrite=True)
     with pytest.raises(clskern.InputError, match="replace nnU-Net"):
-        apply_folder(0.5, predictions, suffix="")
+        apply_folder(0.5, predictions, output=predictions)
+    with pytest.raises(clskern.InputError, match="inside nnU-Net"):
+        apply_folder(0.5, predictions, output=predictions / "masks")
+    assert sorted(p.name for p in predictions.iterdir()) == before
+    inside = apply_folder(0.5, predictions, output=predictions / "masks", inside=True)  # asked explicitly
+    assert inside["BRATS_001"] == str(predictions / "masks" / "BRATS_001.nii.gz")
 
 
 def test_apply_folder_to_another_folder_with_a_calibration_file(dataset, tmp_path):
@@ -95,7 +103,7 @@ def test_apply_folder_to_another_folder_with_a_calibration_file(dataset, tmp_pat
     calibration = calibrate_folder(predictions, labels_tr, epsilon=0.3, alpha=0.5, label=2)
     path = tmp_path / "cal.json"
     path.write_text(calibration.to_json())
-    written = apply_folder(path, predictions, output=tmp_path / "masks", suffix="")
+    written = apply_folder(path, predictions, output=tmp_path / "masks")
     scores = cases["BRATS_002"][0]
     mask = np.asarray(nib.load(written["BRATS_002"]).dataobj)
     assert np.array_equal(mask, clskern.apply_threshold(scores, calibration.threshold))
