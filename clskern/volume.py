@@ -530,6 +530,14 @@ def _thresholds(t):
 def volume_stats(scores, labels, *, label=None, name=None, connectivity=DEFAULT_CONNECTIVITY, backend="auto"):
     """Gather a volume's statistics in one pass over scores and labels.
 
+    The statistics serve raw and min-max normalised scores alike: they carry
+    the volume's exact score range (``score_min``, ``score_max``), so
+    ``normalize=`` is chosen where a threshold is taken or a cut is made
+    (``VolumeStats.critical_threshold`` and its curves, ``calibrate``,
+    ``apply_threshold``), never fixed here. With ``connectivity`` the lesion
+    labelling reads the labels a second time (the lesion-level
+    ``critical_threshold`` reads them once).
+
     Parameters
     ----------
     scores : array_like of float16, float32 or float64
