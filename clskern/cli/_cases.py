@@ -17,7 +17,14 @@ def _same_folder(a, b):
 
 
 def pairs_of(args):
-    """``(pairs, unmatched)`` of the --scores and --labels folders."""
+    """``(pairs, unmatched)`` of the --scores and --labels folders (or of --nnunet-results)."""
+    if getattr(args, "nnunet", None) is not None:
+        from ..adapters.nnunet import results_pairs
+
+        pairs, unmatched = results_pairs(args.nnunet, args.labels)
+        for pair in pairs:
+            check_case_name(pair)
+        return pairs, unmatched
     if _same_folder(args.scores, args.labels):
         raise InputError(f"{args.scores}: the same folder as --scores and --labels; scores and labels "
                          "must be in separate folders (a case id names one file in each)")

@@ -139,11 +139,13 @@ def add_channel(parser):
     )
 
 
-def add_reading(parser):
-    """--scores/--labels folders and the options that decide how cases are read."""
-    parser.add_argument("--scores", metavar="DIR", required=True,
+def add_reading(parser, required=True):
+    """--scores/--labels folders and the options that decide how cases are read.
+
+    ``required=False``: the command checks them itself (``clskern stats --nnunet-results``)."""
+    parser.add_argument("--scores", metavar="DIR", required=required,
                         help="folder of score files (.nii.gz, .nii, nnU-Net .npz, .npy)")
-    parser.add_argument("--labels", metavar="DIR", required=True,
+    parser.add_argument("--labels", metavar="DIR", required=required,
                         help="folder of label NIfTI files, paired with the scores by case id")
     add_case_options(parser)
 

@@ -8,7 +8,7 @@ from ..store import StatsStore
 from ._cases import gather, pairs_of
 from ._common import add_empty, add_output, add_overwrite, add_quiet, add_reading
 from ._output import refuse_inputs_as_outputs
-from . import _sets
+from . import _nnunet, _sets
 
 HELP = "read each case once and keep its statistics in a store (resumable)"
 
@@ -21,7 +21,8 @@ def add_parser(subparsers):
             "same input files, so an interrupted run resumes; every case is written atomically."
         ),
     )
-    add_reading(p)
+    add_reading(p, required=False)  # or --nnunet-results
+    _nnunet.add_results_options(p)
     add_output(p, dest="store", aliases=("--store",), metavar="STORE", help="statistics store to create or resume")
     add_empty(p)
     _sets.add_stats_options(p)
@@ -45,6 +46,7 @@ def _remove_store(path):
 
 
 def run(args):
+    _nnunet.resolve(args)
     refuse_inputs_as_outputs([args.store + suffix for suffix in STORE_FILES], [args.scores, args.labels])
     if _sets.wants_classes(args):  # several classes: statistics per (case, class)
         return _sets.run_stats(args)

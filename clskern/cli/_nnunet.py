@@ -1,0 +1,72 @@
+"""``--nnunet-results``: a trained model's cross-validation predictions as nnU-Net lays them out.
+
+``clskern stats --nnunet-results nnUNet_results --dataset 42 --configuration 3d_fullres``
+reads ``Dataset042_*/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_*/validation/CASE.npz``
+(``nnUNetv2_train ... --npz``), every fold pooled as nnU-Net's cross-validation
+pools them, against ``--labels`` or ``$nnUNet_raw/Dataset042_*/labelsTr``. When
+``dataset.json`` (the model folder's copy, else the raw dataset's) names several
+classes or regions, and no ``--label``/``--channel``/``--classes`` picks one,
+every class is gathered (as ``--dataset-json``).
+"""
+
+import sys
+
+from ..errors import InputError
+
+OPTIONS = ("dataset", "configuration")
+
+
+def add_results_options(parser):
+    g = parser.add_argument_group("nnU-Net results (in place of --scores)")
+    g.add_argument("--nnunet-results", metavar="DIR", default=None,
+                   help="nnUNet_results: pool every fold's validation predictions (CASE.npz + CASE.pkl, "
+                        "nnUNetv2_train ... --npz) of DATASET/TRAINER__PLANS__CONFIGURATION; --labels "
+                        "defaults to $nnUNet_raw/DatasetXXX_Name/labelsTr")
+    g.add_argument("--dataset", metavar="ID", default=None, help="dataset number (42) or name (Dataset042_Name)")
+    g.add_argument("--configuration", metavar="C", default=None, help="as trained: 2d, 3d_fullres, 3d_lowres, ...")
+    g.add_argument("--trainer", metavar="T", default="nnUNetTrainer", help="default nnUNetTrainer")
+    g.add_argument("--plans", metavar="P", default="nnUNetPlans", help="default nnUNetPlans")
+    g.add_argument("--folds", metavar="F", nargs="+", type=int, default=None,
+                   help="folds to pool (default: every fold_N there)")
+
+
+def resolve(args):
+    """Fill ``args.scores``/``args.labels`` (and ``args.nnunet``) from --nnunet-results, or check --scores/--labels."""
+    args.nnunet = None
+    if getattr(args, "nnunet_results", None) is None:
+        given = [f"--{o}" for o in OPTIONS if getattr(args, o, None) is not None]
+        if getattr(args, "folds", None) is not None:
+            given.append("--folds")
+        if given:
+            raise InputError(f"{', '.join(given)}: only with --nnunet-results DIR")
+        missing = [f"--{o}" for o in ("scores", "labels") if getattr(args, o, None) is None]
+        if missing:
+            raise InputError(f"{' and '.join(missing)} required (or --nnunet-results DIR --dataset ID "
+                             "--configuration C)")
+        return None
+    from ..adapters.nnunet import results_folder
+    from ..classes import classes_from_dataset_json
+
+    if args.scores is not None:
+        raise InputError("--scores and --nnunet-results: give one")
+    missing = [f"--{o}" for o in OPTIONS if getattr(args, o) is None]
+    if missing:
+        raise InputError(f"--nnunet-results needs {' and '.join(missing)}")
+    results = results_folder(args.nnunet_results, args.dataset, args.configuration, trainer=args.trainer,
+                             plans=args.plans, folds=args.folds)
+    args.labels = results.labels_folder(args.labels)
+    args.scores = results.model
+    args.nnunet = results
+    if not args.quiet:
+        print(f"stats: {results.model}: {len(results.cases)} case(s) in fold(s) "
+              f"{', '.join(map(str, results.folds))}, labels {args.labels}", file=sys.stderr)
+    dataset_json = results.dataset_json_for(args.labels)
+    picked = any(getattr(args, o, None) is not None for o in ("label", "channel", "classes", "dataset_json"))
+    if dataset_json is not None and not picked:
+        classes, _ = classes_from_dataset_json(dataset_json)
+        if len(classes) > 1:
+            args.dataset_json = dataset_json
+            if not args.quiet:
+                print(f"stats: {dataset_json}: {len(classes)} classes ({', '.join(classes)}), each gathered "
+                      "(--label or --channel picks one)", file=sys.stderr)
+    return results
