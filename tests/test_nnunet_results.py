@@ -137,6 +137,9 @@ def test_dataset_json_with_several_labels_gathers_every_class(tree, tmp_path, ca
         validation = model / f"fold_{int(case_id[-3:]) % 5}" / "validation"
         probabilities = np.stack([1 - scores, scores * 0.6, scores * 0.4]).transpose(0, 3, 2, 1)
         np.savez_compressed(validation / f"{case_id}.npz", probabilities=probabilities)
+        rim = labels.copy()
+        rim[: SHAPE[0] // 2][rim[: SHAPE[0] // 2] > 0] = 2
+        nib.save(nib.Nifti1Image(rim, AFFINE), labels_tr / f"{case_id}.nii.gz")
     store = tmp_path / "classes.sqlite"
     code, _, err = run_cli(capsys, "stats", "--nnunet-results", results, "--dataset", 42,
                            "--configuration", "3d_fullres", "-o", store)
@@ -144,6 +147,21 @@ def test_dataset_json_with_several_labels_gathers_every_class(tree, tmp_path, ca
     assert "2 classes (core, rim)" in err
     with ClassStatsStore(store) as s:
         assert len(s) == 10
+    calibration = tmp_path / "classes.json"
+    code, _, err = run_cli(capsys, "calibrate", "--store", store, "--dataset-json", model / "dataset.json",
+                           "--epsilon", 0.3, "--alpha", 0.5, "-o", calibration)
+    assert code == 0, err
+    validation = model / "fold_2" / "validation"  # one input with 2 channels where 3 are read: no label map written
+    np.savez_compressed(validation / "LES_007.npz", probabilities=np.ones((2, 10, 14, 16), np.float32))
+    code, _, err = run_cli(capsys, "apply", "--calibration", calibration, "--scores", validation, "-o", tmp_path / "maps")
+    assert code == 1 and "LES_007.npz: channel 2 does not exist" in err, err
+    assert not (tmp_path / "maps").exists()
+    (validation / "LES_007.npz").unlink()
+    (validation / "LES_007.pkl").unlink()
+    (validation / "LES_007.nii.gz").unlink()
+    code, _, err = run_cli(capsys, "apply", "--calibration", calibration, "--scores", validation, "-o", tmp_path / "maps")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["LES_002.nii.gz"]
 
 
 def _masks(folder):

@@ -281,7 +281,7 @@ def run_apply_groups(args, calibration_set, find_inputs, channel_of):
     from ..apply import apply_threshold
     from ..io import prefetch
     from ..io.cases import read_case_scores
-    from ..io.masks import reference_index, resolve_geometry, save_mask
+    from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
     from ._progress import Progress
 
     inputs = find_inputs(args.scores)
@@ -297,6 +297,8 @@ def run_apply_groups(args, calibration_set, find_inputs, channel_of):
     sources += [p for _, _, geometry, _, _ in plan for p in (geometry.path, geometry.pkl)]
     refuse_inputs_as_outputs([args.output, *(item[3] for item in plan)], sources)
     refuse_existing([item[3] for item in plan], args.overwrite)
+    for _, path, geometry, _, channel in plan:  # every input, before the first mask
+        check_input(path, geometry, channel)
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
@@ -351,7 +353,7 @@ def run_apply_classes(args, calibration_set, find_inputs):
     from ..classes import apply_classes, region_mode
     from ..io import prefetch
     from ..io.cases import read_case_scores
-    from ..io.masks import reference_index, resolve_geometry, save_mask
+    from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
     from ._progress import Progress
 
     classes = calibration_set.classes
@@ -373,6 +375,8 @@ def run_apply_classes(args, calibration_set, find_inputs):
     sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
     refuse_inputs_as_outputs([args.output, *(item[3] for item in plan)], sources)
     refuse_existing([item[3] for item in plan], args.overwrite)
+    for _, path, geometry, _ in plan:  # every input, before the first label map
+        check_input(path, geometry, max(channels))
     os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
