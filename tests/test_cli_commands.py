@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import clskern
+from clskern.calibration.degenerate import degenerate_cut
 from clskern.cli.main import SUBCOMMANDS, main
 from clskern.store import StatsStore
 
@@ -81,7 +82,10 @@ def test_stats_calibrate_apply_end_to_end(data, capsys):
     assert code == 0, err
     record = json.loads(cal.read_text())
     reference = clskern.calibrate(expected, epsilon=0.2, alpha=0.2)
-    reference = dataclasses.replace(reference, reading={"label": 1, "channel": None})  # what the store says
+    # what the store says; and these uniform backgrounds make the cut degenerate (the check's warnings)
+    warnings = degenerate_cut(expected, reference.threshold)
+    assert warnings and "predicted lesion" in warnings[0] and "clskern calibrate: warning: degenerate cut" in err
+    reference = dataclasses.replace(reference, reading={"label": 1, "channel": None}, warnings=warnings)
     assert record == json.loads(reference.to_json())
     for key in ("threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
                 "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version"):

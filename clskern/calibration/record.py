@@ -16,7 +16,8 @@ A calibration file decides every mask cut with it, so reading one checks it
    lesion with a ``connectivity`` (6, 18, 26) and ``overlap`` in [0, 1] (a
    record without these fields, written before lesion level, is voxel
    level); ``normalize`` none or minmax (absent: none; with minmax the
-   threshold and critical thresholds lie in [0, 1] or are +inf); ``n`` equal to the number of critical thresholds and of case ids;
+   threshold and critical thresholds lie in [0, 1] or are +inf); ``warnings`` a list of strings
+   (absent: none); ``n`` equal to the number of critical thresholds and of case ids;
    case ids distinct; the guarantee sentence equal to the one regenerated. ``cls`` and ``cls-pac``: ``k`` recomputed
    from ``n``, ``alpha`` (and ``delta``), and the threshold equal, bit for
    bit, to the k-th smallest critical threshold. ``crc`` and ``rcps``: the
@@ -40,7 +41,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -58,7 +59,7 @@ DIGEST = "sha256"
 _FIELDS = (
     "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
     "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version",
-    "level", "overlap", "connectivity", "normalize",
+    "level", "overlap", "connectivity", "normalize", "warnings",
 )
 # Fields added within format 2, with the value a record written before them means (voxel level).
 _LATER_FIELDS = {"level": "voxel", "overlap": 0.0, "connectivity": None}
@@ -260,7 +261,7 @@ def _fields(d):
         raise CalibrationFileError(
             f"calibration of format version {_short(version)}; this clskern ({__version__}) reads version {FORMAT_VERSION}"
         )
-    missing = [key for key in (*_FIELDS, DIGEST) if key not in d and key not in _LATER_FIELDS and key != "normalize"]
+    missing = [key for key in (*_FIELDS, DIGEST) if key not in d and key not in _LATER_FIELDS and key not in ("normalize", "warnings")]
     unknown = sorted(str(key) for key in d if key not in _FIELDS and key != DIGEST)
     if missing or unknown:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -295,6 +296,7 @@ def _fields(d):
         clskern_version=_string(d["clskern_version"], "clskern_version"),
         format_version=FORMAT_VERSION,
         normalize=_normalize_field(d.get("normalize", "none")),
+        warnings=_warnings_field(d.get("warnings", [])),
         **_level_fields(*(d.get(key, default) for key, default in _LATER_FIELDS.items())),
     )
 
@@ -319,6 +321,13 @@ def _normalize_field(value):
     if value not in NORMALIZATIONS:
         raise CalibrationFileError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {_short(value)}")
     return value
+
+
+def _warnings_field(value):
+    """``warnings``: a list of strings (absent: none)."""
+    if not isinstance(value, list):
+        raise CalibrationFileError(f"warnings must be a list of strings, got {_short(value)}")
+    return [_string(x, f"warnings[{i}]") for i, x in enumerate(value)]
 
 
 def _normalized_sentence(normalize):
@@ -430,6 +439,12 @@ class Calibration:
         (SPEC 1d); ``apply_threshold(..., normalize=...)`` and ``clskern
         apply`` normalise each new case the same way. Records written before
         the field read as ``"none"``; the digest covers it.
+    warnings : list of str
+        What ``clskern calibrate`` found wrong with the cut on the calibration
+        data (``clskern.calibration.degenerate.degenerate_cut``: most of the
+        volume predicted lesion, Dice collapsed against the 0.5 cut), with the
+        numbers; the guarantee holds regardless. Written only when not empty
+        (a record without the field has none); the digest covers it.
 
     ``to_json`` writes the record with a ``sha256`` digest of its other fields;
     ``read``, ``from_json`` and ``from_dict`` refuse a record that is edited,
@@ -455,10 +470,11 @@ class Calibration:
     overlap: float = 0.0
     connectivity: int | None = None
     normalize: str = "none"
+    warnings: list = field(default_factory=list)
 
     @classmethod
     def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids,
-              reading=None, level="voxel", overlap=0.0, connectivity=None, normalize="none"):
+              reading=None, level="voxel", overlap=0.0, connectivity=None, normalize="none", warnings=()):
         return cls(
             threshold=float(threshold), method=method, epsilon=float(epsilon),
             alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
@@ -468,7 +484,7 @@ class Calibration:
             critical_thresholds=[float(x) for x in critical_thresholds], case_ids=[str(c) for c in case_ids],
             reading=None if reading is None else _reading(dict(reading)),
             **_level_fields(level, overlap, connectivity),
-            normalize=normalize,
+            normalize=normalize, warnings=[str(w) for w in warnings],
         )
 
     def to_dict(self):
@@ -476,6 +492,8 @@ class Calibration:
         d = asdict(self)
         d["threshold"] = _encode(d["threshold"])
         d["critical_thresholds"] = [_encode(x) for x in d["critical_thresholds"]]
+        if not d["warnings"]:  # a healthy cut's file is the one clskern wrote before the field (same digest)
+            del d["warnings"]
         d[DIGEST] = digest_of(d)
         return d
 

@@ -1,8 +1,10 @@
 """``clskern calibrate``: a threshold from a store (no pass over volumes) or from folders."""
 
 import dataclasses
+import sys
 
 from ..calibration import _NEEDS, METHODS, calibrate
+from ..calibration.degenerate import degenerate_cut
 from ..errors import CalibrationError
 from ..store import StatsStore
 from ._cases import gather, pairs_of
@@ -48,7 +50,7 @@ def add_parser(subparsers):
                         "its voxels score >= the threshold (default 0: any voxel)")
     add_output(p, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
-    add_quiet(p)
+    add_quiet(p, help="print no progress, only errors and warnings (a degenerate cut's, which the JSON keeps too)")
     return p
 
 
@@ -100,8 +102,12 @@ def run(args):
         if lesion_free and args.empty == "skip":
             raise CalibrationError(f"{exc}; {skipped_why(lesion_free, len(volumes))}") from None
         raise
-    result = dataclasses.replace(result, reading=reading)  # apply cuts the channel the cases were read from
+    warnings = _warnings(args, volumes, result)
+    # apply cuts the channel the cases were read from
+    result = dataclasses.replace(result, reading=reading, warnings=warnings)
     write_text_atomic(args.output, result.to_json() + "\n")
+    for warning in warnings:  # not progress: printed with -q too (and kept in the JSON)
+        print(f"clskern calibrate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         k = f", k={result.k}" if result.k is not None else ""
         print(f"calibrate: threshold {result.threshold!r} ({result.method}, n={result.n}{k}) -> {args.output}")
@@ -109,6 +115,15 @@ def run(args):
             print(f"  {skipped_why(lesion_free, len(volumes))}")
         print(f"  {result.guarantee}")
     return 0
+
+
+def _warnings(args, volumes, result):
+    """``degenerate_cut`` on the calibration statistics. A store's fast path (``lesion_stats``) has no
+    background, so the full statistics are loaded for this check alone, once the threshold is known."""
+    if args.store is not None:
+        with StatsStore(args.store, create=False) as store:
+            volumes = store.load(list(volumes))
+    return degenerate_cut(volumes, result.threshold, normalize=args.normalize) or []
 
 
 def skipped_why(lesion_free, n_cases, shown=5):
