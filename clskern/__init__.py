@@ -8,8 +8,22 @@ calibrate a threshold on held-out cases (``calibrate``), cut new cases with it
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+if TYPE_CHECKING:  # what type checkers see; at run time these resolve lazily (``__getattr__`` below)
+    # (not the backends cpu and cuda: only clskern._backend imports both)
+    from . import (adapters, apply, batch, calibration, classes, cli, distributed, errors, evaluation, io, store,
+                   synthetic, volume)
+    from ._backend import CudaUnavailableError
+    from .apply import apply_threshold
+    from .calibration.methods import METHODS, calibrate
+    from .calibration.record import Calibration
+    from .errors import (ArgumentError, ArgumentTypeError, CalibrationError, CalibrationFileError, ClsKernError,
+                         EmptyGroundTruthError, InputError, NaNScoresError, ScoreDtypeError)
+    from .evaluation import evaluate
+    from .volume import VolumeStats, critical_threshold, lesion_scores, lesions, score_range, volume_stats
 
 # Public names and the modules that hold them, imported on first use (PEP 562):
 # ``import clskern`` stays light, so a command that only reads a store, or a
@@ -46,7 +60,7 @@ _SUBMODULES = frozenset({
 })
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     module = _PUBLIC.get(name)
@@ -57,7 +71,7 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC) | _SUBMODULES)
 
 

@@ -1,13 +1,21 @@
 """Test-time masks: ``apply_threshold``."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import _backend
 from ._normalize import check_normalize, check_range, score_cut
 from ._validate import real_number
 
+if TYPE_CHECKING:  # annotations only
+    from numpy.typing import ArrayLike, NDArray
 
-def apply_threshold(scores, threshold, *, normalize="none", out=None, name=None, backend="auto"):
+
+def apply_threshold(scores: ArrayLike, threshold: float, *, normalize: str = "none", out: NDArray[np.uint8] | None = None,
+                    name: str | None = None, backend: str = "auto") -> NDArray[np.uint8]:
     """The mask ``scores >= threshold`` as uint8, in one parallel pass.
 
     Parameters

@@ -11,9 +11,12 @@ chosen by ``clskern._backend``); they return arrays, and this module makes
 the public results of them.
 """
 
+from __future__ import annotations
+
 import io
 import json
 import numbers
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -38,6 +41,12 @@ from ._validate import (
     scalar_or_array,
 )
 from .errors import ArgumentError, ArgumentTypeError, InputError, volume_name
+
+if TYPE_CHECKING:  # annotations only: nothing more is imported at run time
+    from numpy.typing import ArrayLike, NDArray
+
+    FloatOrArray = float | NDArray[np.float64]
+    IntOrArray = int | NDArray[np.int64]
 
 class VolumeStats:
     """One volume's lesion scores and background histogram.
@@ -75,8 +84,22 @@ class VolumeStats:
     __slots__ = ("n_voxels", "n_fg", "lesion_scores", "bg_bins", "bg_counts", "name", "_fp_table",
                  "connectivity", "lesion_offsets", "lesion_groups", "score_min", "score_max")
 
-    def __init__(self, n_voxels, n_fg, lesion_scores, bg_bins, bg_counts, name=None, *,
-                 connectivity=None, lesion_offsets=None, lesion_groups=None, score_min=None, score_max=None):
+    n_voxels: int
+    n_fg: int
+    lesion_scores: NDArray[np.floating[Any]]
+    bg_bins: NDArray[np.uint32]
+    bg_counts: NDArray[np.int64]
+    name: str | None
+    connectivity: int | None
+    lesion_offsets: NDArray[np.int64] | None
+    lesion_groups: NDArray[np.floating[Any]] | None
+    score_min: Any
+    score_max: Any
+
+    def __init__(self, n_voxels: int, n_fg: int, lesion_scores: ArrayLike, bg_bins: ArrayLike, bg_counts: ArrayLike,
+                 name: str | None = None, *, connectivity: int | None = None, lesion_offsets: ArrayLike | None = None,
+                 lesion_groups: ArrayLike | None = None, score_min: float | None = None,
+                 score_max: float | None = None) -> None:
         self.n_voxels = _count(n_voxels, "n_voxels", name)
         self.n_fg = _count(n_fg, "n_fg", name)
         self.lesion_scores = np.asarray(lesion_scores)
@@ -183,13 +206,13 @@ class VolumeStats:
             return "the lesions' scores are not the lesion scores"
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"VolumeStats(name={self.name!r}, n_voxels={self.n_voxels}, n_fg={self.n_fg}, "
             f"bins={self.bg_bins.size}, nbytes={self.nbytes})"
         )
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, VolumeStats):
             return NotImplemented
         return (
@@ -207,27 +230,27 @@ class VolumeStats:
             and _same_value(self.score_max, other.score_max)
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     @property
-    def n_bg(self):
+    def n_bg(self) -> int:
         """Background voxels."""
         return self.n_voxels - self.n_fg
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Memory held by the arrays (the statistics are small: keep thousands)."""
-        lesions = 0 if self.connectivity is None else self.lesion_offsets.nbytes + self.lesion_groups.nbytes
+        lesions = 0 if self.connectivity is None else self.lesion_offsets.nbytes + self.lesion_groups.nbytes  # type: ignore[union-attr]
         return self.lesion_scores.nbytes + self.bg_bins.nbytes + self.bg_counts.nbytes + lesions
 
     @property
-    def n_lesions(self):
+    def n_lesions(self) -> int | None:
         """Lesions (connected components) in the volume; None without lesion information."""
-        return None if self.connectivity is None else self.lesion_offsets.size - 1
+        return None if self.connectivity is None else self.lesion_offsets.size - 1  # type: ignore[union-attr]
 
     # -- lesion level (SPEC 1b) ---------------------------------------------------------
 
-    def at_lesion_level(self, overlap=0.0):
+    def at_lesion_level(self, overlap: float = 0.0) -> VolumeStats:
         """These statistics at lesion level: a ``VolumeStats`` whose "voxels" are the lesions.
 
         Its ``lesion_scores`` are the lesions' detection scores ``d_j`` (the
@@ -254,7 +277,15 @@ class VolumeStats:
 
     # -- exact lesion-side quantities -------------------------------------------------
 
-    def critical_threshold(self, epsilon, *, level="voxel", overlap=0.0, empty="error", normalize="none"):
+    @overload
+    def critical_threshold(self, epsilon: float, *, level: str = ..., overlap: float = ..., empty: str = ...,
+                           normalize: str = ...) -> float | None: ...
+    @overload
+    def critical_threshold(self, epsilon: ArrayLike, *, level: str = ..., overlap: float = ...,
+                           empty: str = ..., normalize: str = ...) -> FloatOrArray | None: ...
+
+    def critical_threshold(self, epsilon: ArrayLike, *, level: str = "voxel", overlap: float = 0.0,
+                           empty: str = "error", normalize: str = "none") -> FloatOrArray | None:
         """Largest ``t`` with ``FNR(t) <= epsilon`` (SPEC 1), exactly.
 
         Returns ``lesion_scores[k]`` with ``k`` the largest ``j < n_fg`` with
@@ -279,7 +310,7 @@ class VolumeStats:
         k = largest_rank(eps, self.n_fg, self.n_fg - 1)
         return scalar_or_array(self.lesion_scores[k].astype(np.float64), eps)
 
-    def fn(self, t, *, level="voxel", overlap=0.0, normalize="none"):
+    def fn(self, t: ArrayLike, *, level: str = "voxel", overlap: float = 0.0, normalize: str = "none") -> IntOrArray:
         """False negatives ``#{lesion and p < t}`` (exact; int or int64 array).
 
         ``level="lesion"``: lesions missed at ``t`` (``at_lesion_level``).
@@ -294,7 +325,7 @@ class VolumeStats:
         t = _thresholds(t)
         return scalar_or_array(np.searchsorted(self.lesion_scores, t, side="left").astype(np.int64), t)
 
-    def tp(self, t, *, level="voxel", overlap=0.0, normalize="none"):
+    def tp(self, t: ArrayLike, *, level: str = "voxel", overlap: float = 0.0, normalize: str = "none") -> IntOrArray:
         """True positives ``#{lesion and p >= t}`` (exact); lesions detected at lesion level."""
         if normalize != "none":
             return self.tp(self._score_cut(t, normalize), level=level, overlap=overlap)
@@ -302,7 +333,7 @@ class VolumeStats:
             return self._level(level, overlap).tp(t)
         return self.n_fg - self.fn(t)
 
-    def fnr(self, t, *, level="voxel", overlap=0.0, normalize="none"):
+    def fnr(self, t: ArrayLike, *, level: str = "voxel", overlap: float = 0.0, normalize: str = "none") -> FloatOrArray:
         """``FN(t) / n_fg`` in float64 (exact; undefined without lesion voxels); L-FNR at lesion level."""
         if normalize != "none":
             return self.fnr(self._score_cut(t, normalize), level=level, overlap=overlap)
@@ -314,7 +345,7 @@ class VolumeStats:
 
     # -- background-side quantities (histogram resolution) ----------------------------
 
-    def fp(self, t, *, normalize="none"):
+    def fp(self, t: ArrayLike, *, normalize: str = "none") -> FloatOrArray:
         """False positives ``#{background and p >= t}`` (float64; exact at bin edges).
 
         ``normalize="minmax"``: ``#{background and q(p) >= t}``, counted at
@@ -340,14 +371,14 @@ class VolumeStats:
         count += share * self.bg_counts[i]
         return scalar_or_array(count, t)
 
-    def fpr(self, t, *, normalize="none"):
+    def fpr(self, t: ArrayLike, *, normalize: str = "none") -> FloatOrArray:
         """``FP(t) / n_bg`` (0 when there is no background)."""
         if normalize != "none":
             return self.fpr(self._score_cut(t, normalize))
         fp = self.fp(t)
         return fp / self.n_bg if self.n_bg else fp * 0.0
 
-    def dice(self, t, *, normalize="none"):
+    def dice(self, t: ArrayLike, *, normalize: str = "none") -> FloatOrArray:
         """``2 TP / (2 TP + FP + FN)``; 1 when the volume and the mask are both empty."""
         if normalize != "none":
             return self.dice(self._score_cut(t, normalize))
@@ -358,7 +389,7 @@ class VolumeStats:
         safe = np.where(denominator > 0, denominator, 1.0)
         return np.where(denominator > 0, 2 * tp / safe, 1.0)[()]
 
-    def pc(self, t, *, normalize="none"):
+    def pc(self, t: ArrayLike, *, normalize: str = "none") -> FloatOrArray:
         """Prediction compactness ``(TP + FP) / n_voxels``."""
         if normalize != "none":
             return self.pc(self._score_cut(t, normalize))
@@ -382,7 +413,7 @@ class VolumeStats:
 
     # -- serialisation ------------------------------------------------------------------
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         """A self-describing ``.npz`` image of the statistics (see ``from_bytes``).
 
         Members ``meta`` (JSON: ``format`` 2, ``n_voxels``, ``n_fg``,
@@ -394,7 +425,7 @@ class VolumeStats:
         buffer = io.BytesIO()
         meta = json.dumps({"format": STATS_FORMAT, "n_voxels": self.n_voxels, "n_fg": self.n_fg, "name": self.name,
                            "connectivity": self.connectivity, **_range_meta(self.score_min, self.score_max)})
-        lesions = {} if self.connectivity is None else {
+        lesions: dict[str, Any] = {} if self.connectivity is None else {
             "lesion_offsets": self.lesion_offsets, "lesion_groups": self.lesion_groups}
         np.savez(
             buffer,
@@ -407,7 +438,7 @@ class VolumeStats:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data: bytes) -> VolumeStats:
         """Rebuild statistics written by ``to_bytes`` (bit for bit); format 1 (before lesion level) reads as
         statistics without lesion information (``connectivity`` None)."""
         try:
@@ -522,12 +553,13 @@ def _count(value, what, name):
     return int(value)
 
 
-def _thresholds(t):
+def _thresholds(t: ArrayLike) -> NDArray[np.float64]:
     """Thresholds ``t``: real numbers (+-inf allowed), never NaN, strings or bools."""
     return real_array(t, "thresholds t", finite=False)
 
 
-def volume_stats(scores, labels, *, label=None, name=None, connectivity=DEFAULT_CONNECTIVITY, backend="auto"):
+def volume_stats(scores: ArrayLike, labels: ArrayLike, *, label: float | None = None, name: str | None = None,
+                 connectivity: int | None = DEFAULT_CONNECTIVITY, backend: str = "auto") -> VolumeStats:
     """Gather a volume's statistics in one pass over scores and labels.
 
     The statistics serve raw and min-max normalised scores alike: they carry
@@ -584,7 +616,8 @@ def volume_stats(scores, labels, *, label=None, name=None, connectivity=DEFAULT_
     return VolumeStats._from_kernels(n_voxels, lesion, bins, counts, name, lesions, connectivity, low, high)
 
 
-def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
+def lesion_scores(scores: ArrayLike, labels: ArrayLike, *, label: float | None = None, name: str | None = None,
+                  backend: str = "auto") -> NDArray[np.floating[Any]]:
     """The lesion voxels' scores in memory order (unsorted), reading only what it must.
 
     The labels are read once; scores are read only in the 16-voxel groups that
@@ -595,7 +628,8 @@ def lesion_scores(scores, labels, *, label=None, name=None, backend="auto"):
     return _backend.kernels(backend, scores, labels, name=name).lesion_scores(scores, labels, label, name)
 
 
-def lesions(scores, labels, *, label=None, connectivity=DEFAULT_CONNECTIVITY, name=None, backend="auto"):
+def lesions(scores: ArrayLike, labels: ArrayLike, *, label: float | None = None, connectivity: int = DEFAULT_CONNECTIVITY,
+            name: str | None = None, backend: str = "auto") -> tuple[NDArray[np.int64], NDArray[np.floating[Any]]]:
     """The lesions of a volume and their voxels' scores (SPEC 1b).
 
     Parameters
@@ -624,8 +658,20 @@ def lesions(scores, labels, *, label=None, connectivity=DEFAULT_CONNECTIVITY, na
     return _backend.kernels(backend, scores, labels, name=name).lesion_parts(scores, labels, label, connectivity, name)
 
 
-def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, connectivity=DEFAULT_CONNECTIVITY,
-                       label=None, empty="error", normalize="none", name=None, backend="auto"):
+@overload
+def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: float, *, level: str = ..., overlap: float = ...,
+                       connectivity: int = ..., label: float | None = ..., empty: str = ..., normalize: str = ...,
+                       name: str | None = ..., backend: str = ...) -> float | None: ...
+@overload
+def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: ArrayLike, *, level: str = ...,
+                       overlap: float = ..., connectivity: int = ..., label: float | None = ..., empty: str = ...,
+                       normalize: str = ..., name: str | None = ..., backend: str = ...) -> FloatOrArray | None: ...
+
+
+def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: ArrayLike, *, level: str = "voxel",
+                       overlap: float = 0.0, connectivity: int = DEFAULT_CONNECTIVITY, label: float | None = None,
+                       empty: str = "error", normalize: str = "none", name: str | None = None,
+                       backend: str = "auto") -> FloatOrArray | None:
     """The exact critical threshold of one volume (SPEC 1, or 1b at lesion level).
 
     The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
@@ -671,7 +717,7 @@ def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, c
     float, or float64 ndarray of ``epsilon``'s shape
     """
     if check_normalize(normalize) != "none":
-        low, high = check_range(*score_range(scores, name=name, backend=backend), name)
+        low, high = check_range(*score_range(scores, name=name, backend=backend), name)  # type: ignore[call-arg]
         value = critical_threshold(scores, labels, epsilon, level=level, overlap=overlap, connectivity=connectivity,
                                    label=label, empty=empty, name=name, backend=backend)
         return None if value is None else _normalized(value, low, high)
@@ -687,7 +733,8 @@ def critical_threshold(scores, labels, epsilon, *, level="voxel", overlap=0.0, c
     return kernels.critical_threshold(scores, labels, eps, label, empty, name)
 
 
-def score_range(scores, *, name=None, backend="auto"):
+def score_range(scores: ArrayLike, *, name: str | None = None,
+                backend: str = "auto") -> tuple[np.floating[Any], np.floating[Any]] | tuple[None, None]:
     """The exact ``(min, max)`` of every score of a volume, in one parallel pass (SPEC 1d's range).
 
     Scalars of the volume's lesion-score dtype (float32 for float16/32

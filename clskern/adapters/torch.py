@@ -36,10 +36,14 @@ with a clear error otherwise: a silent device-to-host copy is the expensive
 part.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import inspect
 import os
 import sys
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +52,12 @@ from ..calibration import calibrate
 from ..errors import ClsKernError, InputError, ScoreDtypeError
 from ..volume import volume_stats
 from ._threshold import load_calibration
+
+if TYPE_CHECKING:  # annotations only: torch is never imported for them
+    from ..calibration.record import Calibration
+    from ..volume import VolumeStats
+
+    CalibrationSource = Calibration | str | os.PathLike[str] | float
 
 
 class DeviceError(ClsKernError):
@@ -122,7 +132,7 @@ def read_in_place(x, *, name=None, what="scores"):
 # once MONAI is imported, reachable as the module attribute "_monai_<name>" so that pickle finds it.
 
 _TWINNED = ("CalibratedThreshold", "CalibratedThresholdd")
-_TWINS = {}
+_TWINS: dict[str, Any] = {}
 
 
 def _monai_twin(cls):
@@ -220,7 +230,8 @@ class CalibratedThreshold(_MonaiWhenImported):
 
     _monai_base = "Transform"
 
-    def __init__(self, calibration, *, channel=None, spatial_dims=None, batched=None, dtype=None):
+    def __init__(self, calibration: CalibrationSource, *, channel: int | None = None, spatial_dims: int | None = None,
+                 batched: bool | None = None, dtype: Any = None) -> None:
         self.threshold, recorded, self.normalize = load_calibration(calibration)
         channel = _check_channel(channel)
         if recorded is not None and channel is not None and channel != recorded:
@@ -233,12 +244,12 @@ class CalibratedThreshold(_MonaiWhenImported):
         self.batched, self.spatial_dims = _check_layout(batched, spatial_dims)
         self.dtype = dtype
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         layout = "".join(f", {k}={getattr(self, k)!r}" for k in ("spatial_dims", "batched")
                          if getattr(self, k) is not None)
         return f"CalibratedThreshold(threshold={self.threshold!r}, channel={self.channel!r}{layout})"
 
-    def is_batch(self, img):
+    def is_batch(self, img: Any) -> bool:
         """True if ``img`` is a batch ``(B, C, *spatial)``, False for one case ``(C, *spatial)``.
 
         Raises ``AmbiguousLayoutError`` when the shape does not say and
@@ -268,7 +279,7 @@ class CalibratedThreshold(_MonaiWhenImported):
             f"spatial_dims={n - 1} (or {n - 2}), or batched=False (one case, what MONAI's array transforms "
             "get after decollate_batch) or batched=True")
 
-    def __call__(self, img, *, name=None):
+    def __call__(self, img: Any, *, name: str | None = None) -> Any:
         source = img
         if self.channel is None:
             # Every channel: one case and a batch give the same mask, so the layout need not be known.
@@ -349,11 +360,12 @@ class CalibratedThresholdd(_MonaiWhenImported):
 
     _monai_base = "MapTransform"
 
-    def __init__(self, keys, calibration, *, channel=None, spatial_dims=None, batched=None, dtype=None,
-                 allow_missing_keys=False):
+    def __init__(self, keys: Hashable | Iterable[Hashable], calibration: CalibrationSource, *, channel: int | None = None,
+                 spatial_dims: int | None = None, batched: bool | None = None, dtype: Any = None,
+                 allow_missing_keys: bool = False) -> None:
         if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
             keys = (keys,)
-        self.keys = tuple(keys)
+        self.keys = tuple(keys)  # type: ignore[arg-type]  # one key was made a tuple above
         if not self.keys:
             raise ValueError("keys must be non empty")
         for key in self.keys:
@@ -365,10 +377,10 @@ class CalibratedThresholdd(_MonaiWhenImported):
         self.transform = CalibratedThreshold(calibration, channel=channel, spatial_dims=spatial_dims,
                                              batched=batched, dtype=dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CalibratedThresholdd(keys={self.keys!r}, {repr(self.transform)[len('CalibratedThreshold('):]}"
 
-    def key_iterator(self, data, *extra_iterables):
+    def key_iterator(self, data: Mapping[Hashable, Any], *extra_iterables: Iterable[Any]) -> Iterator[Any]:
         """The keys of ``data`` to transform (with items of ``extra_iterables``), as ``MapTransform``'s."""
         extras = extra_iterables or [[None] * len(self.keys)]
         for key, *rest in zip(self.keys, *extras):
@@ -378,7 +390,7 @@ class CalibratedThresholdd(_MonaiWhenImported):
                 raise KeyError(f"key {key!r} of {type(self).__name__} is not in the data "
                                f"({', '.join(map(repr, data))}) and allow_missing_keys is False")
 
-    def __call__(self, data):
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         out = dict(data)
         for key in self.key_iterator(out):
             out[key] = self.transform(out[key], name=str(key))
@@ -440,27 +452,27 @@ class ValidationStats:
     sigmoid, same post-processing).
     """
 
-    def __init__(self, *, channel=None, label=None, **calibrate_options):
+    def __init__(self, *, channel: int | None = None, label: float | None = None, **calibrate_options: Any) -> None:
         self.channel = _check_channel(channel)
         self.label = label
         self.options = _calibration_options(calibrate_options, "ValidationStats()")
-        self._stats = {}
+        self._stats: dict[str, VolumeStats] = {}
         self._channel_read = None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._stats)
 
     @property
-    def stats(self):
+    def stats(self) -> dict[str, VolumeStats]:
         """``{case_id: VolumeStats}`` gathered so far by this process (a copy of the mapping)."""
         return dict(self._stats)
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget every case (before the next validation round)."""
         self._stats = {}
         self._channel_read = None
 
-    def get_buffer(self):
+    def get_buffer(self) -> dict[str, VolumeStats]:
         """``{case_id: VolumeStats}`` of every case so far, on every process under ``torch.distributed``."""
         torch = sys.modules.get("torch")
         dist = getattr(torch, "distributed", None)
@@ -468,7 +480,7 @@ class ValidationStats:
             return dict(self._stats)
         from ..volume import VolumeStats
 
-        parts = [None] * dist.get_world_size()
+        parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, {k: v.to_bytes() for k, v in self._stats.items()})
         merged = {}
         for rank, part in enumerate(parts):
@@ -479,11 +491,11 @@ class ValidationStats:
                 merged[case_id] = VolumeStats.from_bytes(data)
         return merged
 
-    def __call__(self, y_pred, y=None, case_ids=None):
+    def __call__(self, y_pred: Any, y: Any = None, case_ids: Sequence[str] | None = None) -> list[VolumeStats]:
         """``update``, named as MONAI's metrics are called."""
         return self.update(y_pred, y, case_ids=case_ids)
 
-    def update(self, y_pred, y=None, case_ids=None):
+    def update(self, y_pred: Any, y: Any = None, case_ids: Sequence[str] | None = None) -> list[VolumeStats]:
         """Add one batch.
 
         Parameters
@@ -557,7 +569,7 @@ class ValidationStats:
                              f"{' to name them otherwise' if from_meta else ''}; reset() starts a new round)")
         return ids
 
-    def aggregate(self, **options):
+    def aggregate(self, **options: Any) -> Calibration:
         """The ``Calibration`` of every case gathered so far (``get_buffer``).
 
         ``options`` (``clskern.calibrate``'s keywords: ``epsilon``, ``alpha``,
@@ -569,7 +581,7 @@ class ValidationStats:
             raise InputError("no epsilon: give ValidationStats(epsilon=...) or aggregate(epsilon=...)")
         return self.calibrate(**merged)
 
-    def calibrate(self, *, epsilon, **options):
+    def calibrate(self, *, epsilon: float, **options: Any) -> Calibration:
         """``clskern.calibrate(self.get_buffer(), epsilon=..., **options)``: see it for the methods.
 
         The result records how the cases were read (``Calibration.reading``:

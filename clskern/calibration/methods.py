@@ -14,8 +14,11 @@ When the calibration set cannot certify the promise, ``calibrate`` raises
 ``CalibrationError`` naming the smallest set that could; it never clips.
 """
 
+from __future__ import annotations
+
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -210,8 +213,28 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped, **recorded):
     )
 
 
-def calibrate(volumes, *, epsilon, alpha=None, method="cls", delta=None, empty="skip", level="voxel", overlap=0.0,
-              family=None, groups=None, normalize="none"):
+@overload
+def calibrate(volumes: Sequence[VolumeStats | float | None] | Mapping[str, VolumeStats | float | None], *,
+              epsilon: float, alpha: float | None = ..., method: str = ..., delta: float | None = ...,
+              empty: str = ..., level: str = ..., overlap: float = ..., family: None = ..., groups: None = ...,
+              normalize: str = ...) -> Calibration: ...
+@overload
+def calibrate(volumes: Sequence[Mapping[str, VolumeStats]] | Mapping[str, Mapping[str, VolumeStats]], *,
+              epsilon: float | Mapping[str, float], alpha: float | None = ..., method: str = ...,
+              delta: float | None = ..., empty: str = ..., level: str = ..., overlap: float = ...,
+              family: str | None = ..., groups: Mapping[str, Hashable] | None = ...,
+              normalize: str = ...) -> dict[str, Calibration]: ...
+@overload
+def calibrate(volumes: Sequence[VolumeStats | float | None] | Mapping[str, VolumeStats | float | None], *,
+              epsilon: float, alpha: float | None = ..., method: str = ..., delta: float | None = ...,
+              empty: str = ..., level: str = ..., overlap: float = ..., family: str | None = ...,
+              groups: Mapping[str, Hashable], normalize: str = ...) -> dict[Any, Calibration]: ...
+
+
+def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: float | None = None, method: str = "cls",
+              delta: float | None = None, empty: str = "skip", level: str = "voxel", overlap: float = 0.0,
+              family: str | None = None, groups: Mapping[str, Hashable] | None = None,
+              normalize: str = "none") -> Calibration | dict[Any, Calibration]:
     """Calibrate a score threshold on held-out volumes (SPEC 2).
 
     Parameters

@@ -10,8 +10,12 @@ makes the headline ECR lesion-level. Per group and per class:
 ``clskern.evaluation.sets``.
 """
 
+from __future__ import annotations
+
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +27,9 @@ from .cases import Cases
 from .methods import DEFAULT_METHODS, USES_ALPHA, check_methods, fixed_cut, thresholds
 from .metrics import LESION_METRICS, METRICS, ecr_only, split_metrics
 from .splits import calibration_size, random_splits
+
+if TYPE_CHECKING:  # annotations only
+    from ..volume import VolumeStats
 
 SWEEP_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SWEEP_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -220,23 +227,23 @@ def _sweeps(cases, methods, epsilon, alpha, delta, n_splits, cal_fraction, seed,
 
 
 def evaluate(
-    stats,
+    stats: Mapping[str, VolumeStats] | Sequence[VolumeStats] | Cases,
     *,
-    epsilon,
-    alpha,
-    delta=0.1,
-    splits=100,
-    cal_fraction=0.5,
-    seed=0,
-    methods=DEFAULT_METHODS,
-    sweeps=True,
-    sweep_alphas=SWEEP_ALPHAS,
-    sweep_epsilon=SWEEP_EPSILON_FOR_ALPHA,
-    sweep_fractions=SWEEP_FRACTIONS,
-    sweep_epsilons=SWEEP_EPSILONS,
-    level="voxel",
-    overlap=0.0,
-):
+    epsilon: float,
+    alpha: float,
+    delta: float = 0.1,
+    splits: int = 100,
+    cal_fraction: float = 0.5,
+    seed: int = 0,
+    methods: Iterable[str] = DEFAULT_METHODS,
+    sweeps: bool = True,
+    sweep_alphas: Iterable[float] = SWEEP_ALPHAS,
+    sweep_epsilon: float | None = SWEEP_EPSILON_FOR_ALPHA,
+    sweep_fractions: Iterable[float] = SWEEP_FRACTIONS,
+    sweep_epsilons: Iterable[float] = SWEEP_EPSILONS,
+    level: str = "voxel",
+    overlap: float = 0.0,
+) -> Evaluation:
     """Run the paper's validation protocol on per-volume statistics (SPEC 3).
 
     Parameters
