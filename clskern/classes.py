@@ -19,19 +19,31 @@ TC = (1, 3) or (2, 3) by the dataset's numbering, ET = (3,)).
   (and ``regions_class_order``), with the channels nnU-Net's outputs have.
 """
 
+from __future__ import annotations
+
 import inspect
 import json
 import math
 import numbers
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validate import score_array
 from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
 from .volume import volume_stats
+
+if TYPE_CHECKING:  # annotations only
+    from numpy.typing import ArrayLike, NDArray
+
+    from .calibration.record import Calibration
+    from .volume import VolumeStats
+
+    # {name: (channel, label values)}, as ``check_classes`` returns it
+    Classes = dict[str, tuple[int, tuple[float, ...]]]
 
 MAX_CLASSES = 64  # one bit each in a uint64
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -152,7 +164,8 @@ def _channels(scores, labels_shape, classes, name):
     return array
 
 
-def class_stats(scores, labels, classes, *, connectivity=26, name=None, backend="auto"):
+def class_stats(scores: ArrayLike, labels: ArrayLike, classes: Mapping[str, tuple[int, Any]], *,
+                connectivity: int | None = 26, name: str | None = None, backend: str = "auto") -> dict[str, VolumeStats]:
     """Per-class ``VolumeStats`` of one case, reading the labels once.
 
     Parameters
@@ -239,7 +252,10 @@ def region_mode(classes, regions_class_order=None):
     return regions_class_order is not None or any(len(values) > 1 for _, values in classes.values())
 
 
-def apply_classes(scores, calibrations, classes=None, *, regions_class_order=None, name=None):
+def apply_classes(scores: ArrayLike, calibrations: Mapping[str, Calibration | float] | Any,
+                  classes: Mapping[str, tuple[int, Any]] | None = None, *,
+                  regions_class_order: Sequence[float] | Mapping[str, float] | None = None,
+                  name: str | None = None) -> NDArray[np.integer[Any]]:
     """The label map of several calibrated classes, as nnU-Net writes its segmentation.
 
     Parameters
@@ -325,7 +341,7 @@ def apply_classes(scores, calibrations, classes=None, *, regions_class_order=Non
 # -- where classes come from ----------------------------------------------------------------------
 
 
-def parse_classes(text):
+def parse_classes(text: str) -> Classes:
     """``{name: (channel, values)}`` from ``"WT=1:1,2,3;TC=2:1,3;ET=3:3"`` (NAME=CHANNEL:VALUE,VALUE...)."""
     if not isinstance(text, str) or not text.strip():
         raise ArgumentError("--classes: empty; expected NAME=CHANNEL:VALUES;... (e.g. 'WT=1:1,2,3;TC=2:1,3')")
@@ -353,7 +369,7 @@ def parse_classes(text):
         raise ArgumentError(f"--classes: {exc}") from None
 
 
-def classes_from_dataset_json(source):
+def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Classes, list[float] | None]:
     """``(classes, regions_class_order)`` from an nnU-Net v2 ``dataset.json`` (a path or its parsed dict).
 
     As nnU-Net's ``LabelManager``: ``labels`` maps names to a value or a list
@@ -378,7 +394,7 @@ def classes_from_dataset_json(source):
     if not isinstance(labels, Mapping) or not labels:
         raise InputError(f"{where}: no 'labels' object (nnU-Net v2 dataset.json)")
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
-    classes = {}
+    classes: dict[str, Any] = {}
     for cname, value in labels.items():
         if cname == "ignore":
             continue
@@ -401,7 +417,7 @@ def classes_from_dataset_json(source):
         raise InputError(f"{where}: no foreground labels")
     order = None
     if has_regions:
-        order = source.get("regions_class_order")
+        order = source.get("regions_class_order")  # type: ignore[union-attr]  # the parsed JSON by now
         if not isinstance(order, list) or len(order) != len(classes):
             raise InputError(f"{where}: a region-based dataset needs regions_class_order with one value per "
                              f"region ({len(classes)})")

@@ -20,6 +20,8 @@ None, so ``clskern stats --connectivity none`` resumes it and any other
 connectivity is refused (start a new store, or ``--overwrite``).
 """
 
+from __future__ import annotations
+
 import io
 import json
 import os
@@ -27,12 +29,17 @@ import pathlib
 import sqlite3
 import time
 import zipfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
 
 from ._version import __version__
 from .errors import InputError
+
+if TYPE_CHECKING:  # annotations only: clskern.volume is imported where a case is decoded
+    from .volume import VolumeStats
 
 # VolumeStats (clskern.volume, which imports Numba) is imported where a case is
 # stored or decoded: a re-run over a complete store only compares fingerprints.
@@ -119,7 +126,7 @@ class StatsStore:
     Use as a context manager, or call ``close``.
     """
 
-    def __init__(self, path, *, create=True):
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = os.fspath(path)
         self._db = None
         exists = os.path.isfile(self.path) and os.path.getsize(self.path) > 0
@@ -169,20 +176,20 @@ class StatsStore:
             db.close()
             self._db = None
 
-    def close(self):
+    def close(self) -> None:
         """Close the file (committed cases are already on disk)."""
         self._close_quietly()
 
-    def __enter__(self):
+    def __enter__(self) -> StatsStore:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._query("SELECT COUNT(*) FROM cases").fetchone()[0]
 
-    def __contains__(self, case_id):
+    def __contains__(self, case_id: object) -> bool:
         return self._query("SELECT 1 FROM cases WHERE case_id=?", (case_id,)).fetchone() is not None
 
     def _query(self, sql, args=()):
@@ -191,13 +198,13 @@ class StatsStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
 
-    def reading(self):
+    def reading(self) -> dict[str, Any] | None:
         """How the stored cases were read: ``{"label": ..., "channel": ...}`` (as a calibration records it),
         or None (not recorded); the connectivity of their lesions is ``connectivity()``."""
         stored = self._reading()
         return None if stored is None else {"label": stored["label"], "channel": stored["channel"]}
 
-    def connectivity(self):
+    def connectivity(self) -> int | None:
         """The connectivity of the stored lesions: 6, 18, 26, or None (voxel statistics only, or not recorded)."""
         stored = self._reading()
         return None if stored is None else stored["connectivity"]
@@ -218,7 +225,7 @@ class StatsStore:
             raise StoreError(f"{self.path}: unreadable reading options in the store ({row[0][:60]!r})")
         return value
 
-    def check_reading(self, *, label, channel, connectivity=None):
+    def check_reading(self, *, label: float | None, channel: int | None, connectivity: int | None = None) -> None:
         """Record how cases are read into this store, or refuse a run that reads them otherwise.
 
         One store holds statistics read one way (one label value, one
@@ -236,19 +243,20 @@ class StatsStore:
             raise StoreError(f"{self.path}: the store holds cases read with {shown}, this run asks {asked}; "
                              "use another store (or --overwrite to start this one afresh)")
 
-    def fingerprints(self):
+    def fingerprints(self) -> dict[str, str]:
         """``{case_id: fingerprint}`` of the stored cases."""
         return dict(self._query("SELECT case_id, fingerprint FROM cases"))
 
-    def lesion_counts(self):
+    def lesion_counts(self) -> dict[str, int]:
         """``{case_id: n_fg}`` of the stored cases (no statistics decoded)."""
         return dict(self._query("SELECT case_id, n_fg FROM cases"))
 
-    def case_ids(self):
+    def case_ids(self) -> list[str]:
         """Stored case ids, sorted."""
         return [r[0] for r in self._query("SELECT case_id FROM cases ORDER BY case_id")]
 
-    def put(self, case_id, fingerprint, stats, *, scores_path=None, labels_path=None):
+    def put(self, case_id: str, fingerprint: str, stats: VolumeStats, *, scores_path: str | os.PathLike[str] | None = None,
+            labels_path: str | os.PathLike[str] | None = None) -> None:
         """Store (or replace) one case, atomically."""
         from .volume import VolumeStats
 
@@ -264,7 +272,7 @@ class StatsStore:
             ),
         )
 
-    def get(self, case_id):
+    def get(self, case_id: str) -> VolumeStats:
         """The stored ``VolumeStats`` of one case (KeyError if absent)."""
         row = self._query("SELECT stats FROM cases WHERE case_id=?", (case_id,)).fetchone()
         if row is None:
@@ -279,7 +287,7 @@ class StatsStore:
         except InputError as exc:
             raise StoreError(f"{self.path}: case {case_id!r}: {exc}") from None
 
-    def load(self, case_ids=None):
+    def load(self, case_ids: Iterable[str] | None = None) -> dict[str, VolumeStats]:
         """``{case_id: VolumeStats}`` for all (or the given) cases, sorted by id."""
         wanted = None if case_ids is None else set(case_ids)
         out = {}
@@ -291,7 +299,7 @@ class StatsStore:
             raise StoreError(f"{self.path}: {len(missing)} case(s) not stored: {', '.join(missing[:8])}")
         return out
 
-    def lesion_stats(self, case_ids=None):
+    def lesion_stats(self, case_ids: Iterable[str] | None = None) -> dict[str, VolumeStats]:
         """``{case_id: VolumeStats}`` holding only the lesion side, read fast.
 
         Every calibration method needs only the sorted lesion scores
