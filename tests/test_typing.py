@@ -50,6 +50,9 @@ with StatsStore("stats.sqlite") as store:
 transform = CalibratedThreshold(cal, channel=1)
 gathered = ValidationStats(epsilon=0.2, alpha=0.1)
 result: clskern.Calibration = gathered.aggregate()
+volume: clskern.io.NiftiVolume = clskern.io.read_nifti("case.nii.gz")
+probabilities: np.ndarray = clskern.io.read_npz("case.npz", channel=1)
+affine = clskern.io.read_pkl_affine("case.pkl") @ np.eye(4)
 try:
     clskern.calibrate(stats[:2], epsilon=0.2, alpha=0.01)
 except clskern.CalibrationError as exc:

@@ -7,6 +7,8 @@
   reading ahead on threads, resuming from a ``clskern.store.StatsStore``.
 """
 
+from typing import TYPE_CHECKING
+
 from ._gzip import available_backends as gzip_backends
 from ._gzip import gunzip
 from .arrays import read_npy, read_npz
@@ -28,10 +30,13 @@ from .cases import (
 from .errors import FileFormatError, MismatchError, PairingError
 from .prefetch import prefetch
 
+if TYPE_CHECKING:  # what type checkers see; at run time nibabel loads on first use (``__getattr__``)
+    from .nifti import NiftiVolume, mask_image, read_header, read_nifti, write_atomic
+
 _NIFTI_NAMES = ("NiftiVolume", "mask_image", "read_header", "read_nifti", "write_atomic")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     """The NIfTI names load nibabel, on first use only (PEP 562)."""
     if name in _NIFTI_NAMES:
         from . import nifti

@@ -14,12 +14,15 @@ allocated (``read_npz``'s Notes), and the member's CRC-32 after.
 labels), or ``(C, ...)`` with a channel to pick.
 """
 
+from __future__ import annotations
+
 import io
 import mmap
 import os
 import struct
 import tokenize
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +45,8 @@ def _reason(exc):
     return str(exc) or type(exc).__name__
 
 
-def read_npz(path, channel=1, key=NPZ_KEY, *, spatial_shape=None, any_axis_order=False):
+def read_npz(path: str | os.PathLike[str], channel: int = 1, key: str = NPZ_KEY, *,
+             spatial_shape: tuple[int, ...] | None = None, any_axis_order: bool = False) -> np.ndarray[Any, Any]:
     """One class of an nnU-Net probability file, aligned to nibabel's axes.
 
     Parameters
@@ -272,7 +276,7 @@ def _npy_from_bytes(data, path, key, header):
     return np.ndarray(shape, dtype=dtype, buffer=data, offset=offset, order="F" if fortran else "C")
 
 
-def read_npy(path, channel=None, ndim=None):
+def read_npy(path: str | os.PathLike[str], channel: int | None = None, ndim: int | None = None) -> np.ndarray[Any, Any]:
     """A ``.npy`` score volume, memory-mapped.
 
     With ``ndim`` (the labels' number of axes) and an array of one more

@@ -26,6 +26,8 @@ process-wide filter list, so clskern's reader threads enter it one at a time
 (a lock held for the header parse only, never during inflation).
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import logging
@@ -34,6 +36,7 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -276,7 +279,8 @@ def _from_file(path):
     return img, array
 
 
-def read_nifti(path, *, backend=None, spatial_shape=None):
+def read_nifti(path: str | os.PathLike[str], *, backend: str | None = None,
+               spatial_shape: tuple[int, ...] | None = None) -> NiftiVolume:
     """Read a NIfTI volume without copying its voxels where possible.
 
     Parameters
@@ -355,7 +359,7 @@ def _gunzip_file(path, backend, spatial_shape=None):
                           declared_by="the NIfTI header declares")
 
 
-def read_header(path):
+def read_header(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Any, tuple[int, ...]]:
     """Affine, header and shape of a NIfTI file, reading the header only."""
     path = os.fspath(path)
     try:

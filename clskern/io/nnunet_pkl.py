@@ -21,12 +21,15 @@ the admitted ones only with the arguments nnU-Net's pickles give them, so a
 few bytes of file cannot allocate gigabytes.
 """
 
+from __future__ import annotations
+
 import codecs
 import importlib
 import io
 import os
 import pickle
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -527,7 +530,7 @@ def read_pkl_geometry(path):
     raise FileFormatError(f"{path}: no geometry (neither nibabel_stuff nor sitk_stuff)")
 
 
-def read_pkl_affine(path):
+def read_pkl_affine(path: str | os.PathLike[str]) -> np.ndarray[Any, Any]:
     """The voxel-to-world affine in an nnU-Net ``CASE.pkl`` (nibabel convention).
 
     ``nibabel_stuff['original_affine']`` (NibabelIO, NibabelIOWithReorient),
