@@ -150,7 +150,7 @@ class StatsStore:
                         "INSERT INTO meta VALUES ('store_format', ?), ('created_by', ?)",
                         (str(STORE_FORMAT), f"clskern {__version__}"),
                     )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self._close_quietly()
             raise StoreError(f"{self.path}: not a clskern statistics store ({exc})") from None
         except StoreError:
@@ -187,16 +187,31 @@ class StatsStore:
         self.close()
 
     def __len__(self) -> int:
-        return self._query("SELECT COUNT(*) FROM cases").fetchone()[0]
+        return self._one("SELECT COUNT(*) FROM cases")[0]
 
     def __contains__(self, case_id: object) -> bool:
-        return self._query("SELECT 1 FROM cases WHERE case_id=?", (case_id,)).fetchone() is not None
+        return self._one("SELECT 1 FROM cases WHERE case_id=?", (case_id,)) is not None
 
     def _query(self, sql, args=()):
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
+
+    def _rows(self, sql, args=()):
+        """Every row of a query, fetched inside the error handling: a damaged page fails while rows
+        are read, and text that is not UTF-8 (a damaged case id) while it is decoded."""
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path}: damaged store ({exc})") from None
+
+    def _one(self, sql, args=()):
+        """The first row of a query, or None (see ``_rows``)."""
+        try:
+            return self._db.execute(sql, args).fetchone()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path}: damaged store ({exc})") from None
 
     def reading(self) -> dict[str, Any] | None:
         """How the stored cases were read: ``{"label": ..., "channel": ...}`` (as a calibration records it),
@@ -212,7 +227,7 @@ class StatsStore:
     def _reading(self):
         """``{"label", "channel", "connectivity"}`` as recorded, or None. A reading recorded before lesion
         level has no connectivity: None (its statistics have no lesions)."""
-        row = self._query("SELECT value FROM meta WHERE key='reading'").fetchone()
+        row = self._one("SELECT value FROM meta WHERE key='reading'")
         if row is None:
             return None
         try:
@@ -245,15 +260,15 @@ class StatsStore:
 
     def fingerprints(self) -> dict[str, str]:
         """``{case_id: fingerprint}`` of the stored cases."""
-        return dict(self._query("SELECT case_id, fingerprint FROM cases"))
+        return dict(self._rows("SELECT case_id, fingerprint FROM cases"))
 
     def lesion_counts(self) -> dict[str, int]:
         """``{case_id: n_fg}`` of the stored cases (no statistics decoded)."""
-        return dict(self._query("SELECT case_id, n_fg FROM cases"))
+        return dict(self._rows("SELECT case_id, n_fg FROM cases"))
 
     def case_ids(self) -> list[str]:
         """Stored case ids, sorted."""
-        return [r[0] for r in self._query("SELECT case_id FROM cases ORDER BY case_id")]
+        return [r[0] for r in self._rows("SELECT case_id FROM cases ORDER BY case_id")]
 
     def put(self, case_id: str, fingerprint: str, stats: VolumeStats, *, scores_path: str | os.PathLike[str] | None = None,
             labels_path: str | os.PathLike[str] | None = None) -> None:
@@ -274,7 +289,7 @@ class StatsStore:
 
     def get(self, case_id: str) -> VolumeStats:
         """The stored ``VolumeStats`` of one case (KeyError if absent)."""
-        row = self._query("SELECT stats FROM cases WHERE case_id=?", (case_id,)).fetchone()
+        row = self._one("SELECT stats FROM cases WHERE case_id=?", (case_id,))
         if row is None:
             raise KeyError(case_id)
         return self._decode(case_id, row[0])
@@ -291,7 +306,7 @@ class StatsStore:
         """``{case_id: VolumeStats}`` for all (or the given) cases, sorted by id."""
         wanted = None if case_ids is None else set(case_ids)
         out = {}
-        for case_id, blob in self._query("SELECT case_id, stats FROM cases ORDER BY case_id"):
+        for case_id, blob in self._rows("SELECT case_id, stats FROM cases ORDER BY case_id"):
             if wanted is None or case_id in wanted:
                 out[case_id] = self._decode(case_id, blob)
         if wanted is not None and len(out) < len(wanted):
@@ -313,7 +328,7 @@ class StatsStore:
 
         wanted = None if case_ids is None else set(case_ids)
         out = {}
-        for case_id, rowid, n_fg in self._query("SELECT case_id, rowid, n_fg FROM cases ORDER BY case_id"):
+        for case_id, rowid, n_fg in self._rows("SELECT case_id, rowid, n_fg FROM cases ORDER BY case_id"):
             if wanted is not None and case_id not in wanted:
                 continue
             try:
@@ -324,7 +339,7 @@ class StatsStore:
                 out[case_id] = VolumeStats(n_fg, n_fg, lesion, [], [], case_id, **lesions,
                                            **range_from_meta(meta))  # score_min/max: normalize="minmax"
             except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, sqlite3.Error,
-                    RecursionError) as exc:
+                    RecursionError, RuntimeError, NotImplementedError) as exc:
                 reason = str(exc) or type(exc).__name__
                 raise StoreError(f"{self.path}: case {case_id!r}: unreadable statistics ({reason})") from None
         if wanted is not None and len(out) < len(wanted):
@@ -340,7 +355,7 @@ class StatsStore:
             with self._db.blobopen("cases", "stats", rowid, readonly=True) as blob:
                 with zipfile.ZipFile(_BlobFile(blob)) as z:
                     return self._members(z)
-        blob = self._query("SELECT stats FROM cases WHERE rowid=?", (rowid,)).fetchone()[0]
+        blob = self._one("SELECT stats FROM cases WHERE rowid=?", (rowid,))[0]
         with zipfile.ZipFile(io.BytesIO(blob)) as z:
             return self._members(z)
 

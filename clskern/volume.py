@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import zipfile
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -449,10 +450,11 @@ class VolumeStats:
                     lesions = {"lesion_offsets": z["lesion_offsets"], "lesion_groups": z["lesion_groups"]}
                 return cls(meta["n_voxels"], meta["n_fg"], z["lesion_scores"], z["bg_bins"], z["bg_counts"], meta["name"],
                            connectivity=connectivity, **lesions, **range_from_meta(meta))
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, TypeError, RecursionError, zipfile.BadZipFile, RuntimeError,
+                NotImplementedError) as exc:
             if isinstance(exc, InputError):
                 raise
-            raise InputError(f"not clskern volume statistics ({exc})") from None
+            raise InputError(f"not clskern volume statistics ({exc or type(exc).__name__})") from None
 
 
 STATS_FORMAT = 2  # 1: no lesion information (read as connectivity None); 2: connectivity and lesions

@@ -389,3 +389,17 @@ def test_builtins_no_nnunet_pickle_calls_are_refused_by_name(tmp_path, name):
     path.write_bytes(b"\x80\x02c__builtin__\n" + name.encode() + b"\nq\x00K\x01\x85q\x01Rq\x02.")
     with pytest.raises(FileFormatError, match=rf"g\.pkl: refused to load builtins\.{name} from a \.pkl"):
         load_properties(path)
+
+
+@pytest.mark.parametrize("stuff", [
+    {"nibabel_stuff": {"original_affine": np.eye(4), "seoriented_affine": np.eye(4)}},  # one flipped bit in a key
+    {"nibabel_stuff": {"reoriented_affine": np.eye(4)}},
+    {"sitk_stuff": {"spacing": (1.0, 1.0, 1.0), "origin": (0.0, 0.0, 0.0), "direction": tuple(np.eye(3).ravel()),
+                    "extra": 1}},
+])
+def test_a_pkl_with_keys_nnunet_never_writes_is_refused(tmp_path, stuff):
+    """A renamed 'reoriented_affine' would make the probabilities be taken in the wrong axes, silently."""
+    path = tmp_path / "c.pkl"
+    path.write_bytes(pickle.dumps(stuff))
+    with pytest.raises(FileFormatError, match="c.pkl: "):
+        read_pkl_geometry(path)

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _gzip
 from ._gzip import check_memory, inflate_head, inflate_raw
+from ._warnings import warnings_as_errors
 from .errors import FileFormatError, MismatchError
 
 NPZ_KEY = "probabilities"
@@ -97,7 +98,8 @@ def read_npz(path: str | os.PathLike[str], channel: int = 1, key: str = NPZ_KEY,
         array = _npz_member(path, key, channel, spatial_shape, any_axis_order)
     except (FileFormatError, MismatchError, FileNotFoundError):
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError, RuntimeError,
+            NotImplementedError) as exc:
         raise FileFormatError(f"{path}: unreadable .npz file ({_reason(exc)})") from None
     return _channel(array, channel, path, f"{key!r} of shape {array.shape}").T
 
@@ -162,6 +164,14 @@ def _zip64_sizes(extra, csize, usize):
 def _npy_header(read_head, path, key):
     """``(shape, fortran, dtype, offset)`` of a ``.npy`` whose first ``n`` bytes ``read_head(n)`` returns."""
     try:
+        with warnings_as_errors():
+            return _parse_npy_header(read_head, path, key)
+    except Warning as exc:
+        raise FileFormatError(f"{path}: {key!r} is not a .npy array NumPy writes ({_reason(exc)})") from None
+
+
+def _parse_npy_header(read_head, path, key):
+    try:
         start = read_head(12)
         version = np.lib.format.read_magic(io.BytesIO(start))
         length = 10 + int.from_bytes(start[8:10], "little") if version == (1, 0) else 12 + int.from_bytes(start[8:12], "little")
@@ -219,7 +229,10 @@ def _npz_member(path, key, channel=None, spatial_shape=None, any_axis_order=Fals
                 held = ", ".join(n[:-4] if n.endswith(".npy") else n for n in names) or "nothing"
                 raise FileFormatError(f"{path}: no array {key!r} (it holds {held})")
             info = z.getinfo(key + ".npy")
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+            if info.flag_bits & 0x1:
+                raise FileFormatError(f"{path}: {key!r} is encrypted (or its zip flags are corrupt); "
+                                      "NumPy's savez writes plain members")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 # Other methods: zipfile reads the member (it checks the CRC-32 at its end).
 
                 def read_head(n):  # the member's first n bytes

@@ -43,6 +43,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from ._gzip import check_memory, gunzip, inflate_head
+from ._warnings import WARNINGS_LOCK
 from .errors import FileFormatError, MismatchError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -69,7 +70,7 @@ class _DropWhileParsing(logging.Filter):
 
 
 _QUIET = threading.local()
-_WARNINGS_LOCK = threading.RLock()
+_WARNINGS_LOCK = WARNINGS_LOCK  # shared with the other readers (clskern.io._warnings)
 _FILTER = _DropWhileParsing()
 
 

@@ -504,7 +504,17 @@ def read_pkl_geometry(path):
     """
     path = os.fspath(path)
     props = load_properties(path)
-    nib_stuff = props.get("nibabel_stuff")
+    nib_stuff, sitk = props.get("nibabel_stuff"), props.get("sitk_stuff")
+    # nnU-Net's readers write exactly these keys; another key (a damaged or hand-edited file, say a
+    # renamed 'reoriented_affine') would change which axes the probabilities are taken in, silently.
+    if isinstance(nib_stuff, dict):
+        unexpected = sorted(map(str, set(nib_stuff) - {"original_affine", "reoriented_affine"}))
+        if unexpected or "original_affine" not in nib_stuff:
+            raise FileFormatError(f"{path}: nibabel_stuff must hold original_affine (and reoriented_affine), "
+                                  f"found {', '.join(map(repr, sorted(map(str, nib_stuff)))) or 'nothing'}")
+    if isinstance(sitk, dict) and set(map(str, sitk)) != {"spacing", "origin", "direction"}:
+        raise FileFormatError(f"{path}: sitk_stuff must hold exactly spacing, origin and direction, "
+                              f"found {', '.join(map(repr, sorted(map(str, sitk))))}")
     if isinstance(nib_stuff, dict) and "original_affine" in nib_stuff:
         original = _affine(nib_stuff["original_affine"], path, "nibabel_stuff['original_affine']")
         if nib_stuff.get("reoriented_affine") is None:
