@@ -14,6 +14,7 @@ import argparse
 import os
 import subprocess
 import sys
+import functools
 import time
 
 import numba
@@ -50,7 +51,11 @@ def measure(order, repeat):
     cases = {
         "stream pass (memory limit)": (stream_pass, (scores, labels), None),
         "clskern.critical_threshold": (clskern.critical_threshold, (scores, labels, EPSILON), lambda r: r == expected),
-        "clskern.volume_stats": (clskern.volume_stats, (scores, labels), lambda r: r.critical_threshold(EPSILON) == expected),
+        "clskern.volume_stats (connectivity=None)": (
+            functools.partial(clskern.volume_stats, connectivity=None), (scores, labels),
+            lambda r: r.critical_threshold(EPSILON) == expected),
+        "clskern.volume_stats (default: + lesions)": (
+            clskern.volume_stats, (scores, labels), lambda r: r.critical_threshold(EPSILON) == expected),
         "p[y > 0] + np.partition": (numpy_partition, (scores, labels, EPSILON), lambda r: r == expected),
         "authors' bisection (1e-4)": (authors_bisection, (scores, labels, EPSILON), lambda r: abs(r - expected) < 1e-3),
     }
