@@ -249,6 +249,42 @@ def authors_bisection(torch, p, y, eps, tol=1e-4):
     return lo * (hi_v - lo_v).item() + lo_v.item()
 
 
+@section("lesions: GPU == CPU, and timings (512x256x128, about 400 lesions)")
+def lesions_check(repeat, tiny=False):
+    """The lesion kernels (clskern.cuda.lesion_parts / lesion_detection) against the CPU's, bit for bit."""
+    from numba import cuda
+
+    from bench_lesions import lesion_volume  # benchmarks/ is on sys.path when run as a script
+    from clskern import cpu
+    from clskern import cuda as gpu
+
+    shape, n_lesions = ((8, 6, 5), 3) if tiny else ((512, 256, 128), 400)
+    for order in ("F", "C"):
+        scores, labels = lesion_volume(shape=shape, order=order, n_lesions=n_lesions)
+        d_s, d_l = cuda.to_device(scores), cuda.to_device(labels)
+        for connectivity in (6, 18, 26):
+            want = cpu.lesion_parts(scores, labels, None, connectivity)
+            got = gpu.lesion_parts(d_s, d_l, None, connectivity)
+            check(same(got[0], want[0]) and same(got[1], want[1]),
+                  f"lesion_parts {order} conn {connectivity}: {want[0].size - 1} lesions, {want[1].size} voxels")
+            for overlap in (0.0, 0.5, 1.0):
+                want_d = cpu.lesion_detection(scores, labels, None, connectivity, overlap)
+                got_d = gpu.lesion_detection(d_s, d_l, None, connectivity, overlap)
+                check(same(got_d[0], want_d[0]) and same(got_d[1], want_d[1]),
+                      f"lesion_detection {order} conn {connectivity} overlap {overlap}")
+        if tiny:
+            continue
+        sync = cuda.synchronize
+        for what, fn in [
+            ("cpu lesion_parts", lambda: cpu.lesion_parts(scores, labels)),
+            ("gpu lesion_parts", lambda: gpu.lesion_parts(d_s, d_l)),
+            ("cpu lesion_detection 0.0", lambda: cpu.lesion_detection(scores, labels)),
+            ("gpu lesion_detection 0.0", lambda: gpu.lesion_detection(d_s, d_l)),
+            ("gpu lesion_detection 0.5", lambda: gpu.lesion_detection(d_s, d_l, None, 26, 0.5)),
+        ]:
+            print(f"  {order} {what:26s} {timed(fn, sync, repeat) * 1e3:8.2f} ms", flush=True)
+
+
 @section("timings on a 512x512x300 float32 volume")
 def timings(repeat, card):
     import torch
@@ -409,6 +445,7 @@ def main():
     card = environment()
     gpu_tests()
     correctness(args.seed, args.cases, args.tiny)
+    lesions_check(args.repeat, args.tiny)
     if not (args.skip_timings or args.tiny):
         copy_info = timings(args.repeat, card)
         breakdown(args.repeat)

@@ -15,9 +15,13 @@ label's axes first); a ``.npy`` only by its shape (``LoadedCase.geometry``
 says which).
 """
 
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +29,9 @@ from .arrays import read_npy, read_npz
 from .errors import FileFormatError, MismatchError, PairingError
 from .suffixes import NIFTI_SUFFIXES
 from .nnunet_pkl import AFFINE_ATOL, pkl_beside, read_pkl_geometry
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 SCORE_SUFFIXES = (".npz", ".nii.gz", ".nii", ".npy")
 LABEL_SUFFIXES = NIFTI_SUFFIXES
@@ -39,7 +46,7 @@ def _read_nifti(path, **options):
 _CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
 
 
-def split_suffix(name, suffixes):
+def split_suffix(name: str, suffixes: Iterable[str]) -> tuple[str, str] | None:
     """``(stem, suffix)`` of a file name with one of ``suffixes``, else None."""
     for suffix in sorted(suffixes, key=len, reverse=True):
         if name.endswith(suffix) and len(name) > len(suffix):
@@ -52,7 +59,7 @@ def _listing(names, limit=8):
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def find_files(directory, suffixes, what):
+def find_files(directory: str | os.PathLike[str], suffixes: Iterable[str], what: str) -> dict[str, str]:
     """``{stem: path}`` of the files in ``directory`` with one of ``suffixes``.
 
     A stem with an ``.npz`` and NIfTI files keeps the ``.npz`` (nnU-Net's
@@ -63,7 +70,7 @@ def find_files(directory, suffixes, what):
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(2, f"{what} directory not found", directory)
-    by_stem = {}
+    by_stem: dict[str, dict[str, str]] = {}
     for name in sorted(os.listdir(directory)):
         split = split_suffix(name, suffixes)
         path = os.path.join(directory, name)
@@ -91,7 +98,8 @@ class CasePair:
     labels: str
 
 
-def pair_cases(scores_dir, labels_dir, *, allow_unmatched=False):
+def pair_cases(scores_dir: str | os.PathLike[str], labels_dir: str | os.PathLike[str], *,
+               allow_unmatched: bool = False) -> tuple[list[CasePair], list[str]]:
     """Pair score and label files by case id.
 
     Parameters
@@ -119,7 +127,7 @@ def pair_cases(scores_dir, labels_dir, *, allow_unmatched=False):
     """
     scores = find_files(scores_dir, SCORE_SUFFIXES, "scores")
     labels = find_files(labels_dir, LABEL_SUFFIXES, "labels")
-    by_id = {}
+    by_id: dict[str, str] = {}
     for stem, path in scores.items():
         case_id = stem
         if stem not in labels:
@@ -177,7 +185,8 @@ class ScoreVolume:
     header: object = None
 
 
-def read_scores(path, *, channel=None, ndim=3, backend=None, spatial_shape=None):
+def read_scores(path: str | os.PathLike[str], *, channel: int | None = None, ndim: int = 3, backend: str | None = None,
+                spatial_shape: tuple[int, ...] | None = None) -> ScoreVolume:
     """Read a score file of any supported format, aligned to nibabel's ``(x, y, z)``.
 
     An ``.npz`` comes back in the axes nnU-Net saved it in (reversed to
@@ -240,13 +249,13 @@ def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None,
     return ScoreVolume(array, volume.path, pkl_geometry.affine, None)
 
 
-def read_labels(path, *, backend=None):
+def read_labels(path: str | os.PathLike[str], *, backend: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
     """A label NIfTI: ``(array, affine, header)``, trailing singleton axes dropped."""
     vol = _read_nifti(path, backend=backend)
     return _squeeze_trailing(vol.array), vol.affine, vol.header
 
 
-def check_affines(a, b, path_a, path_b, atol=AFFINE_ATOL):
+def check_affines(a: ArrayLike, b: ArrayLike, path_a: str, path_b: str, atol: float = AFFINE_ATOL) -> None:
     """Raise ``MismatchError`` unless two affines agree within ``atol``."""
     if not np.allclose(a, b, rtol=0, atol=atol):
         worst = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -286,7 +295,8 @@ class LoadedCase:
         return self.scores.nbytes + self.labels.nbytes
 
 
-def load_case(pair, *, channel=None, backend=None, affine_atol=AFFINE_ATOL):
+def load_case(pair: CasePair, *, channel: int | None = None, backend: str | None = None,
+              affine_atol: float = AFFINE_ATOL) -> LoadedCase:
     """Read a case's scores and labels and check that they line up.
 
     A NIfTI score file must have the label's shape and affine. An nnU-Net
