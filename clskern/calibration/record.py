@@ -186,6 +186,16 @@ def _no_duplicates(pairs):
     return seen
 
 
+def utf8_text(text):
+    """A calibration's text: ``str`` as it is, ``bytes`` decoded as UTF-8 (else a one-line refusal)."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
+    return text
+
+
 def parse_json(text):
     """Strict, bounded JSON: the checks of step 1 (module docstring)."""
     if _depth(text) > MAX_DEPTH:
@@ -522,12 +532,7 @@ class Calibration:
     @classmethod
     def from_json(cls, text):
         """A checked record from JSON text (``str``, or UTF-8 ``bytes``)."""
-        if isinstance(text, (bytes, bytearray)):
-            try:
-                text = bytes(text).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
-        return cls.from_dict(parse_json(text))
+        return cls.from_dict(parse_json(utf8_text(text)))
 
     @classmethod
     def read(cls, path):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from .._version import __version__
 from ..errors import CalibrationFileError
 from .families import FAMILIES, family_guarantee, family_levels
-from .record import DIGEST, Calibration, _canonical, parse_json
+from .record import DIGEST, Calibration, _canonical, parse_json, utf8_text
 
 SET_KIND = "clskern-calibration-set"
 SET_FORMAT_VERSION = 1
@@ -216,12 +216,7 @@ class CalibrationSet:
 
     @classmethod
     def from_json(cls, text):
-        if isinstance(text, (bytes, bytearray)):
-            try:
-                text = bytes(text).decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
-        return cls.from_dict(parse_json(text))
+        return cls.from_dict(parse_json(utf8_text(text)))
 
     @classmethod
     def read(cls, path):
