@@ -196,11 +196,8 @@ def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, em
                         raise empty_error(case_id)
                     store.put(case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
                 except Exception as exc:
-                    if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                    if not result.record_failure(case_id, exc, keep_going=keep_going, on_case=on_case):
                         raise
-                    result.failed.append((case_id, exc))
-                    if on_case:
-                        on_case(CaseEvent(case_id, "failed", error=exc))
                     continue
                 finally:
                     future.release()

@@ -51,6 +51,16 @@ class BatchResult:
     failed: list = field(default_factory=list)  # (case_id, exception)
     nbytes: int = 0
 
+    def record_failure(self, case_id, exc, *, keep_going, on_case=None):
+        """Record a case that failed on its input and report it; False when the run must stop instead
+        (not ``keep_going``, or an error that is not the input's: the caller re-raises it)."""
+        if not keep_going or not isinstance(exc, (ValueError, OSError)):
+            return False
+        self.failed.append((case_id, exc))
+        if on_case:
+            on_case(CaseEvent(case_id, "failed", error=exc))
+        return True
+
 
 def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL,
                  connectivity=DEFAULT_CONNECTIVITY):
@@ -191,11 +201,8 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
                 if store is not None:
                     store.put(pair.case_id, key, stats, scores_path=pair.scores, labels_path=pair.labels)
             except Exception as exc:
-                if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                if not result.record_failure(pair.case_id, exc, keep_going=keep_going, on_case=on_case):
                     raise
-                result.failed.append((pair.case_id, exc))
-                if on_case:
-                    on_case(CaseEvent(pair.case_id, "failed", error=exc))
                 continue
             if keep_stats:
                 result.stats[pair.case_id] = stats

@@ -97,11 +97,8 @@ def collect_class_stats(pairs, classes, *, regions_class_order=None, store=None,
                 if store is not None:
                     store.put(pair.case_id, key, stats)
             except Exception as exc:
-                if not keep_going or not isinstance(exc, (ValueError, OSError)):
+                if not result.record_failure(pair.case_id, exc, keep_going=keep_going, on_case=on_case):
                     raise
-                result.failed.append((pair.case_id, exc))
-                if on_case:
-                    on_case(CaseEvent(pair.case_id, "failed", error=exc))
                 continue
             result.stats[pair.case_id] = stats
             result.read += 1
