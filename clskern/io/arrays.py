@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import _gzip
+from ._declared import declared_bytes
 from ._gzip import check_memory, inflate_head, inflate_raw
 from ._warnings import warnings_as_errors
 from .errors import FileFormatError, MismatchError
@@ -193,16 +194,7 @@ def _check_npy(header, size, path, key, channel, spatial_shape, any_axis_order=F
         raise FileFormatError(f"{path}: {key!r} holds Python objects; clskern reads numeric arrays only")
     if len(shape) < 2:
         raise FileFormatError(f"{path}: {key!r} has shape {shape}, expected (C, z, y, x)")
-    if any(n < 0 for n in shape):
-        raise FileFormatError(f"{path}: {key!r} declares a negative dimension (shape {shape})")
-    voxels = 1
-    for n in shape:
-        voxels *= n
-    if voxels == 0:
-        raise FileFormatError(f"{path}: {key!r} of shape {shape} holds no voxels")
-    needed = offset + voxels * dtype.itemsize
-    if needed > 2**63 - 1:
-        raise FileFormatError(f"{path}: {key!r} of shape {shape} declares more bytes than int64 can count")
+    needed = declared_bytes(shape, dtype.itemsize, path, repr(key), offset)
     if size < needed:
         raise FileFormatError(f"{path}: truncated {key!r} ({size} bytes, needs {needed})")
     if spatial_shape is not None:
@@ -309,14 +301,10 @@ def read_npy(path: str | os.PathLike[str], channel: int | None = None, ndim: int
         raise FileFormatError(f"{path}: unreadable .npy file ({_reason(exc)})") from None
     if dtype.hasobject:
         raise FileFormatError(f"{path}: the array holds Python objects; clskern reads numeric arrays only")
-    voxels = 1
-    for n in shape:
-        voxels *= n
-    if voxels == 0:
-        raise FileFormatError(f"{path}: the array of shape {shape} holds no voxels")
-    if offset + voxels * dtype.itemsize != size:
+    needed = declared_bytes(shape, dtype.itemsize, path, "the array", offset)
+    if needed != size:
         raise FileFormatError(f"{path}: corrupt .npy file ({size} bytes, but its header declares "
-                              f"{offset + voxels * dtype.itemsize}: shape {shape} of {dtype})")
+                              f"{needed}: shape {shape} of {dtype})")
     try:
         array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     except (OSError, ValueError, MemoryError) as exc:

@@ -42,6 +42,7 @@ import nibabel as nib
 import numpy as np
 
 from ._atomic import atomic_path
+from ._declared import INT64_MAX, declared_bytes
 from ._gzip import check_memory, gunzip, inflate_head
 from ._warnings import WARNINGS_LOCK
 from .errors import FileFormatError, MismatchError
@@ -54,7 +55,6 @@ _FIELDS = {
     nib.Nifti1Image: {"dim": (40, "i2"), "datatype": (70, "i2"), "vox_offset": (108, "f4"), "scl": (112, "f4")},
     nib.Nifti2Image: {"dim": (16, "i8"), "datatype": (12, "i2"), "vox_offset": (168, "i8"), "scl": (176, "f8")},
 }
-_INT64_MAX = 2**63 - 1
 
 
 def _reason(exc):
@@ -160,13 +160,6 @@ def _declared(head, path):
     if not 1 <= dim[0] <= 7:
         raise FileFormatError(f"{path}: unreadable NIfTI header (dim[0] = {dim[0]}, not 1 to 7)")
     shape = tuple(dim[1 : dim[0] + 1])
-    if any(n < 0 for n in shape):
-        raise FileFormatError(f"{path}: unreadable NIfTI header (negative dimension in shape {shape})")
-    voxels = 1
-    for n in shape:
-        voxels *= n
-    if voxels == 0:
-        raise FileFormatError(f"{path}: NIfTI image of shape {shape} holds no voxels")
     code = int(raw("datatype")[0])
     try:
         dtype = np.dtype(nib.nifti1.data_type_codes.dtype[code]).newbyteorder(order)
@@ -174,14 +167,9 @@ def _declared(head, path):
         dtype = np.dtype("V")
     if dtype.itemsize == 0:
         raise FileFormatError(f"{path}: unreadable NIfTI header (unsupported datatype code {code})")
-    nbytes = voxels * dtype.itemsize
-    if nbytes > _INT64_MAX:
-        raise FileFormatError(
-            f"{path}: unreadable NIfTI header (shape {shape} of {dtype.name} declares {nbytes} bytes, "
-            "more than int64 can count)"
-        )
+    nbytes = declared_bytes(shape, dtype.itemsize, path, f"NIfTI image of {dtype.name}")
     vox_offset = float(raw("vox_offset")[0])
-    if not (np.isfinite(vox_offset) and 0 <= vox_offset <= _INT64_MAX - nbytes):
+    if not (np.isfinite(vox_offset) and 0 <= vox_offset <= INT64_MAX - nbytes):
         raise FileFormatError(f"{path}: unreadable NIfTI header (vox_offset = {vox_offset})")
     if vox_offset < size + 4:  # nibabel would read the header itself as voxels
         raise FileFormatError(
@@ -202,7 +190,7 @@ def _declared(head, path):
     else:
         scaled = (slope, inter) != (1, 0)
     offset = int(vox_offset)  # nibabel's get_data_offset, the offset every path reads the voxels at
-    return _Declared(klass, shape, dtype, offset, nbytes, voxels, scaled)
+    return _Declared(klass, shape, dtype, offset, nbytes, nbytes // dtype.itemsize, scaled)
 
 
 def _check_spatial(shape, spatial_shape, path):
