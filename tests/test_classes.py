@@ -296,3 +296,23 @@ def test_cli_stats_calibrate_apply_several_classes(tmp_path, capsys):
     code, _, err = cli("calibrate", "--store", store, "--classes", "WT=0:1,2,3", "--epsilon", 0.2, "-o",
                        tmp_path / "x.json")
     assert code == 1 and "--regions-class-order" in err
+
+
+def test_resumed_class_stats_apply_the_empty_policy_to_stored_cases(tmp_path):
+    """A stored case lacking a class is refused under empty="error" as a read one is, and a stored
+    case lacking every class counts as empty, as on the first run."""
+    from clskern.class_store import ClassStatsStore
+    from clskern.errors import EmptyGroundTruthError
+    from clskern.io.cases import pair_cases
+    from clskern.io.class_batch import collect_class_stats
+
+    _write_brats(tmp_path, 8)  # b00 and b04 lack enhancing tumour
+    classes, order = classes_from_dataset_json(tmp_path / "dataset.json")
+    pairs, _ = pair_cases(tmp_path / "scores", tmp_path / "labels")
+    with ClassStatsStore(tmp_path / "st.sqlite") as store:
+        first = collect_class_stats(pairs, classes, regions_class_order=order, store=store)
+        again = collect_class_stats(pairs, classes, regions_class_order=order, store=store)
+        assert (first.read, again.read, again.reused) == (8, 0, 8)
+        assert again.stats == first.stats and again.empty == first.empty == []
+        with pytest.raises(EmptyGroundTruthError, match=r"b00 \(class 'enhancing tumor'\)"):
+            collect_class_stats(pairs, classes, regions_class_order=order, store=store, empty="error")

@@ -62,44 +62,56 @@ class BatchResult:
         return True
 
 
-def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL,
-                 connectivity=DEFAULT_CONNECTIVITY):
-    """``[(pair, fingerprint or None)]`` of the cases still to read; cases stored with
-    the same input bytes and options count as reused in ``result`` (and are loaded
-    when ``keep_stats``). Under ``empty="error"`` a stored case without lesion
-    voxels raises, as a read one would.
+def split_known(pairs, known, fingerprint):
+    """``(reused, todo)``: the pairs stored with the fingerprint ``fingerprint(pair)`` still
+    gives, and ``[(pair, fingerprint or None)]`` of the others, still to read.
 
-    Only cases with a stored row are hashed here (each file once, even when
-    two pairs share it); the others come back with ``None``, to be hashed by
-    ``case_fingerprint`` where they are read. A file that cannot be hashed
-    (gone, unreadable) is left to the reader too, which reports it per case.
+    ``known`` maps case ids to stored fingerprints. Only cases with a stored row
+    are hashed here; the others come back with ``None``, to be hashed where they
+    are read. A file that cannot be hashed (gone, unreadable) is left to the
+    reader too, which reports it per case.
     """
-    if store is not None:
-        store.check_reading(label=label, channel=channel, connectivity=connectivity)
-    known = store.fingerprints() if store is not None else {}
-    n_fg = store.lesion_counts() if store is not None else {}
-    digests = {}
-    todo = []
+    reused, todo = [], []
     for pair in pairs:
         key = None
         if pair.case_id in known:
             try:
-                key = case_fingerprint(pair, label=label, channel=channel, affine_atol=affine_atol, digests=digests,
-                                       connectivity=connectivity)
+                key = fingerprint(pair)
             except OSError:
                 pass
         if key is not None and known[pair.case_id] == key:
-            if n_fg[pair.case_id] == 0 and empty == "error":
-                raise empty_error(pair.case_id)
-            if keep_stats:
-                result.stats[pair.case_id] = store.get(pair.case_id)
-            result.reused += 1
-            if n_fg[pair.case_id] == 0:
-                result.empty.append(pair.case_id)
-            if on_case:
-                on_case(CaseEvent(pair.case_id, ALREADY_STORED))
+            reused.append(pair)
         else:
             todo.append((pair, key))
+    return reused, todo
+
+
+def split_stored(pairs, store, result, *, label, channel, keep_stats, on_case, empty="skip", affine_atol=AFFINE_ATOL,
+                 connectivity=DEFAULT_CONNECTIVITY):
+    """``[(pair, fingerprint or None)]`` of the cases still to read (``split_known``); cases stored
+    with the same input bytes and options count as reused in ``result`` (and are loaded
+    when ``keep_stats``). Under ``empty="error"`` a stored case without lesion
+    voxels raises, as a read one would. Each file is hashed once, even when two
+    pairs share it.
+    """
+    if store is None:
+        return [(pair, None) for pair in pairs]
+    store.check_reading(label=label, channel=channel, connectivity=connectivity)
+    n_fg = store.lesion_counts()
+    digests = {}
+    reused, todo = split_known(pairs, store.fingerprints(), lambda pair: case_fingerprint(
+        pair, label=label, channel=channel, affine_atol=affine_atol, digests=digests, connectivity=connectivity))
+    for pair in reused:
+        if n_fg[pair.case_id] == 0 and empty == "error":
+            raise empty_error(pair.case_id)
+    for pair in reused:
+        if keep_stats:
+            result.stats[pair.case_id] = store.get(pair.case_id)
+        result.reused += 1
+        if n_fg[pair.case_id] == 0:
+            result.empty.append(pair.case_id)
+        if on_case:
+            on_case(CaseEvent(pair.case_id, ALREADY_STORED))
     return todo
 
 

@@ -16,14 +16,14 @@ import time
 
 from .._validate import check_empty_policy, empty_error
 from ..store import fingerprint_of
-from .batch import ALREADY_STORED, BatchResult, CaseEvent, case_fingerprint
+from .batch import ALREADY_STORED, BatchResult, CaseEvent, case_fingerprint, split_known
 from .cases import AFFINE_ATOL, load_case
 from .prefetch import prefetch
 
 
-def class_fingerprint(pair, spec, *, affine_atol=AFFINE_ATOL):
+def class_fingerprint(pair, spec, *, affine_atol=AFFINE_ATOL, digests=None):
     """A case's fingerprint for per-class statistics: its files and options, and the class definitions."""
-    base = case_fingerprint(pair, label=None, channel=None, affine_atol=affine_atol)
+    base = case_fingerprint(pair, label=None, channel=None, affine_atol=affine_atol, digests=digests)
     return fingerprint_of(base, "", classes=spec)
 
 
@@ -55,35 +55,35 @@ def collect_class_stats(pairs, classes, *, regions_class_order=None, store=None,
     spec = spec_json(classes, regions_class_order)
     channels = sorted({channel for channel, _ in classes.values()})
     result = BatchResult()
-    known = {}
+    todo = [(pair, None) for pair in pairs]
     if store is not None:
         store.check_classes(classes, regions_class_order)
-        known = store.fingerprints()
-        stored = store.load() if known else {}
-    todo = []
-    for pair in pairs:
-        key = None
-        if pair.case_id in known:
-            try:
-                key = class_fingerprint(pair, spec, affine_atol=affine_atol)
-            except OSError:
-                key = None
-        if key is not None and key == known[pair.case_id]:
+        digests = {}
+        reused, todo = split_known(pairs, store.fingerprints(), lambda pair: class_fingerprint(
+            pair, spec, affine_atol=affine_atol, digests=digests))
+        stored = store.load() if reused else {}
+        for pair in reused:
+            lacking = [name for name, s in stored[pair.case_id].items() if s.n_fg == 0]
+            if lacking and empty == "error":
+                raise empty_error(f"{pair.case_id} (class {lacking[0]!r})")
+        for pair in reused:
             result.stats[pair.case_id] = stored[pair.case_id]
             result.reused += 1
+            if all(s.n_fg == 0 for s in stored[pair.case_id].values()):
+                result.empty.append(pair.case_id)
             if on_case:
                 on_case(CaseEvent(pair.case_id, ALREADY_STORED))
-        else:
-            todo.append(pair)
 
-    def load(pair):
+    def load(item):
+        pair, key = item
         started = time.perf_counter()
-        key = class_fingerprint(pair, spec, affine_atol=affine_atol) if store is not None else None
+        if store is not None and key is None:
+            key = class_fingerprint(pair, spec, affine_atol=affine_atol)
         return load_channels(pair, channels, affine_atol=affine_atol), started, key
 
     stream = prefetch(todo, load, jobs=jobs)
     try:
-        for pair, loaded, error in stream:
+        for (pair, _), loaded, error in stream:
             try:
                 if error is not None:
                     raise error
