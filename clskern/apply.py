@@ -60,10 +60,22 @@ def apply_threshold(scores: ArrayLike, threshold: float, *, normalize: str = "no
     """
     threshold = real_number(threshold, "threshold")
     kernels = _backend.kernels(backend, scores, out, name=name)
-    if check_normalize(normalize) != "none":
-        low, high = kernels.score_range(scores, name)
-        if low is not None:  # an empty volume has an empty mask whatever the cut
-            dtype = np.asarray(low).dtype  # the lesion scores' dtype: float32 (float16/32 volumes) or float64
-            low, high = check_range(low, high, name)
-            threshold = score_cut(threshold, low, high, dtype)
-    return kernels.apply_threshold(scores, threshold, out, name)
+    return kernels.apply_threshold(scores, cut_in_scores(kernels, scores, threshold, normalize, name), out, name)
+
+
+def cut_in_scores(kernels, scores, threshold, normalize, name=None):
+    """The cut on ``scores`` themselves equivalent to ``threshold`` on their ``normalize`` scale.
+
+    ``"none"``: the threshold itself. ``"minmax"``: one pass (``kernels``, a
+    backend of ``clskern._backend``) finds the volume's exact range, and the
+    cut is the smallest score whose ``q`` reaches the threshold
+    (``_normalize.score_cut``).
+    """
+    if check_normalize(normalize) == "none":
+        return threshold
+    low, high = kernels.score_range(scores, name)
+    if low is None:  # an empty volume has an empty mask whatever the cut
+        return threshold
+    dtype = np.asarray(low).dtype  # the lesion scores' dtype: float32 (float16/32 volumes) or float64
+    low, high = check_range(low, high, name)
+    return score_cut(threshold, low, high, dtype)

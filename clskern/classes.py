@@ -265,7 +265,9 @@ def apply_classes(scores: ArrayLike, calibrations: Mapping[str, Calibration | fl
     calibrations : mapping or CalibrationSet
         ``{class: Calibration}`` (or thresholds), e.g. what ``calibrate``
         returns for several classes; a ``CalibrationSet`` brings its
-        ``classes`` and ``regions_class_order``.
+        ``classes`` and ``regions_class_order``. A calibration on min-max
+        normalised scores (``normalize="minmax"``) is cut on its channel's
+        own range, as ``apply_threshold`` cuts it.
     classes : mapping, optional
         ``{name: (channel, label values)}`` (default: the set's).
     regions_class_order : sequence or mapping, optional
@@ -303,6 +305,13 @@ def apply_classes(scores: ArrayLike, calibrations: Mapping[str, Calibration | fl
         n_nan = int(np.count_nonzero(np.isnan(array[channel])))
         if n_nan:
             raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores in channel {channel} (class {cname!r})")
+        normalize = getattr(members[cname], "normalize", "none")  # calibrated on rescaled scores: cut in kind
+        if normalize != "none":
+            from . import _backend
+            from .apply import cut_in_scores
+
+            kernels = _backend.kernels("cpu", array[channel], None, name=name)
+            thresholds[cname] = cut_in_scores(kernels, array[channel], thresholds[cname], normalize, name)
     regions = region_mode(classes, regions_class_order)
     if regions:
         if regions_class_order is None:

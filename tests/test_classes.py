@@ -316,3 +316,24 @@ def test_resumed_class_stats_apply_the_empty_policy_to_stored_cases(tmp_path):
         assert again.stats == first.stats and again.empty == first.empty == []
         with pytest.raises(EmptyGroundTruthError, match=r"b00 \(class 'enhancing tumor'\)"):
             collect_class_stats(pairs, classes, regions_class_order=order, store=store, empty="error")
+
+
+def test_apply_classes_cuts_minmax_calibrations_on_each_channels_range():
+    """A class calibrated on min-max normalised scores is cut as apply_threshold(normalize="minmax")
+    cuts its channel; before, the q-scale threshold was compared with raw scores (every voxel on)."""
+    rng = np.random.default_rng(3)
+    classes = parse_classes("A=0:1;B=1:2")
+    cases = []
+    for i in range(30):
+        p = rng.random((2, 8, 8, 8), dtype=np.float32) * 3 + 1  # scores in [1, 4): q differs from p
+        y = np.zeros((8, 8, 8), np.uint8)
+        y[2:5, 2:5, 2:5], y[5:7, 5:7, 5:7] = 1, 2
+        cases.append(class_stats(p, y, classes, name=str(i)))
+    cals = clskern.calibrate(cases, epsilon=0.2, alpha=0.2, normalize="minmax")
+    test = rng.random((2, 8, 8, 8), dtype=np.float32) * 3 + 1
+    got = apply_classes(test, cals, classes)
+    on = [clskern.apply_threshold(test[c], cals[n].threshold, normalize="minmax").astype(bool)
+          for n, c in (("A", 0), ("B", 1))]
+    expected = np.where(on[0] & (~on[1] | (test[0] >= test[1])), 1, np.where(on[1], 2, 0))
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < np.count_nonzero(got) < got.size
