@@ -227,7 +227,7 @@ def test_reading_options_with_a_store_are_refused(root, capsys):
     assert "--label applies to --scores folders" in line
 
 
-def test_a_failing_case_in_apply_leaves_whole_masks_only(root, capsys):
+def test_a_failing_case_in_apply_leaves_no_mask(root, capsys):
     assert main([str(a) for a in stats(root)]) == 0
     cal = root / "cal.json"
     assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
@@ -237,7 +237,11 @@ def test_a_failing_case_in_apply_leaves_whole_masks_only(root, capsys):
     path.write_bytes(path.read_bytes()[:-50])
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", root / "m", "-q")
     assert "ok3.nii.gz: truncated" in line
-    assert sorted(os.listdir(root / "m")) == ["ok0.nii.gz", "ok1.nii.gz", "ok2.nii.gz"]
+    assert not (root / "m").exists()  # the masks of ok0..ok2 were staged, then removed
+    path.unlink()
+    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(root / "m"),
+                 "-q"]) == 0
+    assert sorted(os.listdir(root / "m")) == ["ok0.nii.gz", "ok1.nii.gz", "ok2.nii.gz", "ok4.nii.gz"]
     assert os.stat(root / "m" / "ok0.nii.gz").st_mode & 0o777 == 0o666 & ~_umask()
 
 
@@ -342,3 +346,31 @@ def test_calibrate_checks_parameters_with_the_library_table():
 
     assert clskern.cli.calibrate._NEEDS is clskern.calibration._NEEDS
     assert not hasattr(clskern.cli.calibrate, "_USES")
+
+
+def test_apply_failing_late_leaves_no_mask_and_keeps_older_ones(root, capsys):
+    """NaN scores are found while cutting, after the inputs' headers passed: the masks of the cases
+    before are not left behind, and under --overwrite the masks of an earlier run stay as they were."""
+    assert main([str(a) for a in stats(root)]) == 0
+    cal, masks = root / "cal.json", root / "masks"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    p = np.random.default_rng(9).random(SHAPE, dtype=np.float32)
+    p[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(p, np.eye(4)), root / "scores" / "zz_nan.nii.gz")
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks, "-q")
+    assert "zz_nan" in line and "NaN" in line
+    assert not masks.exists()
+
+    os.remove(root / "scores" / "zz_nan.nii.gz")
+    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(masks), "-q"]) == 0
+    before = {name: (masks / name).read_bytes() for name in os.listdir(masks)}
+    assert len(before) == 5
+    for i in range(5):  # every case changes, the last one fails
+        q = np.random.default_rng(20 + i).random(SHAPE, dtype=np.float32)
+        if i == 4:
+            q[0, 0, 0] = np.nan
+        nib.save(nib.Nifti1Image(q, np.eye(4)), root / "scores" / f"ok{i}.nii.gz")
+    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks, "--overwrite", "-q")
+    assert "ok4" in line and "NaN" in line
+    assert {name: (masks / name).read_bytes() for name in os.listdir(masks)} == before

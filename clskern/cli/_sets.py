@@ -280,6 +280,7 @@ def run_apply_groups(args, calibration_set, find_inputs, channel_of):
     """``clskern apply`` with a calibration per group: each case cut at its group's threshold."""
     from ..apply import apply_threshold
     from ..io import prefetch
+    from ..io._atomic import StagedFolder
     from ..io.cases import read_case_scores
     from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
     from ._progress import Progress
@@ -299,7 +300,6 @@ def run_apply_groups(args, calibration_set, find_inputs, channel_of):
     refuse_existing([item[3] for item in plan], args.overwrite)
     for _, path, geometry, _, channel in plan:  # every input, before the first mask
         check_input(path, geometry, channel)
-    os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
     def load(item):
@@ -307,12 +307,14 @@ def run_apply_groups(args, calibration_set, find_inputs, channel_of):
 
     stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
     try:
-        for (case_id, _, geometry, out, _), volume, error in stream:
-            if error is not None:
-                raise error
-            mask = apply_threshold(volume.array, per_case[case_id].threshold, name=case_id)
-            save_mask(mask, out, geometry, volume)
-            progress.step(case_id, "done", volume.array.nbytes)
+        with StagedFolder(args.output) as staged:  # all masks or none
+            for (case_id, _, geometry, out, _), volume, error in stream:
+                if error is not None:
+                    raise error
+                mask = apply_threshold(volume.array, per_case[case_id].threshold,
+                                       normalize=per_case[case_id].normalize, name=case_id)
+                save_mask(mask, staged.path(os.path.basename(out)), geometry, volume)
+                progress.step(case_id, "done", volume.array.nbytes)
     finally:
         stream.close()
         progress.close()
@@ -352,6 +354,7 @@ def run_apply_classes(args, calibration_set, find_inputs):
 
     from ..classes import apply_classes, region_mode
     from ..io import prefetch
+    from ..io._atomic import StagedFolder
     from ..io.cases import read_case_scores
     from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
     from ._progress import Progress
@@ -377,7 +380,6 @@ def run_apply_classes(args, calibration_set, find_inputs):
     refuse_existing([item[3] for item in plan], args.overwrite)
     for _, path, geometry, _ in plan:  # every input, before the first label map
         check_input(path, geometry, max(channels))
-    os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
     def load(item):
@@ -385,14 +387,15 @@ def run_apply_classes(args, calibration_set, find_inputs):
 
     stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda vols: sum(v.array.nbytes for v in vols))
     try:
-        for (case_id, _, geometry, out), volumes, error in stream:
-            if error is not None:
-                raise error
-            scores = np.stack([v.array for v in volumes])
-            label_map = apply_classes(scores, calibration_set.calibrations, stacked, regions_class_order=order,
-                                      name=case_id).astype(np.uint8, copy=False)
-            save_mask(label_map, out, geometry, volumes[0])
-            progress.step(case_id, "done", scores.nbytes)
+        with StagedFolder(args.output) as staged:  # all label maps or none
+            for (case_id, _, geometry, out), volumes, error in stream:
+                if error is not None:
+                    raise error
+                scores = np.stack([v.array for v in volumes])
+                label_map = apply_classes(scores, calibration_set.calibrations, stacked, regions_class_order=order,
+                                          name=case_id).astype(np.uint8, copy=False)
+                save_mask(label_map, staged.path(os.path.basename(out)), geometry, volumes[0])
+                progress.step(case_id, "done", scores.nbytes)
     finally:
         stream.close()
         progress.close()

@@ -7,6 +7,7 @@ from ..calibration.record import Calibration
 from ..apply import apply_threshold
 from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
 from ..io.cases import read_case_scores
+from ..io._atomic import StagedFolder
 from ..io.errors import FileFormatError
 from ..io.masks import check_inputs, reference_index, resolve_geometry, save_mask
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
@@ -101,7 +102,6 @@ def run(args):
         print(f"apply: {n_npy} .npy score file(s) carry no geometry: cut in the axes of their --reference, "
               "checked by shape only", file=sys.stderr)
     check_inputs([(path, geometry) for _, path, geometry, _ in plan], args.channel)  # all, before the first mask
-    os.makedirs(args.output, exist_ok=True)
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
     def load(item):
@@ -110,14 +110,15 @@ def run(args):
     n_voxels = n_on = 0
     stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
     try:
-        for (case_id, _, geometry, out), volume, error in stream:
-            if error is not None:
-                raise error
-            mask = apply_threshold(volume.array, threshold, normalize=calibration.normalize, name=case_id)
-            save_mask(mask, out, geometry, volume)
-            n_voxels += mask.size
-            n_on += int(mask.sum(dtype="int64"))
-            progress.step(case_id, "done", volume.array.nbytes)
+        with StagedFolder(args.output) as staged:  # all masks or none: a late failure leaves no mask
+            for (case_id, _, geometry, out), volume, error in stream:
+                if error is not None:
+                    raise error
+                mask = apply_threshold(volume.array, threshold, normalize=calibration.normalize, name=case_id)
+                save_mask(mask, staged.path(os.path.basename(out)), geometry, volume)
+                n_voxels += mask.size
+                n_on += int(mask.sum(dtype="int64"))
+                progress.step(case_id, "done", volume.array.nbytes)
     finally:
         stream.close()
         progress.close()

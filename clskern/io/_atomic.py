@@ -54,3 +54,55 @@ def atomic_path(path, suffix=".tmp"):
             code = exc.errno if exc.errno is not None else errno.EIO
             raise OSError(code, exc.strerror or str(exc) or os.strerror(code), path) from None
         raise
+
+
+class StagedFolder:
+    """Files for one folder, all or none: written into a hidden folder inside it, moved into
+    place only when the whole block succeeds.
+
+    ``apply`` writes one mask per case; a case that fails late (a CRC error,
+    NaN scores found while cutting) must not leave the masks of the cases
+    before it, nor replace older ones under ``--overwrite``. On any error (or
+    Ctrl-C) the hidden folder is removed, and ``folder`` too when this created
+    it and it is empty::
+
+        with StagedFolder(output) as staged:
+            for case_id, mask in ...:
+                save_mask(mask, staged.path(case_id + ".nii.gz"), ...)
+    """
+
+    def __init__(self, folder):
+        self.folder = os.fspath(folder)
+        self._stage = None
+        self._names = []
+        self._created = False
+
+    def __enter__(self):
+        self._created = not os.path.isdir(self.folder)
+        os.makedirs(self.folder, exist_ok=True)
+        try:
+            self._stage = tempfile.mkdtemp(prefix=".clskern-staged-", dir=self.folder)
+        except OSError as exc:
+            raise OSError(exc.errno or errno.EIO, exc.strerror or "cannot create a folder", self.folder) from None
+        return self
+
+    def path(self, name):
+        """Where to write the file that ends as ``folder/name``."""
+        if os.path.basename(name) != name or name in (".", ".."):
+            raise ValueError(f"{name!r}: a file name inside {self.folder}, not a path")
+        self._names.append(name)
+        return os.path.join(self._stage, name)
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            if kind is None:
+                for name in self._names:
+                    os.replace(os.path.join(self._stage, name), os.path.join(self.folder, name))
+        finally:
+            import shutil
+
+            shutil.rmtree(self._stage, ignore_errors=True)
+            if kind is not None and self._created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.folder)
+        return False
