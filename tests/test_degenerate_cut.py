@@ -11,6 +11,7 @@ import pytest
 import clskern
 from clskern.calibration import Calibration
 from clskern.calibration.degenerate import MAX_PC, degenerate_cut
+from clskern.calibration.sets import read_calibration_file
 from clskern.cli.main import main
 from clskern.errors import CalibrationFileError
 
@@ -72,8 +73,8 @@ def test_underconfident_model_tiny_epsilon_is_flagged_with_the_numbers():
     assert pc > MAX_PC and dice < dice_half / 2  # the scenario: most of the volume predicted, Dice collapsed
     warnings = degenerate_cut(stats, cal.threshold)
     assert len(warnings) == 2
-    assert f"{pc:.1%} of its voxels predicted lesion" in warnings[0] and repr(cal.threshold) in warnings[0]
-    assert f"median Dice {dice:.3f}" in warnings[1] and f"{dice_half:.3f} at 0.5" in warnings[1]
+    assert f"{pc:.1%} of its voxels predicted lesion" in warnings[0] and f"{cal.threshold:.4g}" in warnings[0]
+    assert f"median Dice {dice:.3f}" in warnings[1] and f"{dice_half:.3f} at the 0.5 cut" in warnings[1]
 
 
 def test_healthy_model_gives_no_warning_and_lesion_only_statistics_no_verdict(tmp_path):
@@ -97,7 +98,7 @@ def test_minmax_reference_is_half_of_q():
     pc, dice, dice_half = _reference(q, cal.threshold)
     assert f"{pc:.1%} of its voxels" in warnings[0]
     # q = 0.5 is no bin edge in p: the background count there is interpolated within its bin
-    assert float(re.search(r"against ([0-9.]+) at 0.5", warnings[1]).group(1)) == pytest.approx(dice_half, abs=0.01)
+    assert float(re.search(r"against ([0-9.]+) at the 0.5 cut", warnings[1]).group(1)) == pytest.approx(dice_half, abs=0.01)
 
 
 @pytest.mark.parametrize("source", ["folders", "store"])
@@ -145,3 +146,51 @@ def test_record_round_trip_digest_and_checks():
                        (None, "warnings must be a list")):
         with pytest.raises(CalibrationFileError, match=match):
             Calibration.from_dict({**d, "warnings": bad})
+
+
+@pytest.mark.parametrize("source", ["folders", "store"])
+def test_each_group_is_checked_on_its_own_cases(tmp_path, capsys, source):
+    """A calibration per group: the degenerate group is warned about by name, on stderr with -q, and in
+    its member record; the healthy group is not."""
+    poor = _cases(underconfident=True)
+    healthy = {k.replace("case", "good"): v for k, v in _cases(underconfident=False, seed=1).items()}
+    s, l = _write(tmp_path, {**poor, **healthy})
+    groups = tmp_path / "groups.csv"
+    groups.write_text("case,group\n" + "".join(f"{k},{'poor' if k in poor else 'good'}\n"
+                                                for k in sorted({**poor, **healthy})))
+    if source == "store":
+        assert _cli(capsys, "stats", "--scores", s, "--labels", l, "-o", tmp_path / "st.sqlite", "-q")[0] == 0
+        inputs = ("--store", tmp_path / "st.sqlite")
+    else:
+        inputs = ("--scores", s, "--labels", l)
+    out_path = tmp_path / "set.json"
+    code, out, err = _cli(capsys, "calibrate", *inputs, "--groups", groups, "--epsilon", 0.01, "--alpha", 0.1,
+                          "-q", "-o", out_path)
+    assert code == 0 and out == ""
+    written = read_calibration_file(out_path)
+    bad, good = written.calibrations["poor"], written.calibrations["good"]
+    stats = {k: clskern.volume_stats(p, y, name=k) for k, (p, y) in poor.items()}
+    assert bad.warnings == degenerate_cut(stats, bad.threshold) and len(bad.warnings) == 2
+    assert good.warnings == []
+    assert err.splitlines() == [f"clskern calibrate: warning: group 'poor': {w}" for w in bad.warnings]
+
+
+def test_each_class_is_checked_on_its_own_statistics(tmp_path, capsys):
+    poor, healthy = _cases(underconfident=True), _cases(underconfident=False, seed=1)
+    s, l = tmp_path / "scores", tmp_path / "labels"
+    s.mkdir()
+    l.mkdir()
+    for name in poor:  # channel 0: a sound model, channel 1: an underconfident one, same lesions
+        (p0, _), (p1, y) = healthy[name], poor[name]
+        nib.save(nib.Nifti1Image(np.stack([p0, p1], axis=-1), np.eye(4)), s / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(y, np.eye(4)), l / f"{name}.nii.gz")
+    out_path = tmp_path / "set.json"
+    code, out, err = _cli(capsys, "calibrate", "--scores", s, "--labels", l, "--classes", "sound=0:1;poor=1:1",
+                          "--epsilon", 0.01, "--alpha", 0.1, "-q", "-o", out_path)
+    assert code == 0 and out == ""
+    written = read_calibration_file(out_path)
+    bad = written.calibrations["poor"]
+    stats = {k: clskern.volume_stats(p, y, name=k) for k, (p, y) in poor.items()}
+    assert bad.warnings == degenerate_cut(stats, bad.threshold) and len(bad.warnings) == 2
+    assert written.calibrations["sound"].warnings == []
+    assert err.splitlines() == [f"clskern calibrate: warning: class 'poor': {w}" for w in bad.warnings]

@@ -64,12 +64,14 @@ def degenerate_cut(volumes, threshold, *, normalize="none", max_pc=MAX_PC, dice_
     scale = " (min-max normalised scores)" if normalize != "none" else ""
     out = []
     pc, share = q["pc"], q["lesion_share"]
+    shown = f"{threshold:.4g}"  # as the tables show it; the calibration JSON keeps every digit
     if pc > max_pc and pc > 2 * share:
-        out.append(f"degenerate cut: at threshold {threshold!r}{scale} the median calibration case has "
+        out.append(f"degenerate cut: at threshold {shown}{scale} the median calibration case has "
                    f"{pc:.1%} of its voxels predicted lesion (bound {max_pc:.0%}; median lesion share "
                    f"{share:.2%}, {q['n']} cases)")
     dice, ref = q["dice"], q["dice_reference"]
     if dice is not None and dice < dice_fraction * ref:
-        out.append(f"degenerate cut: median Dice {dice:.3f} at threshold {threshold!r}{scale} against "
-                   f"{ref:.3f} at 0.5, below {dice_fraction:g} x ({q['n_lesioned']} cases with lesions)")
+        out.append(f"degenerate cut: median Dice {dice:.3f} at threshold {shown}{scale}, against {ref:.3f} "
+                   f"at the 0.5 cut: below {dice_fraction:.0%} of it ({dice_fraction * ref:.3f}; "
+                   f"{q['n_lesioned']} cases with lesions)")
     return out

@@ -184,11 +184,27 @@ def run_calibrate_classes(args, alpha, delta):
                              empty=args.empty, family=args.family)
     import dataclasses
 
-    calibrations = {n: dataclasses.replace(c, reading={"label": None, "channel": classes[n][0]})
+    calibrations = {n: dataclasses.replace(c, reading={"label": None, "channel": classes[n][0]},
+                                           warnings=_degenerate(c, {case: v[n] for case, v in volumes.items()}))
                     for n, c in calibrations.items()}
     result = CalibrationSet(by="class", calibrations=calibrations, family=args.family, alpha=alpha, delta=delta,
                             classes=classes, regions_class_order=order)
+    return _write_set(args, result)
+
+
+def _degenerate(calibration, volumes):
+    """``degenerate_cut``'s warnings on one member's own calibration cases (full statistics)."""
+    from ..calibration.degenerate import degenerate_cut
+
+    return degenerate_cut(volumes, calibration.threshold, normalize=calibration.normalize) or []
+
+
+def _write_set(args, result):
+    """Write a calibration set, then print its members' warnings (with -q too) and, unless -q, its summary."""
     write_text_atomic(args.output, result.to_json() + "\n")
+    for name, cal in result.calibrations.items():  # kept in each member's JSON record too
+        for warning in cal.warnings:
+            print(f"clskern calibrate: warning: {result.by} {name!r}: {warning}", file=sys.stderr)
     if not args.quiet:
         print(_describe_set(result, args.output))
     return 0
@@ -250,12 +266,14 @@ def run_calibrate(args, alpha, delta):
         raise CalibrationError(f"{args.groups}: {exc}") from None
     import dataclasses
 
-    calibrations = {g: dataclasses.replace(c, reading=reading) for g, c in calibrations.items()}
+    if args.store is not None:  # the fast path's statistics have no background: the full ones, for the check
+        with StatsStore(args.store, create=False) as store:
+            volumes = store.load(list(volumes))
+    calibrations = {g: dataclasses.replace(c, reading=reading, warnings=_degenerate(
+                        c, {case: v for case, v in volumes.items() if groups[case] == g}))
+                    for g, c in calibrations.items()}
     result = CalibrationSet(by="group", calibrations=calibrations, alpha=alpha, delta=delta)
-    write_text_atomic(args.output, result.to_json() + "\n")
-    if not args.quiet:
-        print(_describe_set(result, args.output))
-    return 0
+    return _write_set(args, result)
 
 
 def thresholds_by_case(calibration_set, cases, groups_path, calibration_path):
