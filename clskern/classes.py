@@ -61,14 +61,14 @@ def _label_value(value, what):
     return int(value) if value.is_integer() else value
 
 
-def check_classes(classes):
+def check_classes(classes: Mapping[str, tuple[int, Any]]) -> Classes:
     """``{name: (channel, values)}`` checked: names distinct non-empty strings, channels
     integers >= 0, values a non-empty tuple of finite numbers (0, the background, refused)."""
     if not isinstance(classes, Mapping) or not classes:
         raise ArgumentTypeError("classes must be a non-empty mapping name -> (channel, label values)")
     if len(classes) > MAX_CLASSES:
         raise ArgumentError(f"{len(classes)} classes; clskern reads at most {MAX_CLASSES} in one pass")
-    out = {}
+    out: Classes = {}
     for name, spec in classes.items():
         if not isinstance(name, str) or not name:
             raise ArgumentTypeError(f"class names must be non-empty strings, got {name!r}")
@@ -103,7 +103,7 @@ def _order(array):
     return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
 
 
-def class_bits(labels, classes, name=None):
+def class_bits(labels: ArrayLike, classes: Mapping[str, tuple[int, Any]], name: str | None = None) -> np.ndarray:
     """Bit ``i`` set where the voxel's label is among class ``i``'s values, from one pass over ``labels``.
 
     uint8, int8, bool, uint16 and int16 labels go through a lookup table of
@@ -120,7 +120,7 @@ def class_bits(labels, classes, name=None):
     if array.dtype.kind == "f" and np.isnan(array).any():
         raise InputError(f"{volume_name(name)}: {int(np.isnan(array).sum())} NaN labels; a voxel is lesion or not")
     bits_dtype = _bit_dtype(len(classes))
-    codes = {}
+    codes: dict[float, int] = {}
     for i, (_, values) in enumerate(classes.values()):
         for v in values:
             codes[v] = codes.get(v, 0) | (1 << i)
@@ -199,7 +199,9 @@ def class_stats(scores: ArrayLike, labels: ArrayLike, classes: Mapping[str, tupl
                                      backend=backend)
 
 
-def class_stats_from_channels(channels, labels, classes, *, connectivity=26, name=None, backend="auto"):
+def class_stats_from_channels(channels: Mapping[int, ArrayLike], labels: ArrayLike,
+                              classes: Mapping[str, tuple[int, Any]], *, connectivity: int | None = 26,
+                              name: str | None = None, backend: str = "auto") -> dict[str, VolumeStats]:
     """``class_stats`` of score channels held apart: ``channels`` maps each class's channel to its
     ``spatial``-shaped scores (as a reader that returns one channel at a time gives them)."""
     classes = check_classes(classes)
@@ -247,7 +249,7 @@ def _map_dtype(values):
     raise ArgumentError(f"label values {low}..{high} do not fit a label map")
 
 
-def region_mode(classes, regions_class_order=None):
+def region_mode(classes: Mapping[str, tuple[int, Any]], regions_class_order: object = None) -> bool:
     """Whether classes are regions (nnU-Net: some class has several values, or an order is given)."""
     return regions_class_order is not None or any(len(values) > 1 for _, values in classes.values())
 

@@ -25,11 +25,15 @@ Numba threads, so workers sharing a machine do not oversubscribe it.
 ``dask[distributed]`` is imported only when a scheduler is given.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._validate import check_empty_policy, empty_error
 from .io import BatchResult, CaseEvent, collect_stats, load_case
@@ -37,10 +41,15 @@ from .io.batch import case_fingerprint, split_stored
 from .io.cases import AFFINE_ATOL
 from .volume import VolumeStats, volume_stats
 
+if TYPE_CHECKING:  # annotations only
+    from .calibration.record import EmptyPolicy
+    from .io.cases import CasePair
+    from .store import StatsStore
+
 _PASS_LOCK = threading.Lock()  # one kernel pass at a time per worker process
 
 
-def usable_cores():
+def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -48,7 +57,7 @@ def usable_cores():
         return os.cpu_count() or 1
 
 
-def numba_thread_plan(client):
+def numba_thread_plan(client: Any) -> dict[str, int]:
     """``{machine: Numba threads per worker process}``: each machine's cores shared among its workers.
 
     Keyed by host, so a worker the nanny restarts on the same machine gets
@@ -61,7 +70,7 @@ def numba_thread_plan(client):
         workers = client.scheduler_info()["workers"]
     cores = client.run(usable_cores)
     per_host = Counter(info["host"] for info in workers.values())
-    plan = {}
+    plan: dict[str, int] = {}
     for address, info in workers.items():
         share = max(1, cores.get(address, 1) // per_host[info["host"]])
         plan[info["host"]] = min(share, plan.get(info["host"], share))
@@ -78,7 +87,8 @@ def _worker_threads(plan):
     return plan.get(get_address_host(get_worker().address)) or usable_cores()
 
 
-def case_stats(pair, label, channel, affine_atol, numba_threads, connectivity=26):
+def case_stats(pair: CasePair, label: float | None, channel: int | None, affine_atol: float,
+               numba_threads: int | Mapping[str, int], connectivity: int | None = 26) -> tuple[bytes, int, float, int]:
     """One case's pass, on a worker: ``(stats bytes, bytes read, seconds, numba threads used)``."""
     import numba
 
@@ -129,8 +139,11 @@ def _connect(scheduler):
     raise TypeError(f"scheduler must be None, 'local', an address or a distributed.Client, got {scheduler!r}")
 
 
-def stats_to_store(pairs, store, scheduler=None, *, label=None, channel=None, empty="skip", numba_threads=None,
-                   keep_going=False, on_case=None, keep_stats=True, affine_atol=AFFINE_ATOL, connectivity=26):
+def stats_to_store(pairs: Sequence[CasePair], store: StatsStore, scheduler: Any = None, *, label: float | None = None,
+                   channel: int | None = None, empty: EmptyPolicy = "skip",
+                   numba_threads: int | Mapping[str, int] | None = None, keep_going: bool = False,
+                   on_case: Callable[[CaseEvent], object] | None = None, keep_stats: bool = True,
+                   affine_atol: float = AFFINE_ATOL, connectivity: int | None = 26) -> BatchResult:
     """Gather every case's ``VolumeStats`` on a Dask cluster into a statistics store.
 
     Parameters

@@ -78,7 +78,7 @@ read again."""
 _CHUNK = 1 << 22  # 4 MiB reads: hashing runs at page-cache speed (xxh3: ~30 GB/s on one core)
 
 
-def file_digest(path):
+def file_digest(path: str | os.PathLike[str]) -> str:
     """The xxh3-128 hash (32 hex digits) of a file's bytes, read in large chunks."""
     h = xxhash.xxh3_128()
     with open(path, "rb", buffering=0) as f:
@@ -92,7 +92,7 @@ def file_digest(path):
     return h.hexdigest()
 
 
-def fingerprint_of(scores_digest, labels_digest, **options):
+def fingerprint_of(scores_digest: str, labels_digest: str, **options: object) -> str:
     """The fingerprint of two files' ``file_digest`` and the reading options."""
     record = {
         "scores": scores_digest,
@@ -102,7 +102,8 @@ def fingerprint_of(scores_digest, labels_digest, **options):
     return f"{FINGERPRINT_KIND}:" + xxhash.xxh3_128_hexdigest(json.dumps(record, sort_keys=True).encode())
 
 
-def fingerprint(scores_path, labels_path, **options):
+def fingerprint(scores_path: str | os.PathLike[str], labels_path: str | os.PathLike[str],
+                **options: object) -> str:
     """A fingerprint naming both input files' content and the reading options.
 
     ``"xxh3-128:"`` and 32 hex digits. Only the bytes count: a file replaced

@@ -9,7 +9,10 @@ no lesion at all. Scores are float32 probabilities in Fortran order, labels
 uint8 (1 = lesion), as nibabel would load them.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +36,8 @@ def _smooth_field(rng, grid, shape, n_waves=8, wavelength=12.0):
     return field * np.float32(np.sqrt(2.0 / n_waves))
 
 
-def synthetic_case(rng, shape=DEMO_SHAPE, *, lesion_free=False):
+def synthetic_case(rng: np.random.Generator, shape: Sequence[int] = DEMO_SHAPE, *,
+                   lesion_free: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One case: ``(scores, labels)``.
 
     Parameters
@@ -75,14 +79,15 @@ def synthetic_case(rng, shape=DEMO_SHAPE, *, lesion_free=False):
     return np.asfortranarray(scores), np.asfortranarray(labels)
 
 
-def affine(shape=DEMO_SHAPE, spacing=SPACING):
+def affine(shape: Sequence[int] = DEMO_SHAPE, spacing: Sequence[float] = SPACING) -> np.ndarray:
     """A plausible voxel-to-world affine (RAS, centred on the volume)."""
     a = np.diag([*spacing, 1.0])
     a[:3, 3] = [-(n - 1) * s / 2 for n, s in zip(shape, spacing, strict=True)]
     return a
 
 
-def write_dataset(directory, n_cases, *, shape=DEMO_SHAPE, seed=0, lesion_free_every=8, prefix="case"):
+def write_dataset(directory: str | os.PathLike[str], n_cases: int, *, shape: Sequence[int] = DEMO_SHAPE, seed: int = 0,
+                  lesion_free_every: int = 8, prefix: str = "case") -> list[str]:
     """Write ``n_cases`` cases as ``scores/ID.nii.gz`` and ``labels/ID.nii.gz``.
 
     Every ``lesion_free_every``-th case has no lesion (0: none). Returns the

@@ -16,6 +16,11 @@ statistics nor Numba.
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers see; at run time these resolve lazily (``__getattr__`` below)
+    from .methods import METHODS, calibrate, risk_predicate
+    from .record import Calibration, EmptyPolicy, Level, Method, Normalize
 
 _PUBLIC = {
     "METHODS": ".methods",
@@ -25,10 +30,14 @@ _PUBLIC = {
     "_cls_rank": ".methods",
     "_cls_pac_rank": ".methods",
     "Calibration": ".record",
+    "EmptyPolicy": ".record",
+    "Level": ".record",
+    "Method": ".record",
+    "Normalize": ".record",
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'clskern.calibration' has no attribute {name!r}")
@@ -37,8 +46,8 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-__all__ = ["METHODS", "Calibration", "calibrate", "risk_predicate"]
+__all__ = ["METHODS", "Calibration", "EmptyPolicy", "Level", "Method", "Normalize", "calibrate", "risk_predicate"]

@@ -30,12 +30,13 @@ from ..volume import VolumeStats
 from ._binomial import hoeffding_bentkus_pvalue
 from ._risk_search import largest_certified_score
 from . import families as _families
-from .record import METHODS, Calibration, cls_pac_rank, cls_rank, kth_smallest, risk_predicate
+from .record import (METHODS, Calibration, EmptyPolicy, Level, Method, Normalize, cls_pac_rank, cls_rank, kth_smallest,
+                     risk_predicate)
 from .record import NEEDS as _NEEDS
 
 # The rules live with the record, which re-checks every file it reads with them.
 _cls_rank, _cls_pac_rank = cls_rank, cls_pac_rank
-__all__ = ["METHODS", "calibrate", "risk_predicate"]
+__all__ = ["METHODS", "EmptyPolicy", "Level", "Method", "Normalize", "calibrate", "risk_predicate"]
 
 
 def _case_names(volumes):
@@ -215,26 +216,26 @@ def _risk_controlled(method, cases, names, epsilon, delta, skipped, **recorded):
 
 @overload
 def calibrate(volumes: Sequence[VolumeStats | float | None] | Mapping[str, VolumeStats | float | None], *,
-              epsilon: float, alpha: float | None = ..., method: str = ..., delta: float | None = ...,
-              empty: str = ..., level: str = ..., overlap: float = ..., family: None = ..., groups: None = ...,
-              normalize: str = ...) -> Calibration: ...
+              epsilon: float, alpha: float | None = ..., method: Method = ..., delta: float | None = ...,
+              empty: EmptyPolicy = ..., level: Level = ..., overlap: float = ..., family: None = ...,
+              groups: None = ..., normalize: Normalize = ...) -> Calibration: ...
 @overload
 def calibrate(volumes: Sequence[Mapping[str, VolumeStats]] | Mapping[str, Mapping[str, VolumeStats]], *,
-              epsilon: float | Mapping[str, float], alpha: float | None = ..., method: str = ...,
-              delta: float | None = ..., empty: str = ..., level: str = ..., overlap: float = ...,
+              epsilon: float | Mapping[str, float], alpha: float | None = ..., method: Method = ...,
+              delta: float | None = ..., empty: EmptyPolicy = ..., level: Level = ..., overlap: float = ...,
               family: str | None = ..., groups: Mapping[str, Hashable] | None = ...,
-              normalize: str = ...) -> dict[str, Calibration]: ...
+              normalize: Normalize = ...) -> dict[str, Calibration]: ...
 @overload
 def calibrate(volumes: Sequence[VolumeStats | float | None] | Mapping[str, VolumeStats | float | None], *,
-              epsilon: float, alpha: float | None = ..., method: str = ..., delta: float | None = ...,
-              empty: str = ..., level: str = ..., overlap: float = ..., family: str | None = ...,
-              groups: Mapping[str, Hashable], normalize: str = ...) -> dict[Any, Calibration]: ...
+              epsilon: float, alpha: float | None = ..., method: Method = ..., delta: float | None = ...,
+              empty: EmptyPolicy = ..., level: Level = ..., overlap: float = ..., family: str | None = ...,
+              groups: Mapping[str, Hashable], normalize: Normalize = ...) -> dict[Any, Calibration]: ...
 
 
-def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: float | None = None, method: str = "cls",
-              delta: float | None = None, empty: str = "skip", level: str = "voxel", overlap: float = 0.0,
+def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: float | None = None, method: Method = "cls",
+              delta: float | None = None, empty: EmptyPolicy = "skip", level: Level = "voxel", overlap: float = 0.0,
               family: str | None = None, groups: Mapping[str, Hashable] | None = None,
-              normalize: str = "none") -> Calibration | dict[Any, Calibration]:
+              normalize: Normalize = "none") -> Calibration | dict[Any, Calibration]:
     """Calibrate a score threshold on held-out volumes (SPEC 2).
 
     Parameters

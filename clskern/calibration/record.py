@@ -37,11 +37,16 @@ The digest guards against accidents and hand edits, not against an attacker
 who recomputes it; an attacker who does must still keep every check of 4.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import math
 import re
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,7 +56,11 @@ from ..errors import CalibrationFileError
 from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
 
 FORMAT_VERSION = 2
-METHODS = ("cls", "cls-pac", "crc", "rcps")
+Method = Literal["cls", "cls-pac", "crc", "rcps"]  # what ``calibrate(method=...)`` accepts (METHODS)
+EmptyPolicy = Literal["skip", "pass", "error"]  # cases without lesion voxels: ``empty=``
+Level = Literal["voxel", "lesion"]  # what FNR a promise is about: ``level=`` (LEVELS)
+Normalize = Literal["none", "minmax"]  # the score scale: ``normalize=`` (NORMALIZATIONS)
+METHODS: tuple[Method, ...] = ("cls", "cls-pac", "crc", "rcps")
 NEEDS = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("delta",)}
 MAX_DEPTH = 16  # a calibration is an object of lists (depth 2)
 MAX_INT_DIGITS = 40
@@ -63,37 +72,38 @@ _FIELDS = (
 )
 # Fields added within format 2, with the value a record written before them means (voxel level).
 _LATER_FIELDS = {"level": "voxel", "overlap": 0.0, "connectivity": None}
-LEVELS = ("voxel", "lesion")
+LEVELS: tuple[Level, ...] = ("voxel", "lesion")
 CONNECTIVITIES = (6, 18, 26)
-NORMALIZATIONS = ("none", "minmax")  # SPEC 1d; a record without the field (written before it) is "none"
+# SPEC 1d; a record without the field (written before it) is "none"
+NORMALIZATIONS: tuple[Normalize, ...] = ("none", "minmax")
 READING_KEYS = ("label", "channel")  # how the calibration cases were read (None: not recorded)
 
 
 # -- the rules calibrate follows (methods.py uses these very functions) -----------------
 
 
-def cls_rank(n, alpha):
+def cls_rank(n: int, alpha: float) -> int:
     """``k = floor(alpha (n + 1))``, exactly (at most n)."""
     return int(largest_rank(alpha, n + 1, n))
 
 
-def cls_pac_rank(n, alpha, delta):
+def cls_pac_rank(n: int, alpha: float, delta: float) -> int:
     """Largest ``j >= 1`` with ``BinomCDF(j - 1; n, alpha) <= delta`` (0 if none)."""
     if n == 0:
         return 0
     return int(np.count_nonzero(cdf_at_most(n, alpha, delta)[:n]))  # cdf[j - 1], j = 1..n; non-decreasing
 
 
-def kth_smallest(thresholds, k):
+def kth_smallest(thresholds: Iterable[float] | np.ndarray, k: int) -> float:
     """The k-th smallest (1-based) of the critical thresholds, as a float."""
     return float(np.partition(np.asarray(thresholds, dtype=np.float64), k - 1)[k - 1])
 
 
-def risk_predicate(method, n, epsilon, delta):
+def risk_predicate(method: str, n: int, epsilon: float, delta: float | None) -> Callable[[float], bool]:
     """Whether ``crc`` or ``rcps`` certifies a threshold, from the fsum of its n FNR terms."""
     if method == "crc":
-        return lambda fnr_sum: (n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon
-    return lambda fnr_sum: hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta
+        return lambda fnr_sum: bool((n / (n + 1)) * (fnr_sum / n) + 1 / (n + 1) <= epsilon)
+    return lambda fnr_sum: bool(hoeffding_bentkus_pvalue(fnr_sum, n, epsilon) <= delta)
 
 
 def _guarantee(method, epsilon, alpha, delta, n, level="voxel", overlap=0.0, connectivity=None):
@@ -135,7 +145,7 @@ def _canonical(fields):
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def digest_of(fields):
+def digest_of(fields: Mapping[str, Any]) -> str:
     """The digest of a record's fields (every field but the digest itself)."""
     body = {key: value for key, value in fields.items() if key != DIGEST}
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
@@ -186,7 +196,7 @@ def _no_duplicates(pairs):
     return seen
 
 
-def utf8_text(text):
+def utf8_text(text: str | bytes | bytearray) -> str:
     """A calibration's text: ``str`` as it is, ``bytes`` decoded as UTF-8 (else a one-line refusal)."""
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -196,7 +206,7 @@ def utf8_text(text):
     return text
 
 
-def parse_json(text):
+def parse_json(text: str) -> Any:
     """Strict, bounded JSON: the checks of step 1 (module docstring)."""
     if _depth(text) > MAX_DEPTH:
         raise CalibrationFileError(f"not a calibration: JSON nested deeper than {MAX_DEPTH} levels")
@@ -360,7 +370,7 @@ def _reading(value):
     return {"label": label, "channel": _integer(value["channel"], "reading.channel", optional=True)}
 
 
-def inconsistency(f):
+def inconsistency(f: Mapping[str, Any]) -> str | None:
     """What makes typed calibration fields inconsistent (step 4), or None."""
     method, n, k = f["method"], f["n"], f["k"]
     epsilon, alpha, delta = f["epsilon"], f["alpha"], f["delta"]
@@ -471,20 +481,22 @@ class Calibration:
     n_skipped: int
     k: int | None
     guarantee: str
-    critical_thresholds: list
-    case_ids: list
-    reading: dict | None = None
+    critical_thresholds: list[float]
+    case_ids: list[str]
+    reading: dict[str, Any] | None = None
     clskern_version: str = __version__
     format_version: int = FORMAT_VERSION
     level: str = "voxel"
     overlap: float = 0.0
     connectivity: int | None = None
     normalize: str = "none"
-    warnings: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, method, threshold, epsilon, alpha, delta, n, n_skipped, k, *, critical_thresholds, case_ids,
-              reading=None, level="voxel", overlap=0.0, connectivity=None, normalize="none", warnings=()):
+    def build(cls, method: str, threshold: float, epsilon: float, alpha: float | None, delta: float | None, n: int,
+              n_skipped: int, k: int | None, *, critical_thresholds: Iterable[float], case_ids: Iterable[object],
+              reading: Mapping[str, Any] | None = None, level: str = "voxel", overlap: float = 0.0,
+              connectivity: int | None = None, normalize: str = "none", warnings: Iterable[object] = ()) -> Calibration:
         return cls(
             threshold=float(threshold), method=method, epsilon=float(epsilon),
             alpha=None if alpha is None else float(alpha), delta=None if delta is None else float(delta),
@@ -497,7 +509,7 @@ class Calibration:
             normalize=normalize, warnings=[str(w) for w in warnings],
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The JSON-ready fields, with the ``sha256`` digest of the others."""
         d = asdict(self)
         d["threshold"] = _encode(d["threshold"])
@@ -507,12 +519,12 @@ class Calibration:
         d[DIGEST] = digest_of(d)
         return d
 
-    def to_json(self, indent=2):
+    def to_json(self, indent: int | str | None = 2) -> str:
         """Strict JSON (no NaN/Infinity literals) with the digest; floats round-trip bit for bit."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
         """A checked record from the parsed JSON object; ``CalibrationFileError`` (one line) if not trustworthy."""
         fields = _fields(d)
         problem = inconsistency(fields)
@@ -530,12 +542,12 @@ class Calibration:
         return cls(**fields)
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text: str | bytes | bytearray) -> Calibration:
         """A checked record from JSON text (``str``, or UTF-8 ``bytes``)."""
         return cls.from_dict(parse_json(utf8_text(text)))
 
     @classmethod
-    def read(cls, path):
+    def read(cls, path: str | os.PathLike[str]) -> Calibration:
         """A checked record from a calibration file.
 
         Raises ``OSError`` (with the file name) when the file cannot be read,

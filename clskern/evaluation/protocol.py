@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .metrics import LESION_METRICS, METRICS, ecr_only, split_metrics
 from .splits import calibration_size, random_splits
 
 if TYPE_CHECKING:  # annotations only
+    from ..calibration.record import Level
     from ..volume import VolumeStats
 
 SWEEP_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -62,21 +63,22 @@ class MethodResult:
         Per test case FNR and FPR in the first split (for the scatter plot).
     """
 
-    def __init__(self, method, cut, metrics, example):
+    def __init__(self, method: str, cut: np.ndarray, metrics: dict[str, np.ndarray],
+                 example: dict[str, np.ndarray]) -> None:
         self.method = method
         self.cut = cut
         self.metrics = metrics
         self.example = example
 
     @property
-    def n_uncertified(self):
+    def n_uncertified(self) -> int:
         """Splits whose calibration set could not certify the request."""
         return int(np.isnan(self.cut).sum())
 
-    def summary(self):
+    def summary(self) -> dict[str, Any]:
         """Mean and std over splits of every metric and of the threshold."""
         names = [n for n in (*METRICS, *LESION_METRICS, "v_ecr") if n in self.metrics]
-        out = {name: _mean_std(self.metrics[name]) for name in names}
+        out: dict[str, Any] = {name: _mean_std(self.metrics[name]) for name in names}
         out["threshold"] = _mean_std(self.cut)
         out["n_uncertified"] = self.n_uncertified
         return out
@@ -89,22 +91,24 @@ class Evaluation:
     ``clskern.evaluation.report``) writes the tables and plots.
     """
 
-    def __init__(self, inputs, cases, results, sweeps, critical, seconds, n_calibration=None):
+    def __init__(self, inputs: dict[str, Any], cases: Cases, results: dict[str, MethodResult],
+                 sweeps: dict[str, Any], critical: list[float], seconds: float,
+                 n_calibration: float | None = None) -> None:
         self.inputs = inputs
-        self.n_calibration = (calibration_size(len(cases), inputs["cal_fraction"]) if n_calibration is None
-                              else n_calibration)
-        self.case_ids = cases.ids
-        self.n_cases = len(cases)
-        self.n_skipped = cases.n_skipped
+        self.n_calibration: float = (calibration_size(len(cases), inputs["cal_fraction"]) if n_calibration is None
+                                     else n_calibration)
+        self.case_ids: list[str] = cases.ids
+        self.n_cases: int = len(cases)
+        self.n_skipped: int = cases.n_skipped
         self.results = results
         self.sweeps = sweeps
         self.critical_thresholds = critical
         self.seconds = seconds
 
-    def __getitem__(self, method):
+    def __getitem__(self, method: str) -> MethodResult:
         return self.results[method]
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Machine-readable summary (JSON-safe: NaN becomes None)."""
         return {
             "clskern_version": __version__,
@@ -241,7 +245,7 @@ def evaluate(
     sweep_epsilon: float | None = SWEEP_EPSILON_FOR_ALPHA,
     sweep_fractions: Iterable[float] = SWEEP_FRACTIONS,
     sweep_epsilons: Iterable[float] = SWEEP_EPSILONS,
-    level: str = "voxel",
+    level: Level = "voxel",
     overlap: float = 0.0,
 ) -> Evaluation:
     """Run the paper's validation protocol on per-volume statistics (SPEC 3).
@@ -332,6 +336,6 @@ def evaluate(
     return Evaluation(inputs, cases, results, sweep_results, critical, time.perf_counter() - start)
 
 
-def binomial_se(alpha, n_test):
+def binomial_se(alpha: float, n_test: int) -> float:
     """Binomial standard error of one split's ECR at nominal coverage ``1 - alpha``."""
     return math.sqrt(alpha * (1 - alpha) / n_test)

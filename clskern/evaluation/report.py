@@ -4,12 +4,19 @@ Plots need matplotlib (the ``plot`` extra); without it the JSON and the
 Markdown are still written and the report says the plots were skipped.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
+from typing import TYPE_CHECKING
 
 from ..io._atomic import atomic_path
 from .protocol import binomial_se
+
+if TYPE_CHECKING:  # annotations only
+    from .protocol import Evaluation
+    from .sets import EvaluationSet
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -314,7 +321,8 @@ def _load_plotting():
     return plots
 
 
-def write_report(evaluation, outdir, *, overwrite=False, plots=True):
+def write_report(evaluation: Evaluation | EvaluationSet, outdir: str | os.PathLike[str], *, overwrite: bool = False,
+                 plots: bool = True) -> list[str]:
     """Write ``summary.json``, ``report.md`` and the PNG plots of an evaluation.
 
     Parameters

@@ -23,8 +23,11 @@ sweeps: run ``evaluate`` on one group's or class's statistics for those),
 plus the pooled or family-wise results; ``write_report`` writes its tables.
 """
 
+from __future__ import annotations
+
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -37,6 +40,10 @@ from .methods import DEFAULT_METHODS, ragged_thresholds
 from .metrics import split_metrics
 from .protocol import Evaluation, MethodResult, _check_request, _example, _mean_std, evaluate, levels
 from .splits import calibration_size, random_splits
+
+if TYPE_CHECKING:  # annotations only
+    from ..calibration.record import Level
+    from ..volume import VolumeStats
 
 
 class EvaluationSet:
@@ -54,7 +61,9 @@ class EvaluationSet:
         The request (``family`` for classes).
     """
 
-    def __init__(self, by, members, combined, inputs, seconds, n_cases, n_skipped):
+    def __init__(self, by: Literal["group", "class"], members: dict[Any, Evaluation],
+                 combined: dict[str, dict[str, np.ndarray]], inputs: dict[str, Any], seconds: float, n_cases: int,
+                 n_skipped: int) -> None:
         self.by = by
         self.members = members
         self.combined = combined
@@ -63,20 +72,20 @@ class EvaluationSet:
         self.n_cases = n_cases
         self.n_skipped = n_skipped
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: Any) -> Evaluation:
         return self.members[name]
 
-    def combined_summary(self):
+    def combined_summary(self) -> dict[str, dict[str, Any]]:
         """Mean and std over splits of every combined metric, per method."""
         out = {}
         for method, metrics in self.combined.items():
-            row = {name: _mean_std(values) for name, values in metrics.items()}
+            row: dict[str, Any] = {name: _mean_std(values) for name, values in metrics.items()}
             first = next(iter(metrics.values()))
             row["n_uncertified"] = int(np.isnan(first).sum())
             out[method] = row
         return out
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Machine-readable summary (``summary.json``)."""
         members = {}
         for name, member in self.members.items():
@@ -105,8 +114,10 @@ def _request(epsilon, alpha, delta, splits, cal_fraction, seed, methods, level, 
 # -- groups -----------------------------------------------------------------------------------
 
 
-def evaluate_groups(stats, groups, *, epsilon, alpha, delta=0.1, splits=100, cal_fraction=0.5, seed=0,
-                    methods=DEFAULT_METHODS, level="voxel", overlap=0.0):
+def evaluate_groups(stats: Mapping[str, VolumeStats], groups: Mapping[str, Hashable], *, epsilon: float, alpha: float,
+                    delta: float = 0.1, splits: int = 100, cal_fraction: float = 0.5, seed: int = 0,
+                    methods: Iterable[str] = DEFAULT_METHODS, level: Level = "voxel",
+                    overlap: float = 0.0) -> EvaluationSet:
     """The protocol per group (Mondrian): each group split and calibrated on its own cases.
 
     Parameters
@@ -134,7 +145,7 @@ def evaluate_groups(stats, groups, *, epsilon, alpha, delta=0.1, splits=100, cal
                                       level=level, overlap=overlap)
         except (InputError, ArgumentError) as exc:
             raise type(exc)(f"group {group!r} ({len(cases)} case(s)): {exc}") from None
-    pooled = {}
+    pooled: dict[str, dict[str, Any]] = {}  # sum() starts at 0: mypy sees ndarray | float
     for method in members[next(iter(members))].results:
         names = set.intersection(*(set(m[method].metrics) for m in members.values()))
         weights = {g: m.n_cases - m.n_calibration for g, m in members.items()}
@@ -153,8 +164,10 @@ def evaluate_groups(stats, groups, *, epsilon, alpha, delta=0.1, splits=100, cal
 # -- classes ----------------------------------------------------------------------------------
 
 
-def evaluate_classes(stats, *, epsilon, alpha, family="none", delta=0.1, splits=100, cal_fraction=0.5, seed=0,
-                     methods=DEFAULT_METHODS, level="voxel", overlap=0.0):
+def evaluate_classes(stats: Mapping[str, Mapping[str, VolumeStats]], *, epsilon: float | Mapping[str, float],
+                     alpha: float, family: str = "none", delta: float = 0.1, splits: int = 100,
+                     cal_fraction: float = 0.5, seed: int = 0, methods: Iterable[str] = DEFAULT_METHODS,
+                     level: Level = "voxel", overlap: float = 0.0) -> EvaluationSet:
     """The protocol per class, on one split of the cases shared by every class.
 
     Parameters
@@ -197,7 +210,9 @@ def evaluate_classes(stats, *, epsilon, alpha, family="none", delta=0.1, splits=
         raise InputError(f"evaluation needs at least 2 cases with lesion voxels of some class, got {len(common)}")
     cal_idx, test_mask = random_splits(len(common), splits, cal_fraction, seed)
 
-    members, covered_all, failed_all = {}, {}, {}
+    members: dict[str, Evaluation] = {}
+    covered_all: dict[str, np.ndarray] = {}
+    failed_all: dict[str, np.ndarray] = {}
     for name in names:
         eps = checked[name][0]
         try:

@@ -33,7 +33,10 @@ CRC-32 routine, libdeflate's where installed: ~20 GB/s against stdlib zlib's
 available, before anything is allocated).
 """
 
+from __future__ import annotations
+
 import zlib
+from typing import Any
 
 from ._memory import available_memory
 from .errors import FileFormatError
@@ -153,10 +156,10 @@ def _zlib():
 
 
 _FACTORIES = {"deflate": _deflate, "isal": _isal, "zlib": _zlib}
-_LOADED = {}
+_LOADED: dict[str, Any] = {}
 
 
-def available_backends():
+def available_backends() -> list[str]:
     """The installed backends, fastest first."""
     names = []
     for name in BACKENDS:
@@ -176,7 +179,7 @@ def _backend(name):
     return _LOADED[name]
 
 
-def default_backend():
+def default_backend() -> str:
     """The fastest installed backend's name."""
     return available_backends()[0]
 
@@ -203,7 +206,8 @@ def _diagnose(data, path, limit=None):
     return b"".join(parts)
 
 
-def gunzip(data, path="<bytes>", backend=None, max_size=None, *, declared_by="its header declares"):
+def gunzip(data: bytes | bytearray | memoryview, path: str = "<bytes>", backend: str | None = None,
+           max_size: int | None = None, *, declared_by: str = "its header declares") -> bytes:
     """Decompress a whole gzip file held in memory, inflating no more than a bound.
 
     Parameters

@@ -12,9 +12,13 @@ page cache the reader then maps, and a first run reads each file from disk
 once.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -24,6 +28,12 @@ from ..store import file_digest, fingerprint_of
 from .cases import AFFINE_ATOL, load_case
 from .nnunet_pkl import pkl_beside
 from .prefetch import prefetch
+
+if TYPE_CHECKING:  # annotations only
+    from ..calibration.record import EmptyPolicy
+    from ..store import StatsStore
+    from ..volume import VolumeStats
+    from .cases import CasePair
 
 
 ALREADY_STORED = "already stored"  # a resumed case's status (not "skipped": that is --empty skip's word)
@@ -44,14 +54,15 @@ class CaseEvent:
 class BatchResult:
     """Statistics gathered (and stored) by ``collect_stats``."""
 
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, VolumeStats] = field(default_factory=dict)
     read: int = 0
     reused: int = 0
-    empty: list = field(default_factory=list)
-    failed: list = field(default_factory=list)  # (case_id, exception)
+    empty: list[str] = field(default_factory=list)
+    failed: list[tuple[str, BaseException]] = field(default_factory=list)  # (case_id, exception)
     nbytes: int = 0
 
-    def record_failure(self, case_id, exc, *, keep_going, on_case=None):
+    def record_failure(self, case_id: str, exc: BaseException, *, keep_going: bool,
+                       on_case: Callable[[CaseEvent], object] | None = None) -> bool:
         """Record a case that failed on its input and report it; False when the run must stop instead
         (not ``keep_going``, or an error that is not the input's: the caller re-raises it)."""
         if not keep_going or not isinstance(exc, (ValueError, OSError)):
@@ -145,9 +156,11 @@ def case_fingerprint(pair, *, label, channel, affine_atol=AFFINE_ATOL, digests=N
     return fingerprint_of(digests[pair.scores], digests[pair.labels], **options)
 
 
-def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", jobs=1,
-                  keep_going=False, on_case=None, keep_stats=True, backend=None, affine_atol=AFFINE_ATOL,
-                  connectivity=DEFAULT_CONNECTIVITY):
+def collect_stats(pairs: Sequence[CasePair], *, store: StatsStore | None = None, label: float | None = None,
+                  channel: int | None = None, empty: EmptyPolicy = "skip", jobs: int = 1, keep_going: bool = False,
+                  on_case: Callable[[CaseEvent], object] | None = None, keep_stats: bool = True,
+                  backend: str | None = None, affine_atol: float = AFFINE_ATOL,
+                  connectivity: int | None = DEFAULT_CONNECTIVITY) -> BatchResult:
     """``VolumeStats`` of every case pair, from the store where already there.
 
     Parameters
@@ -203,7 +216,7 @@ def collect_stats(pairs, *, store=None, label=None, channel=None, empty="skip", 
             try:
                 if error is not None:
                     raise error
-                case, started, key = loaded
+                case, started, key = cast("tuple[Any, float, Any]", loaded)  # not None: error is None
                 stats = volume_stats(case.scores, case.labels, label=label, name=pair.case_id,
                                      connectivity=connectivity)
                 if stats.n_fg == 0 and empty == "error":

@@ -285,12 +285,12 @@ class LoadedCase:
     geometry: str = "shape"
 
     @property
-    def geometry_checked(self):
+    def geometry_checked(self) -> bool:
         """True unless the pair was matched by shape only (``.npy`` scores)."""
         return self.geometry != "shape"
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Decompressed bytes of scores and labels (for throughput)."""
         return self.scores.nbytes + self.labels.nbytes
 

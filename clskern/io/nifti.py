@@ -361,7 +361,7 @@ def read_header(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Any
         raise FileFormatError(f"{path}: unreadable NIfTI header ({_reason(exc)})") from None
 
 
-def mask_image(mask, affine, header=None):
+def mask_image(mask: np.ndarray, affine: np.ndarray, header: Any = None) -> Any:
     """A uint8 NIfTI image of ``mask`` with the source affine and header."""
     if header is not None:
         header = header.copy()
@@ -376,7 +376,7 @@ def mask_image(mask, affine, header=None):
     return img
 
 
-def write_atomic(img, path):
+def write_atomic(img: Any, path: str | os.PathLike[str]) -> None:
     """Save a nibabel image to ``path`` through a temporary file and ``os.replace``."""
     path = os.fspath(path)
     with atomic_path(path, suffix=".nii.gz" if path.endswith(".gz") else ".nii") as tmp:

@@ -7,15 +7,21 @@ far would not fit in the memory available. Reading threads overlap because
 the gzip backends, file reads and the Numba kernels release the GIL.
 """
 
+from __future__ import annotations
+
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from ._memory import available_memory
 
 _END = object()
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def loads_ahead(jobs, nbytes, available):
+def loads_ahead(jobs: int, nbytes: int, available: int | None) -> int:
     """How many loads may run ahead of a held volume of ``nbytes``: ``jobs`` at most,
     fewer so that ``ahead + 1`` such volumes fit in ``available`` bytes (0 when even two do not)."""
     if not nbytes or available is None:
@@ -23,7 +29,10 @@ def loads_ahead(jobs, nbytes, available):
     return max(0, min(jobs, available // nbytes - 1))
 
 
-def prefetch(items, load, *, jobs=1, meanwhile=None, nbytes=None):
+def prefetch(items: Iterable[T], load: Callable[[T], R], *, jobs: int = 1,
+             meanwhile: Callable[[], object] | None = None,
+             nbytes: Callable[[R], int] | None = None,
+             ) -> Generator[tuple[T, R | None, BaseException | None], None, None]:
     """Yield ``(item, result, error)`` for each item, in order.
 
     Parameters
@@ -49,7 +58,7 @@ def prefetch(items, load, *, jobs=1, meanwhile=None, nbytes=None):
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     items = iter(items)
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="clskern-read")
-    pending = deque()
+    pending: deque[tuple[T, Future[R]]] = deque()
     largest = 0
 
     def top_up(limit):
@@ -64,6 +73,7 @@ def prefetch(items, load, *, jobs=1, meanwhile=None, nbytes=None):
         if meanwhile is not None:
             meanwhile()
         while pending:
+            future: Future[R] | None
             item, future = pending.popleft()
             error = future.exception()
             result = None if error is not None else future.result()
