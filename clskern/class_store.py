@@ -18,11 +18,20 @@ the class definitions. One store holds one set of class definitions: a run
 asking others is refused, naming the store.
 """
 
+from __future__ import annotations
+
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .store import StatsStore, StoreError
+
+if TYPE_CHECKING:  # annotations only
+    from .classes import Classes
+    from .volume import VolumeStats
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS class_cases (
@@ -38,7 +47,7 @@ CREATE TABLE IF NOT EXISTS class_cases (
 """
 
 
-def spec_json(classes, regions_class_order=None):
+def spec_json(classes: Mapping[str, tuple[int, Sequence[float]]], regions_class_order: object = None) -> str:
     """The canonical JSON of class definitions (what the store records and fingerprints include)."""
     return json.dumps({"classes": {name: [channel, list(values)] for name, (channel, values) in classes.items()},
                        "regions_class_order": regions_class_order}, sort_keys=False, separators=(",", ":"))
@@ -47,12 +56,12 @@ def spec_json(classes, regions_class_order=None):
 class ClassStatsStore:
     """``{case: {class: VolumeStats}}`` in a statistics store file (see the module docstring)."""
 
-    def __init__(self, path, *, create=True):
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self._store = StatsStore(path, create=create)
         self.path = self._store.path
         if create:
             try:
-                self._store._db.executescript(_SCHEMA)
+                self._store._db.executescript(_SCHEMA)  # type: ignore[union-attr]  # just opened: not None
             except sqlite3.Error as exc:
                 self._store.close()
                 raise StoreError(f"{self.path}: {exc}") from None
@@ -61,20 +70,30 @@ class ClassStatsStore:
             raise StoreError(f"{self.path}: the store holds no per-class statistics "
                              "(run clskern stats --classes or --dataset-json)")
 
-    def _has_table(self):
+    @staticmethod
+    def recorded_classes(path):
+        """``(classes, regions_class_order)`` a per-class store at ``path`` records, or None for a store
+        of one class (``clskern calibrate --store`` then needs no --classes/--dataset-json)."""
+        with StatsStore(path, create=False) as store:
+            if store._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='class_cases'").fetchone() is None:
+                return None
+        with ClassStatsStore(path, create=False) as store:
+            return store.classes() if store.spec() is not None else None
+
+    def _has_table(self) -> bool:
         row = self._store._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='class_cases'").fetchone()
         return row is not None
 
-    def close(self):
+    def close(self) -> None:
         self._store.close()
 
-    def __enter__(self):
+    def __enter__(self) -> ClassStatsStore:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def spec(self):
+    def spec(self) -> Any:
         """The recorded class definitions (parsed JSON), or None."""
         row = self._store._query("SELECT value FROM meta WHERE key='classes'").fetchone()
         if row is None:
@@ -84,7 +103,7 @@ class ClassStatsStore:
         except (ValueError, RecursionError):
             raise StoreError(f"{self.path}: unreadable class definitions in the store") from None
 
-    def classes(self):
+    def classes(self) -> tuple[Classes, Any]:
         """``({name: (channel, values)}, regions_class_order)`` recorded in the store."""
         spec = self.spec()
         if spec is None:
@@ -95,7 +114,8 @@ class ClassStatsStore:
         except (KeyError, TypeError, ValueError):
             raise StoreError(f"{self.path}: unreadable class definitions in the store") from None
 
-    def check_classes(self, classes, regions_class_order=None):
+    def check_classes(self, classes: Mapping[str, tuple[int, Sequence[float]]],
+                      regions_class_order: object = None) -> None:
         """Record the class definitions, or refuse a run that asks others."""
         wanted = spec_json(classes, regions_class_order)
         row = self._store._query("SELECT value FROM meta WHERE key='classes'").fetchone()
@@ -105,16 +125,16 @@ class ClassStatsStore:
             raise StoreError(f"{self.path}: the store holds classes {row[0][:120]}, this run asks {wanted[:120]}; "
                              "use another store (or --overwrite to start this one afresh)")
 
-    def fingerprints(self):
+    def fingerprints(self) -> dict[str, str]:
         """``{case: fingerprint}`` of the cases stored with every class."""
         n_classes = len(self.spec()["classes"]) if self.spec() else 0
         rows = self._store._query(
             "SELECT case_id, MIN(fingerprint), MAX(fingerprint), COUNT(*) FROM class_cases GROUP BY case_id")
         return {case: low for case, low, high, count in rows if low == high and count == n_classes}
 
-    def put(self, case_id, fingerprint, stats_by_class):
+    def put(self, case_id: str, fingerprint: str, stats_by_class: Mapping[str, VolumeStats]) -> None:
         """Store one case's classes, all in one transaction."""
-        db = self._store._db
+        db: Any = self._store._db  # None once closed: the AttributeError it always gave
         try:
             db.execute("BEGIN")
             db.execute("DELETE FROM class_cases WHERE case_id=?", (case_id,))
@@ -127,12 +147,12 @@ class ClassStatsStore:
                 db.execute("ROLLBACK")
             raise StoreError(f"{self.path}: case {case_id!r}: {exc}") from None
 
-    def load(self):
+    def load(self) -> dict[str, dict[str, VolumeStats]]:
         """``{case: {class: VolumeStats}}``, cases sorted, classes in the recorded order."""
         from .volume import VolumeStats
 
         classes, _ = self.classes()
-        out = {}
+        out: dict[str, dict[str, VolumeStats]] = {}
         for case_id, name, blob in self._store._query(
                 "SELECT case_id, class, stats FROM class_cases ORDER BY case_id"):
             try:
@@ -147,5 +167,5 @@ class ClassStatsStore:
             out[case_id] = {n: by_class[n] for n in classes}
         return out
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._store._query("SELECT COUNT(DISTINCT case_id) FROM class_cases").fetchone()[0]

@@ -68,6 +68,7 @@ import numpy as np
 
 import clskern
 from clskern.calibration import Calibration, calibrate, risk_predicate
+from clskern.class_store import ClassStatsStore
 from clskern.classes import check_classes, class_bits, class_stats_from_channels, region_mode
 from clskern.distributed import case_stats, numba_thread_plan, stats_to_store, usable_cores
 from clskern.evaluation import (Evaluation, EvaluationSet, MethodResult, binomial_se, evaluate_classes,
@@ -125,6 +126,11 @@ write_atomic(image, "mask.nii.gz")
 key: str = fingerprint("a.nii.gz", "b.nii.gz", label=1) + fingerprint_of(file_digest("a.nii.gz"), "0" * 32)
 cores: int = usable_cores()
 passed: tuple[bytes, int, float, int] = case_stats(pairs[0], None, None, 1e-4, 1)
+with ClassStatsStore("classes.sqlite", create=True) as class_store:
+    class_store.check_classes(classes)
+    class_store.put("case0", key, per_class)
+    by_case: dict[str, dict[str, clskern.VolumeStats]] = class_store.load()
+    stored: dict[str, str] = class_store.fingerprints()
 '''
 
 # What mypy infers for some results: the type itself, not Any (mypy < 2 prefixes "builtins.", dropped here).
@@ -147,10 +153,12 @@ REVEALED = {
     "class_stats_from_channels({}, [], {})": "dict[str, clskern.volume.VolumeStats]",
     "file_digest('a')": "str",
     "usable_cores()": "int",
+    "ClassStatsStore('s').load()": "dict[str, dict[str, clskern.volume.VolumeStats]]",
 }
 REVEAL_PRELUDE = '''
 import clskern
 from clskern.calibration import Calibration, calibrate, risk_predicate
+from clskern.class_store import ClassStatsStore
 from clskern.classes import check_classes, class_stats_from_channels
 from clskern.distributed import usable_cores
 from clskern.evaluation import binomial_se, evaluate_classes, evaluate_groups, write_report
