@@ -337,3 +337,24 @@ def test_apply_classes_cuts_minmax_calibrations_on_each_channels_range():
     expected = np.where(on[0] & (~on[1] | (test[0] >= test[1])), 1, np.where(on[1], 2, 0))
     np.testing.assert_array_equal(got, expected)
     assert 0 < np.count_nonzero(got) < got.size
+
+
+def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys):
+    """``calibrate --store`` on the store ``stats --dataset-json`` made needs no --dataset-json again
+    (it said "the store holds no cases")."""
+    from clskern.calibration.sets import read_calibration_file
+    from clskern.cli.main import main
+
+    _write_brats(tmp_path, 20)
+    store, dj = tmp_path / "st.sqlite", tmp_path / "dataset.json"
+    assert main(["stats", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"),
+                 "-o", str(store), "--dataset-json", str(dj), "-q"]) == 0
+    common = ["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "-q"]
+    assert main(common + ["-o", str(tmp_path / "a.json")]) == 0
+    assert main(common + ["--dataset-json", str(dj), "-o", str(tmp_path / "b.json")]) == 0
+    a, b = read_calibration_file(tmp_path / "a.json"), read_calibration_file(tmp_path / "b.json")
+    assert list(a.calibrations) == ["whole tumor", "tumor core", "enhancing tumor"]
+    assert a.to_dict() == b.to_dict()
+    capsys.readouterr()
+    assert main(common + ["--regions-class-order", "1,2,3", "-o", str(tmp_path / "c.json")]) == 1
+    assert "records the classes" in capsys.readouterr().err

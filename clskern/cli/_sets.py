@@ -61,7 +61,17 @@ def add_apply_options(parser):
 
 
 def wants_classes(args):
-    return getattr(args, "classes", None) is not None or getattr(args, "dataset_json", None) is not None
+    return (getattr(args, "classes", None) is not None or getattr(args, "dataset_json", None) is not None
+            or getattr(args, "stored_classes", None) is not None)
+
+
+def note_stored_classes(args):
+    """``calibrate --store`` on a per-class store (``stats --classes/--dataset-json/--nnunet-results``)
+    without --classes or --dataset-json: the classes the store records (``args.stored_classes``)."""
+    from ..class_store import ClassStatsStore
+
+    if args.store is not None and args.classes is None and args.dataset_json is None:
+        args.stored_classes = ClassStatsStore.recorded_classes(args.store)
 
 
 def wants_set(args):
@@ -75,6 +85,10 @@ def classes_of(args):
 
     if args.classes is not None and args.dataset_json is not None:
         raise ValueError("give either --classes or --dataset-json, not both")
+    if getattr(args, "stored_classes", None) is not None:
+        if args.regions_class_order is not None:
+            raise ValueError(f"--regions-class-order: {args.store} records the classes and their order")
+        return args.stored_classes
     if args.dataset_json is not None:
         if args.regions_class_order is not None:
             raise ValueError(f"--regions-class-order: {args.dataset_json} gives regions_class_order")
