@@ -114,6 +114,14 @@ def fingerprint(scores_path: str | os.PathLike[str], labels_path: str | os.PathL
     return fingerprint_of(file_digest(scores_path), file_digest(labels_path), **options)
 
 
+def _reading_option(key: str, value: Any) -> str:
+    """A reading option as the command line says it (``--label 2``, ``every label > 0``)."""
+    if value is None:
+        return {"label": "every label > 0", "channel": "the default channel",
+                "connectivity": "no lesions (stored before lesion level)"}.get(key, f"no {key}")
+    return f"--{key} {value:g}" if isinstance(value, float) else f"--{key} {value}"
+
+
 class StatsStore:
     """Per-case ``VolumeStats`` in a SQLite file.
 
@@ -254,8 +262,8 @@ class StatsStore:
         if stored is None:
             self._query("INSERT OR REPLACE INTO meta VALUES ('reading', ?)", (json.dumps(wanted),))
         elif stored != wanted:
-            shown = ", ".join(f"{k} {stored[k]!r}" for k in READING_KEYS if stored[k] != wanted[k])
-            asked = ", ".join(f"{k} {wanted[k]!r}" for k in READING_KEYS if stored[k] != wanted[k])
+            shown = ", ".join(_reading_option(k, stored[k]) for k in READING_KEYS if stored[k] != wanted[k])
+            asked = ", ".join(_reading_option(k, wanted[k]) for k in READING_KEYS if stored[k] != wanted[k])
             raise StoreError(f"{self.path}: the store holds cases read with {shown}, this run asks {asked}; "
                              "use another store (or --overwrite to start this one afresh)")
 

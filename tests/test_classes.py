@@ -358,3 +358,18 @@ def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys
     capsys.readouterr()
     assert main(common + ["--regions-class-order", "1,2,3", "-o", str(tmp_path / "c.json")]) == 1
     assert "records the classes" in capsys.readouterr().err
+
+
+def test_per_class_stats_say_labels_without_scores_once(tmp_path, capsys):
+    import shutil
+
+    from clskern.cli.main import main
+
+    _write_brats(tmp_path, 6)
+    shutil.copy(tmp_path / "labels" / "b00.nii.gz", tmp_path / "labels" / "other.nii.gz")
+    argv = ["stats", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"),
+            "-o", str(tmp_path / "st.sqlite"), "--dataset-json", str(tmp_path / "dataset.json")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("stats: 1 label file(s) without scores not used") == 1
+    assert main(argv + ["-q"]) == 0 and capsys.readouterr().err == ""

@@ -129,7 +129,11 @@ def test_demo_overwrite_keeps_a_users_folder_of_the_same_name(tmp_path, capsys):
 
 def test_a_label_no_case_holds_is_an_error_naming_it(root, capsys):
     line = fails(capsys, *stats_args(root, None, "--label", 7))
-    assert "--label 7: no case holds label 7" in line
+    assert "--label 7: no case holds label 7" in line and "st.sqlite not written" in line
+    assert not (root / "st.sqlite").exists()  # a store of cases read for nothing would refuse the corrected run
+    assert main([str(a) for a in stats_args(root)]) == 0
+    line = fails(capsys, *stats_args(root, None, "--label", 7))  # an earlier store is the user's: kept
+    assert "--label" in line and (root / "st.sqlite").exists()
     line = fails(capsys, "calibrate", "--scores", root / "scores", "--labels", root / "labels", "--label", 7,
                  "--epsilon", 0.2, "--alpha", 0.2, "-o", root / "c.json", "-q")
     assert "--label 7: no case holds label 7" in line and not (root / "c.json").exists()
@@ -344,7 +348,7 @@ def test_apply_cuts_the_channel_the_calibration_was_read_from(three_channels, ca
     root = three_channels
     assert main([str(a) for a in stats_args(root, None, "--channel", 2)]) == 0
     line = fails(capsys, *stats_args(root, None, "--channel", 1))  # one store, one way of reading
-    assert "read with channel 2, this run asks channel 1" in line
+    assert "read with --channel 2, this run asks --channel 1" in line
     assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
                  "-o", str(root / "c.json"), "-q"]) == 0
     cal = clskern.Calibration.read(root / "c.json")

@@ -51,14 +51,31 @@ def say_shape_only(pairs, what, quiet):
               file=sys.stderr)
 
 
+class LabelNotFoundError(InputError):
+    """``--label V`` that no case holds: every case was read for nothing."""
+
+
 def check_label_found(result, label):
     """A ``--label`` value that no case holds is an error naming it, not n=0 later."""
     if label is None or result.failed:
         return
     n_cases = result.read + result.reused
     if n_cases and len(result.empty) == n_cases:
-        raise InputError(f"--label {label}: no case holds label {label} "
-                         f"(all {n_cases} label files have 0 voxels of it)")
+        raise LabelNotFoundError(f"--label {label}: no case holds label {label} "
+                                 f"(all {n_cases} label files have 0 voxels of it)")
+
+
+def say_unmatched(pairs, unmatched, what, quiet):
+    """Say once how many label files had no scores (normal: one fold's predictions against the whole
+    labelsTr) and how many score files without a label were left out (--allow-unmatched)."""
+    if not unmatched or quiet:
+        return
+    label_dirs = {os.path.dirname(pair.labels) for pair in pairs}
+    unused = sum(1 for path in unmatched if os.path.dirname(path) in label_dirs)
+    if unused:
+        print(f"{what}: {unused} label file(s) without scores not used", file=sys.stderr)
+    if len(unmatched) > unused:
+        print(f"{what}: left out {len(unmatched) - unused} score file(s) without a label", file=sys.stderr)
 
 
 def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
@@ -67,13 +84,7 @@ def gather(args, *, store=None, what="stats", keep_stats=True, paired=None):
     Returns the ``BatchResult``.
     """
     pairs, unmatched = paired if paired is not None else pairs_of(args)
-    if unmatched and not args.quiet:
-        label_dirs = {os.path.dirname(pair.labels) for pair in pairs}
-        unused = sum(1 for path in unmatched if os.path.dirname(path) in label_dirs)
-        if unused:
-            print(f"{what}: {unused} label file(s) without scores not used", file=sys.stderr)
-        if len(unmatched) > unused:
-            print(f"{what}: left out {len(unmatched) - unused} score file(s) without a label", file=sys.stderr)
+    say_unmatched(pairs, unmatched, what, args.quiet)
     say_shape_only(pairs, what, args.quiet)
     progress = Progress(len(pairs), what, quiet=args.quiet)
 

@@ -18,7 +18,7 @@ from ..calibration.sets import CalibrationSet
 from ..errors import CalibrationError
 from ..io.groups import read_groups
 from ..store import StatsStore
-from ._cases import gather, pairs_of
+from ._cases import gather, pairs_of, say_unmatched
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
 
 
@@ -145,6 +145,7 @@ def run_stats(args):
     if getattr(args, "scheduler", None):
         raise ValueError("--scheduler: per-class statistics are read here (not yet on a Dask cluster)")
     paired = pairs_of(args)
+    say_unmatched(*paired, "stats", args.quiet)
     if args.overwrite:  # the store and SQLite's journal files beside it
         for suffix in ("", "-wal", "-shm", "-journal"):
             if os.path.lexists(args.store + suffix):

@@ -5,7 +5,7 @@ import sys
 import time
 
 from ..store import StatsStore
-from ._cases import gather, pairs_of
+from ._cases import LabelNotFoundError, gather, pairs_of
 from ._common import add_empty, add_output, add_overwrite, add_quiet, add_reading
 from ._output import refuse_inputs_as_outputs
 from . import _nnunet, _sets
@@ -53,10 +53,17 @@ def run(args):
     paired = pairs_of(args)  # bad folders fail before an old store is removed
     if args.overwrite:
         _remove_store(args.store)
+    created = not os.path.lexists(args.store)
     started = time.perf_counter()
-    with StatsStore(args.store) as store:
-        result = gather(args, store=store, what="stats", keep_stats=False, paired=paired)
-        n_stored = len(store)
+    try:
+        with StatsStore(args.store) as store:
+            result = gather(args, store=store, what="stats", keep_stats=False, paired=paired)
+            n_stored = len(store)
+    except LabelNotFoundError as exc:  # every case read for a label none holds: a store of nothing to resume
+        if created:
+            _remove_store(args.store)
+            raise LabelNotFoundError(f"{exc}; {args.store} not written") from None
+        raise
     elapsed = time.perf_counter() - started
     if not args.quiet:
         mb = result.nbytes / 1e6
