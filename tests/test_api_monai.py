@@ -176,3 +176,18 @@ def test_validation_stats_in_a_monai_loop_equal_direct_calibration():
     stats.reset()
     stats(y_pred=[cases[0][0]], y=[cases[0][1]])
     assert list(stats.get_buffer()) == ["val_00.nii.gz"]
+
+
+def test_lazy_metatensor_keeps_its_pending_operations_as_asdiscrete_does():
+    from monai.transforms import AsDiscrete, Spacing
+
+    img = MetaTensor(torch.rand(1, 16, 16, 8), affine=torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0])),
+                     meta={"filename_or_obj": "lazy.nii.gz"})
+    lazy = Spacing(pixdim=(2.0, 2.0, 2.0), lazy=True)(img)
+    assert len(lazy.pending_operations) == 1
+    mask, reference = CalibratedThreshold(0.5)(lazy), AsDiscrete(threshold=0.5)(lazy)
+    assert len(mask.pending_operations) == len(reference.pending_operations) == 1
+    assert mask.pending_operations is not lazy.pending_operations  # a copy, like applied_operations
+    assert mask.peek_pending_shape() == reference.peek_pending_shape()
+    assert torch.equal(mask.peek_pending_affine(), reference.peek_pending_affine())
+    assert torch.equal(mask.as_tensor(), reference.as_tensor().to(torch.uint8))

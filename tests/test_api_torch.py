@@ -271,7 +271,7 @@ def test_validation_stats_gather_every_process_under_torch_distributed(monkeypat
     theirs.update(*_batch(51), case_ids=["d", "e", "f"])
 
     def all_gather_object(parts, obj):
-        parts[0], parts[1] = obj, {k: v.to_bytes() for k, v in theirs.stats.items()}
+        parts[0], parts[1] = obj, theirs._payload()  # what the other process contributes
 
     monkeypatch.setattr(dist, "is_available", lambda: True)
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
@@ -281,5 +281,221 @@ def test_validation_stats_gather_every_process_under_torch_distributed(monkeypat
     assert mine.get_buffer() == everything and len(mine) == 3  # len: this process's cases
     assert mine.aggregate().threshold == clskern.calibrate(everything, epsilon=0.2, alpha=0.4).threshold
     theirs.update(*_batch(52, b=1), case_ids=["a"])
-    with pytest.raises(clskern.InputError, match="'a' was counted on two processes"):
+    with pytest.raises(clskern.InputError, match=r"'a' was counted on two processes \(ranks 0 and 1\).*even_divisible"):
         mine.get_buffer()
+    # A process with no case of its own records the channel the others read.
+    other = {"stats": theirs}
+
+    def gather_other(parts, obj):
+        parts[0], parts[1] = obj, other["stats"]._payload()
+
+    monkeypatch.setattr(dist, "all_gather_object", gather_other)
+    idle = ValidationStats(epsilon=0.2, alpha=0.4)
+    assert idle.aggregate().reading == {"label": None, "channel": 1}
+    # Default ids carry the rank: unique across processes.
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    idle.update(*_batch(54, b=2))
+    assert list(idle.stats) == ["rank1_case_000000", "rank1_case_000001"]
+    # Processes that read different channels are refused on each.
+    one_channel = ValidationStats()
+    scores, labels = _batch(56, b=1)
+    one_channel.update(scores[:, 1:], labels, case_ids=["u"])  # one channel: channel 0 read
+    other["stats"] = one_channel
+    two_channels = ValidationStats()
+    two_channels.update(*_batch(55, b=1), case_ids=["w"])  # channel 1 read
+    with pytest.raises(clskern.InputError, match=r"processes read different channels \(rank 0: channel 1, rank 1: "
+                                                 r"channel 0\): pass the same ValidationStats\(channel=...\)"):
+        two_channels.aggregate(epsilon=0.3, alpha=0.5)
+
+
+_TWO_RANKS = r"""
+import os, sys
+import torch, torch.distributed as dist, torch.multiprocessing as mp
+
+
+def run(rank, init, out):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    import clskern
+    from clskern.adapters.torch import CalibratedThreshold, ValidationStats
+
+    g = torch.Generator().manual_seed(rank)
+    lines = []
+    uneven = ValidationStats(epsilon=0.3, alpha=0.3)  # rank 1 gets no case
+    if rank == 0:
+        uneven(y_pred=torch.rand(8, 2, 6, 6, 6, generator=g), y=torch.rand(8, 1, 6, 6, 6, generator=g) > 0.7)
+    cal = uneven.aggregate()
+    mask = CalibratedThreshold(cal, batched=False)(torch.rand(2, 6, 6, 6))
+    lines.append(f"uneven {cal.reading['channel']} {cal.n} {tuple(mask.shape)}")
+    plain = ValidationStats()  # default ids on both ranks
+    for _ in range(2):
+        plain(y_pred=torch.rand(2, 2, 6, 6, 6, generator=g), y=torch.rand(2, 1, 6, 6, 6, generator=g) > 0.7)
+    lines.append("ids " + ",".join(sorted(plain.get_buffer())))
+    named = ValidationStats()  # ids given: a clash is still refused
+    named(y_pred=torch.rand(1, 2, 6, 6, 6, generator=g), y=torch.rand(1, 1, 6, 6, 6, generator=g) > 0.7, case_ids=["same"])
+    try:
+        named.get_buffer()
+        lines.append("clash none")
+    except clskern.InputError as e:
+        lines.append("clash " + str(e).split(":")[0])
+    mixed = ValidationStats()  # 2 channels on rank 0, 1 on rank 1: channel 1 and channel 0
+    mixed(y_pred=torch.rand(1, 2 - rank, 6, 6, 6, generator=g), y=torch.rand(1, 1, 6, 6, 6, generator=g) > 0.7,
+          case_ids=[f"m{rank}"])
+    try:
+        mixed.aggregate(epsilon=0.3, alpha=0.5)
+        lines.append("channels none")
+    except clskern.InputError as e:
+        lines.append("channels " + str(e))
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write("\n".join(lines))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    mp.spawn(run, args=(sys.argv[1], sys.argv[2]), nprocs=2)
+"""
+
+
+def test_validation_stats_on_two_gloo_ranks(tmp_path):
+    """Two real processes (gloo, CPU): the channel is gathered, default ids do not clash, given ids still do."""
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    script = tmp_path / "two_ranks.py"
+    script.write_text(_TWO_RANKS)
+    init = (tmp_path / "rendezvous").as_uri()
+    subprocess.run([sys.executable, str(script), init, str(tmp_path)], check=True, timeout=300)
+    ranks = [(tmp_path / f"rank{r}.txt").read_text().splitlines() for r in range(2)]
+    assert ranks[0] == ranks[1]  # every rank builds the same Calibration, and refuses alike
+    lines = ranks[0]
+    assert lines[0] == "uneven 1 8 (1, 6, 6, 6)"  # rank 1 had no case, yet cuts channel 1 as rank 0 read it
+    assert lines[1] == "ids " + ",".join(f"rank{r}_case_00000{i}" for r in range(2) for i in range(4))
+    assert lines[2] == "clash case 'same' was counted on two processes (ranks 0 and 1)"
+    assert lines[3] == ("channels processes read different channels (rank 0: channel 1, rank 1: channel 0): "
+                        "pass the same ValidationStats(channel=...) on every process")
+
+
+def test_mask_dtype_given_any_way_on_tensors_and_arrays():
+    x = torch.rand(2, 6, 6, 4)
+    expected = x >= 0.5
+    for dtype in (torch.float32, np.float32, np.dtype("float32"), "float32", "torch.float32"):
+        t = CalibratedThreshold(0.5, dtype=dtype)
+        as_tensor, as_array = t(x), t(x.numpy())
+        assert as_tensor.dtype == torch.float32 and torch.equal(as_tensor, expected.float())
+        assert as_array.dtype == np.float32 and np.array_equal(as_array, expected.numpy().astype(np.float32))
+    assert CalibratedThreshold(0.5, dtype=torch.bool)(x.numpy()).dtype == np.bool_
+    assert CalibratedThreshold(0.5, dtype="bool")(x).dtype == torch.bool
+    assert CalibratedThreshold(0.5, dtype=np.int64)(x).dtype == torch.int64
+    assert CalibratedThreshold(0.5, dtype="bfloat16")(x).dtype == torch.bfloat16  # tensors only
+    with pytest.raises(clskern.ScoreDtypeError, match="no NumPy equivalent"):
+        CalibratedThreshold(0.5, dtype=torch.bfloat16)(x.numpy())
+    for bad in ("nonsense", object, "U8", torch.complex64, np.complex64, True, 3):
+        with pytest.raises(clskern.ArgumentTypeError, match="dtype"):  # refused when created, not on first use
+            CalibratedThreshold(0.5, dtype=bad)
+    assert repr(CalibratedThreshold(0.5, dtype=torch.float32)) == \
+        "CalibratedThreshold(threshold=0.5, channel=None, dtype=torch.float32)"
+    assert repr(CalibratedThresholdd("pred", 0.5, spatial_dims=3, dtype="float32", allow_missing_keys=True)) == (
+        "CalibratedThresholdd(keys=('pred',), threshold=0.5, channel=None, spatial_dims=3, dtype='float32', "
+        "allow_missing_keys=True)")
+    assert repr(CalibratedThresholdd("pred", 0.5)) == "CalibratedThresholdd(keys=('pred',), threshold=0.5, channel=None)"
+
+
+def test_validation_stats_say_which_shapes_were_expected():
+    scores, labels = _batch(60, b=1)
+    one, label = scores[0], labels[0]  # one case (2, ...) and its label (1, ...), no batch axis
+    with pytest.raises(clskern.InputError, match=r"y_pred holds 2 cases \(a tensor of shape \(2, 24, 20, 16\)\) but y "
+                                                 r"holds 1 .*\(B, C, \*spatial\).*\(C, \*spatial\).*x\[None\]"):
+        ValidationStats()(y_pred=one, y=label)
+    with pytest.raises(clskern.InputError) as info:  # one sigmoid case (1, ...): its labels have the same shape
+        ValidationStats()(y_pred=scores[0, 1:], y=label)
+    message = str(info.value)
+    assert "one case without its batch axis" in message and "x[None]" in message and "one-hot" in message
+    assert "read as C=24 channels of spatial shape (20, 16)" in message and "labels (1, 20, 16) or (20, 16)" in message
+    with pytest.raises(clskern.InputError, match=r"one-hot labels are not supported: pass the lesion channel's labels, "
+                                                 r"y\[:, c:c \+ 1\].*labels \(1, 24, 20, 16\) or \(24, 20, 16\)"):
+        ValidationStats()(y_pred=[one], y=[torch.cat([1 - label, label])])
+
+
+def test_aggregate_uses_the_constructors_alpha_only_for_methods_that_take_one():
+    acc = ValidationStats(epsilon=0.2, alpha=0.5, delta=0.5)
+    acc.update(*_batch(70, b=4))
+    stats = acc.get_buffer()
+    crc = acc.aggregate(method="crc")  # the constructor's alpha and delta are defaults crc has no use for
+    assert crc.method == "crc" and crc.alpha is None and crc.delta is None
+    assert crc.threshold == clskern.calibrate(stats, epsilon=0.2, method="crc").threshold
+    cls = acc.aggregate()
+    assert cls.alpha == 0.5 and cls.delta is None
+    assert cls.threshold == clskern.calibrate(stats, epsilon=0.2, alpha=0.5).threshold
+    assert acc.aggregate(method="cls-pac").delta == 0.5
+    with pytest.raises(clskern.ArgumentError, match="'crc' takes no alpha"):
+        acc.aggregate(method="crc", alpha=0.5)  # given to aggregate itself: still refused
+
+
+_FORK_AFTER_OPENMP = r"""
+import os, sys
+import numpy as np
+import numba
+import clskern.adapters.torch as adapter
+from clskern.adapters.torch import CalibratedThreshold, CalibratedThresholdd, ValidationStats
+
+OpenMPForkError = getattr(adapter, "OpenMPForkError", ValueError)
+
+x = np.random.default_rng(0).random((1, 16, 16, 8), dtype=np.float32)
+scores, labels = np.concatenate([1 - x, x]), (x > 0.7).astype(np.uint8)
+calls = [lambda: CalibratedThreshold(0.5)(x), lambda: CalibratedThresholdd("p", 0.5, channel=0, batched=True)({"p": x[None]}),
+         lambda: ValidationStats()(y_pred=[scores], y=[labels])]
+
+
+def in_child():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        out = []
+        for call in calls:
+            try:
+                call()
+                out.append("ran")
+            except OpenMPForkError as e:
+                out.append("refused" + (" spawn" if "multiprocessing_context=\"spawn\"" in str(e) else "")
+                           + (" workqueue" if "NUMBA_THREADING_LAYER=workqueue" in str(e) else ""))
+        os.write(w, ";".join(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 4096).decode()
+    _, status = os.waitpid(pid, 0)
+    return f"{data} status {status}"
+
+
+print("before", in_child())  # the parent ran no parallel kernel yet: a forked child may
+try:
+    CalibratedThreshold(0.5)(x)
+    layer = numba.threading_layer()
+except Exception as e:  # omp asked for but not installed
+    print("SKIP", e)
+    sys.exit(0)
+from numba.np.ufunc import omppool
+if layer != "omp" or omppool.openmp_vendor != "GNU":
+    print("SKIP", layer)
+    sys.exit(0)
+print("after", in_child())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and GNU OpenMP: Linux")
+def test_a_worker_forked_after_openmp_is_refused_clearly_not_killed(tmp_path):
+    """A real fork after the parent ran the kernels under GNU OpenMP: OpenMPForkError naming the fix."""
+    import os
+
+    pytest.importorskip("numba")
+    script = tmp_path / "fork_after_openmp.py"
+    script.write_text(_FORK_AFTER_OPENMP)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    if "SKIP" in lines:
+        pytest.skip(f"no GNU OpenMP threading layer here: {lines['SKIP']}")
+    assert lines["before"] == "ran;ran;ran status 0"
+    assert lines["after"] == ";".join(["refused spawn workqueue"] * 3) + " status 0"
+    assert issubclass(clskern.adapters.torch.OpenMPForkError, ValueError)

@@ -34,6 +34,19 @@ returned tensor wraps (``torch.from_numpy``). CUDA tensors go to clskern's
 GPU kernels (``backend="cuda"``) when this clskern has them, and are refused
 with a clear error otherwise: a silent device-to-host copy is the expensive
 part.
+
+**DataLoader workers and OpenMP.** clskern's CPU kernels are Numba parallel
+functions. Under Numba's ``omp`` threading layer (GNU OpenMP, the default
+where it is installed), a process forked *after* the parent ran one of them
+cannot run OpenMP again: GNU OpenMP kills it ("fork() called from a process
+already using GNU OpenMP"). That is what happens to ``DataLoader(...,
+num_workers>0)`` workers (forked on Linux) once the main process has run a
+transform or ``ValidationStats``. Use ``multiprocessing_context="spawn"`` (or
+``"forkserver"``) for such loaders, or set ``NUMBA_THREADING_LAYER=workqueue``
+(or ``tbb``) in the environment before clskern is imported. This module
+notices such a fork (``os.register_at_fork``) and the transforms and
+``ValidationStats`` then raise ``OpenMPForkError`` (a ``ValueError``) naming
+the fix, instead of the worker being killed.
 """
 
 from __future__ import annotations
@@ -49,7 +62,8 @@ import numpy as np
 
 from ..apply import apply_threshold
 from ..calibration import calibrate
-from ..errors import ClsKernError, InputError, ScoreDtypeError
+from ..calibration.record import NEEDS as _METHOD_PARAMETERS
+from ..errors import ArgumentTypeError, ClsKernError, InputError, ScoreDtypeError
 from ..volume import volume_stats
 from ._threshold import load_calibration
 
@@ -66,6 +80,84 @@ class DeviceError(ClsKernError):
 
 class AmbiguousLayoutError(InputError):
     """Scores whose shape fits one channel-first case and a batch alike, with nothing saying which."""
+
+
+class OpenMPForkError(ClsKernError):
+    """This process was forked after its parent ran clskern's kernels under GNU OpenMP, which it cannot run again."""
+
+
+# --- Fork after OpenMP -------------------------------------------------------------------------
+# GNU OpenMP cannot be used in a process forked from one that already used it: it kills the child.
+# The hook below runs in every forked child and notes whether the parent had run Numba's parallel
+# kernels under the 'omp' layer (numba.threading_layer() raises ValueError until one has run).
+
+_FORKED_AFTER_OPENMP = False
+
+
+def _note_fork_in_child() -> None:
+    global _FORKED_AFTER_OPENMP
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        layer = numba.threading_layer()
+    except Exception:  # noqa: BLE001 - ValueError: no parallel function ran in the parent yet
+        return
+    if layer != "omp":
+        return
+    vendor = getattr(sys.modules.get("numba.np.ufunc.omppool"), "openmp_vendor", "GNU")
+    if vendor != "Intel":  # Intel's OpenMP runtime survives a fork; GNU's does not
+        _FORKED_AFTER_OPENMP = True
+
+
+if hasattr(os, "register_at_fork"):  # once, at import (POSIX)
+    os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def _refuse_after_openmp_fork(what: str) -> None:
+    if _FORKED_AFTER_OPENMP:
+        raise OpenMPForkError(
+            f"{what} cannot run in this process: it was forked (a DataLoader worker, say) after its parent ran "
+            "clskern's Numba kernels under GNU OpenMP (threading layer 'omp'), and GNU OpenMP kills a forked "
+            "process that uses it again; create the DataLoader with multiprocessing_context=\"spawn\" (or "
+            "\"forkserver\"), or set NUMBA_THREADING_LAYER=workqueue (or tbb) before clskern is imported")
+
+
+def _check_dtype(dtype):
+    """``(dtype, numpy dtype or None)`` for a torch dtype, a NumPy dtype or a name; refused otherwise."""
+    if dtype is None:
+        return None, None
+    torch = sys.modules.get("torch")
+    if isinstance(dtype, str) and dtype.startswith("torch."):
+        dtype = dtype[len("torch."):]
+    if torch is not None and isinstance(dtype, str) and not _numpy_dtype_name(dtype):
+        named = getattr(torch, dtype, None)
+        if isinstance(named, torch.dtype):
+            dtype = named
+    if torch is not None and isinstance(dtype, torch.dtype):
+        try:
+            as_numpy = torch.empty(0, dtype=dtype).numpy().dtype
+        except TypeError:  # bfloat16: no NumPy twin, fine for tensors
+            as_numpy = None
+        if (as_numpy is None and not dtype.is_floating_point) or (as_numpy is not None and as_numpy.kind not in "biuf"):
+            raise ArgumentTypeError(f"dtype {dtype} cannot hold a mask: give a bool, integer or float dtype")
+        return dtype, as_numpy
+    try:
+        as_numpy = np.dtype(dtype)
+    except TypeError:
+        as_numpy = None
+    if as_numpy is None or isinstance(dtype, bool) or as_numpy.kind not in "biuf":
+        raise ArgumentTypeError(f"dtype must be a bool, integer or float dtype: a torch dtype (torch.float32), a NumPy "
+                                f"dtype (np.float32) or its name ('float32'), got {dtype!r}")
+    return dtype, as_numpy
+
+
+def _numpy_dtype_name(name):
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 def _takes_backend(function):
@@ -210,9 +302,12 @@ class CalibratedThreshold(_MonaiWhenImported):
     batched : bool, optional
         Say the layout directly instead: False for one case (MONAI's
         convention for array transforms), True for a batch.
-    dtype : torch.dtype or numpy dtype, optional
-        The mask's dtype. Default uint8 (0/1), written in place with no extra
-        pass; MONAI's ``AsDiscrete`` returns the score dtype, so pass
+    dtype : torch.dtype, numpy dtype or str, optional
+        The mask's dtype, for tensors and arrays alike: ``torch.float32``,
+        ``np.float32`` and ``"float32"`` are the same (a bool, integer or
+        float dtype; anything else is refused here, with
+        ``ArgumentTypeError``). Default uint8 (0/1), written in place with no
+        extra pass; MONAI's ``AsDiscrete`` returns the score dtype, so pass
         ``torch.float32`` to match it (one more pass over the mask).
 
     Call it on one case ``(C, *spatial)`` or a batch ``(B, C, *spatial)``
@@ -224,6 +319,13 @@ class CalibratedThreshold(_MonaiWhenImported):
     ``AmbiguousLayoutError``. The threshold is compared in float64, exactly
     as ``clskern.apply_threshold`` does, so the mask is the one the
     calibration's guarantee speaks about. NaN scores raise ``NaNScoresError``.
+    A ``MetaTensor``'s metadata, applied and pending (lazy) operations are
+    carried over to the mask, as ``AsDiscrete`` does.
+
+    In ``DataLoader`` workers: once the main process has run clskern's
+    kernels under Numba's GNU OpenMP layer, a *forked* worker cannot run them
+    and raises ``OpenMPForkError``; use ``multiprocessing_context="spawn"``
+    or ``NUMBA_THREADING_LAYER=workqueue`` (module docstring).
 
     A ``monai.transforms.Transform`` when MONAI is imported (module docstring).
     """
@@ -242,10 +344,10 @@ class CalibratedThreshold(_MonaiWhenImported):
             raise InputError(f"a calibration with normalize={self.normalize!r} rescales one channel's scores per "
                              "case: pass channel=")
         self.batched, self.spatial_dims = _check_layout(batched, spatial_dims)
-        self.dtype = dtype
+        self.dtype, self._numpy_dtype = _check_dtype(dtype)
 
     def __repr__(self) -> str:
-        layout = "".join(f", {k}={getattr(self, k)!r}" for k in ("spatial_dims", "batched")
+        layout = "".join(f", {k}={getattr(self, k)!r}" for k in ("spatial_dims", "batched", "dtype")
                          if getattr(self, k) is not None)
         return f"CalibratedThreshold(threshold={self.threshold!r}, channel={self.channel!r}{layout})"
 
@@ -309,6 +411,7 @@ class CalibratedThreshold(_MonaiWhenImported):
         array, device = read_in_place(img, name=name)
         if device == "cuda":
             return self._apply(array, name=name, backend="cuda")
+        _refuse_after_openmp_fork("CalibratedThreshold")
         return self._apply(array, name=name)
 
     def _cut_batch(self, img, c, name):
@@ -319,6 +422,7 @@ class CalibratedThreshold(_MonaiWhenImported):
             import torch
 
             return torch.stack([self._cut(img[i, c:c + 1], names[i]) for i in range(b)])
+        _refuse_after_openmp_fork("CalibratedThreshold")
         mask = np.empty((b, 1, *img.shape[2:]), dtype=np.uint8)
         for i in range(b):
             scores, _ = read_in_place(img[i, c:c + 1], name=names[i])
@@ -330,14 +434,23 @@ class CalibratedThreshold(_MonaiWhenImported):
 
     def _wrap(self, mask, source):
         if not _is_tensor(source):
-            return mask if self.dtype is None else mask.astype(self.dtype)
+            if self.dtype is None:
+                return mask
+            if self._numpy_dtype is None:
+                raise ScoreDtypeError(f"dtype={self.dtype} has no NumPy equivalent, so NumPy scores cannot get such a "
+                                      "mask; pass a tensor, or a dtype NumPy has (float32)")
+            return mask.astype(self._numpy_dtype, copy=False)
         import torch
 
         out = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(mask)
         if self.dtype is not None:
-            out = out.to(self.dtype)
+            wanted = self.dtype if isinstance(self.dtype, torch.dtype) else \
+                torch.from_numpy(np.empty(0, dtype=self._numpy_dtype)).dtype
+            out = out.to(wanted)
         if _is_meta_tensor(source):
             out = type(source)(out, meta=dict(source.meta), applied_operations=list(source.applied_operations))
+            for operation in getattr(source, "pending_operations", None) or ():  # lazy resampling, as AsDiscrete keeps
+                out.push_pending_operation(operation)
             out.is_batch = source.is_batch
         return out
 
@@ -378,7 +491,9 @@ class CalibratedThresholdd(_MonaiWhenImported):
                                              batched=batched, dtype=dtype)
 
     def __repr__(self) -> str:
-        return f"CalibratedThresholdd(keys={self.keys!r}, {repr(self.transform)[len('CalibratedThreshold('):]}"
+        inner = repr(self.transform)[len("CalibratedThreshold("):-1]
+        missing = ", allow_missing_keys=True" if self.allow_missing_keys else ""
+        return f"CalibratedThresholdd(keys={self.keys!r}, {inner}{missing})"
 
     def key_iterator(self, data: Mapping[Hashable, Any], *extra_iterables: Iterable[Any]) -> Iterator[Any]:
         """The keys of ``data`` to transform (with items of ``extra_iterables``), as ``MapTransform``'s."""
@@ -441,7 +556,22 @@ class ValidationStats:
     Under ``torch.distributed`` (initialised, several processes), each
     process gathers its own cases and ``get_buffer``/``aggregate``, called on
     every process like MONAI's, gather all of them (``all_gather_object``),
-    so each process calibrates on every case.
+    together with the channel each process read, so each process calibrates
+    on every case and records the same channel, even a process that got no
+    case (processes that read different channels are refused). Default case
+    ids are then ``rank{r}_case_000000``, ... (unique across processes); ids
+    you give, or the file names of ``MetaTensor`` inputs, must be unique across
+    processes, and a case counted on two processes is refused. A
+    ``DistributedSampler`` that pads the dataset to a multiple of the number
+    of processes (MONAI's ``even_divisible=True``, torch's default) repeats
+    cases: refused when they carry ids, counted twice when they get default
+    ids. Use ``monai.data.DistributedSampler(..., even_divisible=False)`` for
+    validation.
+
+    In a ``DataLoader`` worker forked after the main process ran clskern's
+    kernels under GNU OpenMP, ``update`` raises ``OpenMPForkError`` (module
+    docstring); gather statistics in the main process, or use
+    ``multiprocessing_context="spawn"``.
 
     This is not a subclass of ``monai.metrics.Cumulative``: its buffers are
     tensors concatenated along a batch axis, while a case's statistics are
@@ -453,6 +583,8 @@ class ValidationStats:
     """
 
     def __init__(self, *, channel: int | None = None, label: float | None = None, **calibrate_options: Any) -> None:
+        # calibrate_options are defaults: aggregate() drops the constructor's alpha or delta for a method that takes
+        # none (crc), while one given to aggregate() itself is still refused by such a method.
         self.channel = _check_channel(channel)
         self.label = label
         self.options = _calibration_options(calibrate_options, "ValidationStats()")
@@ -474,22 +606,36 @@ class ValidationStats:
 
     def get_buffer(self) -> dict[str, VolumeStats]:
         """``{case_id: VolumeStats}`` of every case so far, on every process under ``torch.distributed``."""
-        torch = sys.modules.get("torch")
-        dist = getattr(torch, "distributed", None)
-        if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
-            return dict(self._stats)
+        return self._gather()[0]
+
+    def _payload(self) -> dict[str, Any]:
+        """What this process contributes to the gather: its cases' statistics and the channel it read."""
+        return {"stats": {k: v.to_bytes() for k, v in self._stats.items()}, "channel": self._channel_read}
+
+    def _gather(self) -> tuple[dict[str, VolumeStats], int | None]:
+        """Every process's cases and the one channel they were read from (this process's alone if not distributed)."""
+        dist = _distributed()
+        if dist is None:
+            return dict(self._stats), self._channel_read
         from ..volume import VolumeStats
 
         parts: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, {k: v.to_bytes() for k, v in self._stats.items()})
-        merged = {}
+        dist.all_gather_object(parts, self._payload())
+        merged: dict[str, VolumeStats] = {}
+        owner: dict[str, int] = {}
         for rank, part in enumerate(parts):
-            for case_id, data in part.items():
+            for case_id, data in part["stats"].items():
                 if case_id in merged:
-                    raise InputError(f"case {case_id!r} was counted on two processes (rank {rank} and another): "
-                                     "give every case to one process only, or distinct case_ids")
-                merged[case_id] = VolumeStats.from_bytes(data)
-        return merged
+                    raise InputError(f"case {case_id!r} was counted on two processes (ranks {owner[case_id]} and "
+                                     f"{rank}): give every case to one process only (a DistributedSampler that pads, "
+                                     "even_divisible=True, repeats cases: use even_divisible=False), or distinct "
+                                     "case_ids")
+                merged[case_id], owner[case_id] = VolumeStats.from_bytes(data), rank
+        read = {rank: part["channel"] for rank, part in enumerate(parts) if part["channel"] is not None}
+        if len(set(read.values())) > 1:
+            raise InputError("processes read different channels (" + ", ".join(f"rank {r}: channel {c}" for r, c in
+                             read.items()) + "): pass the same ValidationStats(channel=...) on every process")
+        return merged, next(iter(read.values()), None)
 
     def __call__(self, y_pred: Any, y: Any = None, case_ids: Sequence[str] | None = None) -> list[VolumeStats]:
         """``update``, named as MONAI's metrics are called."""
@@ -518,7 +664,8 @@ class ValidationStats:
             raise InputError("ValidationStats needs the ground truth: update(y_pred=scores, y=labels)")
         preds, labels = _cases(y_pred, "y_pred"), _cases(y, "y")
         if len(labels) != len(preds):
-            raise InputError(f"y_pred holds {len(preds)} cases but y holds {len(labels)}")
+            raise InputError(f"y_pred holds {len(preds)} cases{_as_read(y_pred)} but y holds {len(labels)}"
+                             f"{_as_read(y)}: {_LAYOUTS}")
         ids = self._ids(preds, case_ids)
         channel = self._channel_read
         done = []
@@ -526,9 +673,7 @@ class ValidationStats:
             spatial = tuple(scores.shape[1:])
             with_channel = tuple(truth.shape) == (1, *spatial)
             if len(scores.shape) < 2 or not with_channel and tuple(truth.shape) != spatial:
-                raise InputError(
-                    f"labels of shape {tuple(truth.shape)} do not match scores of shape {tuple(scores.shape)} "
-                    f"(case {case_id!r}): expected scores (C, *spatial) and labels (1, *spatial) or (*spatial)")
+                raise InputError(_mismatch(scores, truth, case_id, y_pred))
             n = scores.shape[0]
             c = (1 if n > 1 else 0) if self.channel is None else self.channel
             if not -n <= c < n:
@@ -543,6 +688,7 @@ class ValidationStats:
             if "cuda" in (s_device, t_device):
                 done.append(volume_stats(s, t, label=self.label, name=case_id, backend="cuda"))
             else:
+                _refuse_after_openmp_fork("ValidationStats")
                 done.append(volume_stats(s, t, label=self.label, name=case_id))
         for case_id, stats in zip(ids, done):
             self._stats[case_id] = stats
@@ -557,7 +703,9 @@ class ValidationStats:
                 case_ids, from_meta = names, True
         if case_ids is None:
             start = len(self._stats)
-            ids = [f"case_{start + i:06d}" for i in range(len(preds))]
+            dist = _distributed()  # numbered per process: the rank makes them unique across processes
+            prefix = "" if dist is None else f"rank{dist.get_rank()}_"
+            ids = [f"{prefix}case_{start + i:06d}" for i in range(len(preds))]
         else:
             ids = [os.fspath(c) if isinstance(c, os.PathLike) else str(c) for c in case_ids]
             if len(ids) != len(preds):
@@ -574,11 +722,21 @@ class ValidationStats:
 
         ``options`` (``clskern.calibrate``'s keywords: ``epsilon``, ``alpha``,
         ``method`` ...) override those given at construction; ``epsilon``
-        must be given in one place or the other.
+        must be given in one place or the other. The constructor's ``alpha``
+        and ``delta`` are defaults for the methods that take them: with
+        ``ValidationStats(alpha=0.1)``, ``aggregate(method="crc")`` is the
+        crc calibration (no alpha), while ``aggregate(method="crc",
+        alpha=0.1)`` is refused.
         """
-        merged = {**self.options, **_calibration_options(options, "aggregate()")}
+        given = _calibration_options(options, "aggregate()")
+        merged = {**self.options, **given}
         if merged.get("epsilon") is None:
             raise InputError("no epsilon: give ValidationStats(epsilon=...) or aggregate(epsilon=...)")
+        takes = _METHOD_PARAMETERS.get(merged.get("method", "cls"))
+        if takes is not None:
+            for parameter in ("alpha", "delta"):
+                if parameter not in given and parameter not in takes:
+                    merged.pop(parameter, None)  # a constructor default the chosen method has no use for
         return self.calibrate(**merged)
 
     def calibrate(self, *, epsilon: float, **options: Any) -> Calibration:
@@ -588,11 +746,51 @@ class ValidationStats:
         this ``label`` and the channel read), so ``CalibratedThreshold`` cuts
         the same channel.
         """
-        stats = self.get_buffer()
+        stats, channel = self._gather()  # the channel every process read: the same Calibration on each
         if not stats:
             raise InputError("no cases gathered yet: call update() with validation batches first")
         result = calibrate(stats, epsilon=epsilon, **_calibration_options(options, "calibrate()"))
-        return dataclasses.replace(result, reading={"label": self.label, "channel": self._channel_read})
+        return dataclasses.replace(result, reading={"label": self.label, "channel": channel})
+
+
+def _distributed():
+    """``torch.distributed`` when initialised with several processes, else None (torch is never imported here)."""
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    return dist
+
+
+_LAYOUTS = ("y_pred and y are batch-first tensors (B, C, *spatial) and (B, 1, *spatial), or lists of channel-first "
+            "cases (C, *spatial) and (1, *spatial); one case given as a tensor needs its batch axis (x[None]) or a "
+            "list ([x])")
+
+
+def _as_read(x):
+    shape = getattr(x, "shape", None)
+    return "" if isinstance(x, (list, tuple)) or shape is None else f" (a tensor of shape {tuple(shape)})"
+
+
+def _mismatch(scores, truth, case_id, y_pred):
+    """The message for a case whose labels do not fit its scores, saying what was expected."""
+    s, t = tuple(scores.shape), tuple(truth.shape)
+    batch = None if isinstance(y_pred, (list, tuple)) else tuple(y_pred.shape)
+    source = "" if batch is None else f" (y_pred of shape {batch} read as a batch (B, C, *spatial) of {batch[0]})"
+    if len(s) < 2:
+        return f"case {case_id!r}: scores of shape {s}{source} have no channel axis: expected (C, *spatial); {_LAYOUTS}"
+    spatial = s[1:]
+    expected = f"labels (1, {', '.join(map(str, spatial))}) or ({', '.join(map(str, spatial))})"
+    read = f"case {case_id!r}: scores of shape {s}{source} are read as C={s[0]} channels of spatial shape {spatial}"
+    one_hot = (f"one-hot labels are not supported: pass the lesion channel's labels, y[:, c:c + 1] (or a label map "
+               f"with label=), {expected}")
+    if t == s and s[0] > 1:
+        if batch is None:
+            return f"{read}, and the labels have that shape too: {one_hot}"
+        return (f"{read}, and the labels have that shape too: if y_pred is one case without its batch axis, pass "
+                f"y_pred=x[None] (or [x]) and y likewise; if the labels are one-hot (not supported), "
+                f"{one_hot.split(': ', 1)[1]}")
+    hint = "" if batch is None else f"; {_LAYOUTS}"
+    return f"{read}, so labels of shape {t} do not match: expected {expected}{hint}"
 
 
 def _cases(x, what):
