@@ -138,6 +138,7 @@ class StatsStore:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = os.fspath(path)
         self._db = None
+        self._writable = False
         exists = os.path.isfile(self.path) and os.path.getsize(self.path) > 0
         if not create and not exists:
             raise StoreError(f"{self.path}: no statistics store there (run clskern stats first)")
@@ -151,6 +152,7 @@ class StatsStore:
                     self._db = None
             if self._db is None:
                 self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._writable = True
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 if not exists:
@@ -182,8 +184,13 @@ class StatsStore:
     def _close_quietly(self):
         db = getattr(self, "_db", None)
         if db is not None:
-            db.close()
             self._db = None
+            if self._writable:  # back to a plain journal: readers (mode=ro) of a WAL file leave -wal/-shm files
+                try:
+                    db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:  # another connection holds it: it stays WAL, still consistent
+                    pass
+            db.close()
 
     def close(self) -> None:
         """Close the file (committed cases are already on disk)."""

@@ -41,6 +41,23 @@ def test_put_get_load_roundtrip_bit_for_bit(tmp_path):
             store.put("x", "f", b"bytes")
 
 
+def test_reading_a_closed_store_leaves_no_sqlite_side_files(tmp_path):
+    """A store is written in WAL mode; once its writer closes it is a plain file again, so reading it
+    (calibrate, evaluate: read-only) leaves no -wal/-shm files beside it."""
+    path = tmp_path / "s.sqlite"
+    with StatsStore(path) as store:
+        store.put("c0", "fp0", _stats(0, "c0"))
+        assert store._query("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sorted(os.listdir(tmp_path)) == ["s.sqlite"]
+    with StatsStore(path, create=False) as store:
+        assert store.get("c0") == _stats(0, "c0")
+    assert sorted(os.listdir(tmp_path)) == ["s.sqlite"]
+    with StatsStore(path) as store:  # resumed: WAL again while open
+        store.put("c1", "fp1", _stats(1, "c1"))
+        assert len(store) == 2
+    assert sorted(os.listdir(tmp_path)) == ["s.sqlite"]
+
+
 def test_foreign_and_missing_stores_are_refused(tmp_path):
     with pytest.raises(StoreError, match="no statistics store"):
         StatsStore(tmp_path / "none.sqlite", create=False)
