@@ -202,7 +202,7 @@ def test_ctrl_c_keeps_finished_cases_and_resumes(root, capsys, monkeypatch):
 
     monkeypatch.setattr(clskern.volume, "volume_stats", interrupted)
     assert main([str(a) for a in stats(root)]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert "interrupted (the cases stored so far are kept: run it again to resume)" in capsys.readouterr().err
     with StatsStore(root / "st.sqlite") as st:
         assert st.case_ids() == ["ok0", "ok1"]
     monkeypatch.setattr(clskern.volume, "volume_stats", real)
@@ -374,3 +374,26 @@ def test_apply_failing_late_leaves_no_mask_and_keeps_older_ones(root, capsys):
     line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks, "--overwrite", "-q")
     assert "ok4" in line and "NaN" in line
     assert {name: (masks / name).read_bytes() for name in os.listdir(masks)} == before
+
+
+def test_ctrl_c_in_apply_leaves_no_mask_and_says_so(root, capsys, monkeypatch):
+    import clskern.cli.apply as cli_apply
+
+    assert main([str(a) for a in stats(root)]) == 0
+    cal = root / "cal.json"
+    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
+                 "-o", str(cal), "-q"]) == 0
+    real, calls = cli_apply.apply_threshold, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_apply, "apply_threshold", interrupted)
+    capsys.readouterr()
+    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(root / "m"),
+                 "-q"]) == 130
+    assert "interrupted (no mask written" in capsys.readouterr().err
+    assert not (root / "m").exists()

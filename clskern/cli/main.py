@@ -83,6 +83,14 @@ def _describe(exc):
     return " ".join(text.split())
 
 
+# What a Ctrl-C leaves, by subcommand (the others write their one output atomically: nothing).
+INTERRUPTED = {
+    "stats": "the cases stored so far are kept: run it again to resume",
+    "apply": "no mask written: masks are moved into place only when every case is done",
+    "demo": "the demo's folder is incomplete: run it again with --overwrite",
+}
+
+
 def _say(line):
     """Print one line on stderr, whatever bytes a file name holds."""
     stream = sys.stderr
@@ -114,7 +122,7 @@ def main(argv=None):
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
-        _say(f"\n{prog}: interrupted (finished work is kept; run it again to resume)")
+        _say(f"\n{prog}: interrupted ({INTERRUPTED.get(args.command, 'nothing written')})")
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line
         if args.debug:
