@@ -1,6 +1,8 @@
 """nnU-Net as users have it: a results folder of 5 folds, one fold against the full labelsTr, masks named once."""
 
+import dataclasses
 import json
+import os
 import shutil
 
 import nibabel as nib
@@ -9,9 +11,17 @@ import pytest
 from nnunet_files import write_nnunet_case
 
 import clskern
-from clskern.adapters.nnunet import apply_folder, calibrate_folder, results_folder
-from clskern.cli.main import main
+from clskern.adapters._threshold import load_calibration
+from clskern.adapters.nnunet import (
+    apply_folder,
+    calibrate_folder,
+    default_output,
+    results_folder,
+)
+from clskern.calibration.record import Calibration
+from clskern.calibration.sets import CalibrationSet, read_calibration_file
 from clskern.class_store import ClassStatsStore
+from clskern.cli.main import main
 from clskern.io.errors import PairingError
 from clskern.store import StatsStore
 from clskern.synthetic import synthetic_case
@@ -66,6 +76,7 @@ def test_results_folder_pools_every_fold(tree):
     calibration = calibrate_folder(cv, epsilon=0.2, alpha=0.3)
     expected = clskern.calibrate(expected_stats(cases), epsilon=0.2, alpha=0.3)
     assert calibration.threshold == expected.threshold and calibration.n == expected.n
+    assert calibration.reading == {"label": 1, "channel": 1}  # dataset.json's one class, recorded for apply
     with pytest.raises(FileNotFoundError, match="nnUNetTrainer__nnUNetPlans__2d"):
         results_folder(results, 42, "2d")
     with pytest.raises(clskern.InputError, match="Dataset007_"):
@@ -93,7 +104,7 @@ def test_cli_stats_on_the_results_folder(tree, tmp_path, capsys):
 
 
 def test_one_fold_against_the_full_labels_tr(tree, tmp_path, capsys):
-    results, labels_tr, cases = tree
+    results, labels_tr, _ = tree
     validation = results / "Dataset042_Lesion" / MODEL / "fold_0" / "validation"
     code, _, err = run_cli(capsys, "stats", "--scores", validation, "--labels", labels_tr, "-o", tmp_path / "f0.sqlite")
     assert code == 0, err
@@ -129,17 +140,26 @@ def test_a_case_in_two_folds_is_refused(tree, tmp_path, capsys):
     assert not (tmp_path / "s.sqlite").exists()
 
 
-def test_dataset_json_with_several_labels_gathers_every_class(tree, tmp_path, capsys):
+def _three_classes(tree):
+    """The tree's model as a 3-class softmax dataset (core = label 1, rim = label 2): ``{case: (probs, labels)}``."""
     results, labels_tr, cases = tree
     model = results / "Dataset042_Lesion" / MODEL
     (model / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "core": 1, "rim": 2}}))
+    out = {}
     for case_id, (scores, labels) in cases.items():  # three softmax channels; label 2 a part of each lesion
         validation = model / f"fold_{int(case_id[-3:]) % 5}" / "validation"
-        probabilities = np.stack([1 - scores, scores * 0.6, scores * 0.4]).transpose(0, 3, 2, 1)
-        np.savez_compressed(validation / f"{case_id}.npz", probabilities=probabilities)
+        probabilities = np.stack([1 - scores, scores * 0.6, scores * 0.4])
+        np.savez_compressed(validation / f"{case_id}.npz", probabilities=probabilities.transpose(0, 3, 2, 1))
         rim = labels.copy()
         rim[: SHAPE[0] // 2][rim[: SHAPE[0] // 2] > 0] = 2
         nib.save(nib.Nifti1Image(rim, AFFINE), labels_tr / f"{case_id}.nii.gz")
+        out[case_id] = (probabilities, rim)
+    return model, out
+
+
+def test_dataset_json_with_several_labels_gathers_every_class(tree, tmp_path, capsys):
+    results, _, _ = tree
+    model, _ = _three_classes(tree)
     store = tmp_path / "classes.sqlite"
     code, _, err = run_cli(capsys, "stats", "--nnunet-results", results, "--dataset", 42,
                            "--configuration", "3d_fullres", "-o", store)
@@ -181,8 +201,9 @@ def test_mask_names_equal_between_cli_and_python(tree, tmp_path, capsys):
     assert sorted(cli) == sorted(python) == ["LES_001.nii.gz", "LES_006.nii.gz"]
     assert all(np.array_equal(cli[n], python[n]) for n in cli)
     assert sorted(written) == ["LES_001", "LES_006"]
-    default = apply_folder(path, validation)
-    assert default["LES_001"] == str(validation.parent / "validation_clskern" / "LES_001.nii.gz")
+    with pytest.raises(clskern.InputError, match="inside nnU-Net's results tree"):  # no default guessed there
+        apply_folder(path, validation)
+    assert not (validation.parent / "validation_clskern").exists()
 
 
 BAD = {
@@ -217,3 +238,167 @@ def _threshold_file(tmp_path):
     path = tmp_path / "cal.json"
     path.write_text(clskern.calibrate(stats, epsilon=0.3, alpha=0.5).to_json())
     return path
+
+
+def test_calibrate_folder_calibrates_each_class_of_dataset_json(tree, tmp_path, capsys):
+    """Several classes in dataset.json: each class on its own channel and label, as the CLI does; not channel 1
+    against every label > 0."""
+    results, _, _ = tree
+    model, cases = _three_classes(tree)
+    cv = results_folder(results, 42, "3d_fullres")
+    calibrations = calibrate_folder(cv, epsilon=0.3, alpha=0.5)
+    assert isinstance(calibrations, CalibrationSet) and calibrations.names == ["core", "rim"]
+    assert calibrations.classes == {"core": (1, (1,)), "rim": (2, (2,))}
+    rim = {c: clskern.volume_stats(p[2], y, label=2, name=c) for c, (p, y) in cases.items()}
+    assert calibrations["rim"].threshold == clskern.calibrate(rim, epsilon=0.3, alpha=0.5).threshold
+    assert calibrations["rim"].reading == {"label": None, "channel": 2}
+    assert calibrations["core"].reading == {"label": None, "channel": 1}
+    store = tmp_path / "classes.sqlite"  # the CLI's calibration per class is the same
+    assert run_cli(capsys, "stats", "--nnunet-results", results, "--dataset", 42, "--configuration", "3d_fullres",
+                   "-o", store, "-q")[0] == 0
+    assert run_cli(capsys, "calibrate", "--store", store, "--dataset-json", model / "dataset.json", "--epsilon", 0.3,
+                   "--alpha", 0.5, "-o", tmp_path / "cli.json", "-q")[0] == 0
+    cli = read_calibration_file(tmp_path / "cli.json")
+    assert {n: c.threshold for n, c in cli.calibrations.items()} == {
+        n: c.threshold for n, c in calibrations.calibrations.items()}
+    assert CalibrationSet.from_json(calibrations.to_json()).names == ["core", "rim"]  # a file clskern apply reads
+    one = calibrate_folder(cv, epsilon=0.3, alpha=0.5, label=2)  # one class picked: its channel, not channel 1
+    assert isinstance(one, Calibration) and one.reading == {"label": 2, "channel": 2}
+    assert one.threshold == calibrations["rim"].threshold
+    assert calibrate_folder(cv, epsilon=0.3, alpha=0.5, channel=1).reading == {"label": 1, "channel": 1}
+    with pytest.raises(clskern.InputError, match="no class with channel=3"):
+        calibrate_folder(cv, epsilon=0.3, alpha=0.5, channel=3)
+
+
+def test_apply_folder_cuts_the_calibrated_channel_with_its_normalize(tree, tmp_path, capsys):
+    model, cases = _three_classes(tree)
+    validation = model / "fold_1" / "validation"  # LES_001, LES_006
+    rim = {c: clskern.volume_stats(p[2], y, label=2, name=c) for c, (p, y) in cases.items()}
+    for normalize in ("none", "minmax"):
+        calibration = dataclasses.replace(clskern.calibrate(rim, epsilon=0.3, alpha=0.5, normalize=normalize),
+                                          reading={"label": 2, "channel": 2})
+        path = tmp_path / f"{normalize}.json"
+        path.write_text(calibration.to_json())
+        written = apply_folder(path, validation, output=tmp_path / f"py_{normalize}")
+        for case_id in ("LES_001", "LES_006"):
+            expected = clskern.apply_threshold(cases[case_id][0][2], calibration.threshold, normalize=normalize)
+            assert np.array_equal(np.asarray(nib.load(written[case_id]).dataobj), expected), (normalize, case_id)
+        code, _, err = run_cli(capsys, "apply", "--calibration", path, "--scores", validation,
+                               "-o", tmp_path / f"cli_{normalize}", "-q")
+        assert code == 0, err
+        cli, python = _masks(tmp_path / f"cli_{normalize}"), _masks(tmp_path / f"py_{normalize}")
+        assert sorted(cli) == sorted(python) and all(np.array_equal(cli[n], python[n]) for n in cli)
+    assert apply_folder(calibration, validation, output=tmp_path / "again", channel=2)  # the same channel: fine
+    with pytest.raises(clskern.InputError, match="calibrated on channel 2, but channel=1"):
+        apply_folder(calibration, validation, output=tmp_path / "other", channel=1)
+    assert not (tmp_path / "other").exists()
+
+
+def test_apply_folder_writes_the_label_map_of_a_calibration_per_class(tree, tmp_path, capsys):
+    results, _, _ = tree
+    model, _ = _three_classes(tree)
+    validation = model / "fold_1" / "validation"
+    calibrations = calibrate_folder(results_folder(results, 42, "3d_fullres"), epsilon=0.3, alpha=0.5)
+    path = tmp_path / "classes.json"
+    path.write_text(calibrations.to_json())
+    code, _, err = run_cli(capsys, "apply", "--calibration", path, "--scores", validation, "-o", tmp_path / "cli", "-q")
+    assert code == 0, err
+    for given in (calibrations, path):
+        out = tmp_path / f"py_{type(given).__name__}"
+        written = apply_folder(given, validation, output=out)
+        cli, python = _masks(tmp_path / "cli"), _masks(out)
+        assert sorted(written) == ["LES_001", "LES_006"] and sorted(cli) == sorted(python)
+        assert all(np.array_equal(cli[n], python[n]) for n in cli)
+        assert set(np.unique(python["LES_001.nii.gz"])) <= {0, 1, 2}
+    with pytest.raises(clskern.InputError, match="a calibration per class .* channel= does not apply"):
+        apply_folder(path, validation, output=tmp_path / "x", channel=2)
+    with pytest.raises(clskern.InputError, match=r"classes.json: a calibration per class \(core, rim\)"):
+        load_calibration(path)  # the adapters that take one threshold refuse a set by name, not "format version 1"
+
+
+def _flip_a_data_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the deflated member: found only when the voxels are read
+    path.write_bytes(bytes(data))
+
+
+CORRUPT = {
+    "NaN": lambda f: np.savez_compressed(f, probabilities=np.full((2, 10, 14, 16), np.nan, np.float32)),
+    "CRC": _flip_a_data_byte,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPT))
+def test_apply_folder_writes_every_mask_or_none(tree, tmp_path, damage):
+    results, _, _ = tree
+    validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"  # LES_001 (good), then LES_006
+    out = tmp_path / "masks"
+    first = apply_folder(0.5, validation, output=out)
+    before = {n: p.read_bytes() for n, p in ((n, out / n) for n in os.listdir(out))}
+    CORRUPT[damage](validation / "LES_006.npz")
+    with pytest.raises((clskern.InputError, OSError)):
+        apply_folder(0.3, validation, output=out, overwrite=True)
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before  # older masks kept, nothing new
+    with pytest.raises((clskern.InputError, OSError)):
+        apply_folder(0.3, validation, output=tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
+    assert sorted(first) == ["LES_001", "LES_006"]
+
+
+def test_a_case_with_only_nnunets_segmentation_is_refused(tree, tmp_path):
+    results, _, _ = tree
+    validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"
+    (validation / "LES_006.npz").unlink()
+    (validation / "LES_006.pkl").unlink()  # LES_006.nii.gz stays: predicted without --save_probabilities
+    with pytest.raises(PairingError, match=r"LES_006\.nii\.gz.*nnUNetv2_predict with --save_probabilities"):
+        apply_folder(0.5, validation, output=tmp_path / "masks")
+    assert not (tmp_path / "masks").exists()
+
+
+def test_no_default_output_inside_nnunet_results(tree, tmp_path, monkeypatch):
+    results, _, _ = tree
+    model = results / "Dataset042_Lesion" / MODEL
+    with pytest.raises(clskern.InputError, match="inside nnU-Net's results tree"):
+        default_output(model / "fold_0" / "validation")
+    elsewhere = results / "Dataset042_Lesion" / "predictions_test"  # not a model folder, but inside $nnUNet_results
+    elsewhere.mkdir()
+    monkeypatch.setenv("nnUNet_results", str(results))
+    with pytest.raises(clskern.InputError, match="inside nnU-Net's results tree"):
+        default_output(elsewhere)
+    assert default_output(tmp_path / "predictions") == str(tmp_path / "predictions_clskern")
+
+
+def test_folds_asked_twice_missing_or_unfinished(tree, tmp_path, capsys):
+    results, _, _ = tree
+    model = results / "Dataset042_Lesion" / MODEL
+    with pytest.raises(clskern.InputError, match="fold 0 asked twice"):
+        results_folder(results, 42, "3d_fullres", folds=[0, 0])
+    with pytest.raises(PairingError, match=r"no fold 7 \(fold_N there: 0, 1, 2, 3, 4\)"):
+        results_folder(results, 42, "3d_fullres", folds=[1, 7])
+    (model / "fold_5").mkdir()  # training not finished: no validation/ yet
+    (model / "fold_5" / "checkpoint_latest.pth").write_bytes(b"")
+    with pytest.raises(PairingError, match=r"fold 5 has no validation/ folder: training not finished, or run "
+                                           r"nnUNetv2_train Dataset042_Lesion 3d_fullres 5 --val --npz"):
+        results_folder(results, 42, "3d_fullres")
+    assert sorted(results_folder(results, 42, "3d_fullres", folds=[0, 1]).folds) == [0, 1]
+    base = ("stats", "--nnunet-results", results, "--dataset", 42, "--configuration", "3d_fullres")
+    for extra, message in ((("--folds", 0, 0), "fold 0 asked twice"),
+                           (("--folds", 0, "--allow-unmatched"), "--allow-unmatched"),
+                           (("--folds", 5), "fold 5 has no validation/ folder")):
+        code, _, err = run_cli(capsys, *base, *extra, "-o", tmp_path / "s.sqlite")
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert code == 1 and len(lines) == 1 and message in lines[0], (extra, err)
+        assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_segmentation_given_as_scores_says_so(tree, tmp_path, capsys):
+    results, _, _ = tree
+    validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"
+    segmentations = tmp_path / "segmentations"  # nnUNetv2_predict without --save_probabilities
+    segmentations.mkdir()
+    for case_id in ("LES_001", "LES_006"):
+        shutil.copy(validation / f"{case_id}.nii.gz", segmentations)
+    code, _, err = run_cli(capsys, "apply", "--calibration", _threshold_file(tmp_path), "--scores", segmentations,
+                           "-o", tmp_path / "masks")
+    assert code == 1 and "holds uint8 values, not float scores" in err, err
+    assert "(a segmentation? nnU-Net writes probabilities with --save_probabilities)" in err

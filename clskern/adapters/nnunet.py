@@ -10,10 +10,22 @@ trained model's cross-validation predictions in ``nnUNet_results`` as nnU-Net
 lays them out (``DatasetXXX_Name/TRAINER__PLANS__CONFIGURATION/fold_F/validation``,
 written with ``--npz``) and pools every fold's cases, as nnU-Net's own
 cross-validation does; ``calibrate_folder`` takes it in place of a folder.
+When ``dataset.json`` (the model folder's copy, else the one beside
+``labelsTr``) names several classes or regions and neither ``channel`` nor
+``label`` picks one, every class is calibrated, each on its own channel and
+label values (a ``CalibrationSet``, as ``clskern calibrate --dataset-json``
+writes); a single calibration records the channel and label it read
+(``Calibration.reading``).
+
 ``apply_folder`` cuts every ``CASE.npz`` of a prediction folder at the
-threshold and writes ``CASE.nii.gz`` (the name ``clskern apply`` writes) with
-the geometry of ``CASE.pkl`` into a folder of its own, by default the sibling
-``<predictions>_clskern``: never inside nnU-Net's folders unless asked.
+threshold, on the channel the calibration recorded and with its
+``normalize``, and writes ``CASE.nii.gz`` (the name ``clskern apply``
+writes) with the geometry of ``CASE.pkl`` into a folder of its own, all
+masks or none; a calibration per class writes nnU-Net's label map. The
+default folder is the sibling ``<predictions>_clskern``, except inside an
+nnU-Net results tree (``$nnUNet_results``, a ``nnUNet_results`` folder or a
+``TRAINER__PLANS__CONFIGURATION`` model folder, as ``fold_N/validation``),
+where the output must be named: never inside nnU-Net's folders unless asked.
 
 Every ``CASE.npz`` is checked against its label through ``CASE.pkl`` (read
 with an allow-list, never running code): the geometry there must match the
@@ -29,13 +41,15 @@ from dataclasses import dataclass, field
 
 from ..apply import apply_threshold
 from ..calibration import calibrate
+from ..classes import apply_classes, classes_from_dataset_json
 from ..errors import InputError
-from ..io import collect_stats, find_files, pair_cases
+from ..io import collect_stats, find_files, pair_cases, split_suffix
+from ..io._atomic import StagedFolder
 from ..io.cases import LABEL_SUFFIXES, CasePair, read_case_scores
 from ..io.errors import PairingError
 from ..io.masks import check_inputs, resolve_geometry, save_mask
 from ..store import StatsStore
-from ._threshold import load_threshold
+from ._threshold import load_calibration, load_calibration_or_set
 
 OUTPUT_SUFFIX = "_clskern"  # apply_folder's default output: the predictions folder's sibling
 
@@ -103,6 +117,29 @@ def _dataset_name(results, dataset):
     return found[0]
 
 
+def _train_command(dataset, configuration, fold, trainer, plans):
+    extra = ("" if trainer == "nnUNetTrainer" else f" -tr {trainer}") + ("" if plans == "nnUNetPlans" else f" -p {plans}")
+    return f"nnUNetv2_train {dataset} {configuration} {fold}{extra} --val --npz"
+
+
+def _check_folds(folds, present, model):
+    """``folds`` as a list of ints: each at most once and each a ``fold_N`` of ``model``."""
+    asked = []
+    for fold in folds:
+        if isinstance(fold, bool) or not isinstance(fold, (int, str)) or not str(fold).isdigit():
+            raise InputError(f"fold {fold!r}: expected a fold number (0, 1, ...)")
+        fold = int(fold)
+        if fold in asked:
+            raise InputError(f"fold {fold} asked twice (folds {', '.join(map(str, folds))}): each fold's cases "
+                             "are pooled once")
+        asked.append(fold)
+    missing = [fold for fold in asked if fold not in present]
+    if missing:
+        raise PairingError(f"{model}: no fold {', '.join(map(str, missing))} (fold_N there: "
+                           f"{', '.join(map(str, present)) or 'none'})")
+    return asked
+
+
 def results_folder(results, dataset, configuration, *, trainer="nnUNetTrainer", plans="nnUNetPlans", folds=None):
     """A trained model's validation predictions in nnU-Net's results layout, every fold pooled.
 
@@ -116,6 +153,7 @@ def results_folder(results, dataset, configuration, *, trainer="nnUNetTrainer", 
         As given to ``nnUNetv2_train`` (``3d_fullres``, ``nnUNetTrainer``, ``nnUNetPlans``).
     folds : iterable of int, optional
         Default: every ``fold_N`` there (``fold_all`` is trained on every case: it has no validation).
+        Each at most once, each a ``fold_N`` folder of the model.
 
     Returns
     -------
@@ -125,9 +163,13 @@ def results_folder(results, dataset, configuration, *, trainer="nnUNetTrainer", 
 
     Raises
     ------
+    InputError
+        A fold asked twice.
     PairingError
-        A fold without ``.npz`` predictions, or a case in two folds (the folds
-        of one cross-validation are disjoint).
+        A fold asked that is not there (the folds there named), a fold
+        without ``validation/`` (training not finished) or without ``.npz``
+        predictions, or a case in two folds (the folds of one
+        cross-validation are disjoint).
     """
     results = os.fspath(results)
     if not os.path.isdir(results):
@@ -138,19 +180,26 @@ def results_folder(results, dataset, configuration, *, trainer="nnUNetTrainer", 
         there = sorted(os.listdir(os.path.join(results, name)))
         raise FileNotFoundError(2, f"no model {trainer}__{plans}__{configuration} (there: {', '.join(there) or 'none'})",
                                 model)
+    present = sorted(int(n[5:]) for n in os.listdir(model)
+                     if re.fullmatch(r"fold_\d+", n) and os.path.isdir(os.path.join(model, n)))
     if folds is None:
-        folds = sorted(int(n[5:]) for n in os.listdir(model)
-                       if re.fullmatch(r"fold_\d+", n) and os.path.isdir(os.path.join(model, n)))
-        if not folds:
+        if not present:
             raise PairingError(f"{model}: no fold_N folders (train with nnUNetv2_train ... FOLD --npz)")
+        folds, picked = present, False
+    else:
+        folds, picked = _check_folds(list(folds), present, model), True
     found, cases, fold_of = {}, {}, {}
     for fold in folds:
         validation = os.path.join(model, f"fold_{fold}", "validation")
+        if not os.path.isdir(validation):
+            raise PairingError(f"{model}: fold {fold} has no validation/ folder: training not finished, or run "
+                               + _train_command(name, configuration, fold, trainer, plans)
+                               + ("" if picked else " (pick the finished folds)"))
         try:
             npz = find_files(validation, (".npz",), "nnU-Net probabilities")
         except PairingError:
-            raise PairingError(f"{validation}: no CASE.npz (train with --npz, or run nnUNetv2_train ... "
-                               "--val --npz)") from None
+            raise PairingError(f"{validation}: no CASE.npz (train with --npz, or run "
+                               f"{_train_command(name, configuration, fold, trainer, plans)})") from None
         found[fold] = validation
         for case_id, path in npz.items():
             if case_id in cases:
@@ -178,9 +227,50 @@ def results_pairs(results, labels):
     return pairs, unused
 
 
+def _dataset_json_beside(labels_folder):
+    beside = os.path.join(os.path.dirname(os.path.abspath(os.fspath(labels_folder))), "dataset.json")
+    return beside if os.path.isfile(beside) else None
+
+
+def _describe(classes):
+    return ", ".join(f"{name} (channel {channel}, label {'/'.join(f'{v:g}' for v in values)})"
+                     for name, (channel, values) in classes.items())
+
+
+def _what_to_read(dataset_json, channel, label):
+    """``("one", channel, label)`` or ``("classes", classes, regions_class_order)``: what ``calibrate_folder`` reads.
+
+    Without ``dataset.json``: ``channel`` (default 1) against ``label`` (default
+    every label > 0). With it, ``channel`` and ``label`` both given are taken as
+    given; neither given: every class when it names several, else its one
+    class; one given: the class it names (refused when none does).
+    """
+    if dataset_json is None:
+        return "one", 1 if channel is None else channel, label
+    if channel is not None and label is not None:
+        return "one", channel, label
+    classes, order = classes_from_dataset_json(dataset_json)
+    if channel is None and label is None:
+        if len(classes) > 1:
+            return "classes", classes, order
+        picked = list(classes)
+    else:
+        picked = [name for name, (c, values) in classes.items()
+                  if (channel is None or c == channel) and (label is None or tuple(values) == (label,))]
+        if not picked:
+            asked = f"channel={channel}" if channel is not None else f"label={label!r}"
+            raise InputError(f"{os.fspath(dataset_json)}: no class with {asked} (its classes: {_describe(classes)}); "
+                             "give channel= and label= of one class, or neither to calibrate every class")
+    name = picked[0]
+    c, values = classes[name]
+    if len(values) == 1:
+        return "one", c, values[0]
+    return "classes", {name: classes[name]}, None if order is None else [order[list(classes).index(name)]]
+
+
 def calibrate_folder(predictions, labels=None, *, epsilon, alpha=None, method="cls", delta=None, empty="skip",
-                     channel=1, label=None, store=None, jobs=1):
-    """Calibrate a threshold from nnU-Net probabilities and ground truth.
+                     channel=None, label=None, dataset_json=None, store=None, jobs=1):
+    """Calibrate a threshold from nnU-Net probabilities and ground truth, one class or each class.
 
     Parameters
     ----------
@@ -194,34 +284,86 @@ def calibrate_folder(predictions, labels=None, *, epsilon, alpha=None, method="c
         predictions are left out, predictions without labels are an error.
         With ``Results``, default ``$nnUNet_raw/DatasetXXX_Name/labelsTr``.
     epsilon, alpha, method, delta, empty
-        As in ``clskern.calibrate``.
-    channel : int
-        The lesion class in the probabilities (0 is background).
+        As in ``clskern.calibrate`` (``epsilon`` may be ``{class: epsilon}``
+        when every class is calibrated).
+    channel : int, optional
+        The class's channel in the probabilities (0 is background).
     label : number, optional
-        The lesion label value in multi-label ``labelsTr`` masks (default:
-        every label > 0).
+        The class's label value in multi-label ``labelsTr`` masks.
+    dataset_json : str or os.PathLike, optional
+        nnU-Net's ``dataset.json``, which names the classes (default: the
+        model folder's copy for ``Results``, else the one beside ``labelsTr``,
+        as nnU-Net keeps it in ``nnUNet_raw``). Without one, ``channel``
+        defaults to 1 and ``label`` to every label > 0. With one, and neither
+        ``channel`` nor ``label`` given, every class it names is calibrated
+        (each its own channel and label values, as ``clskern stats
+        --dataset-json`` reads them); one of them given picks the class it
+        names (a softmax dataset's label 2 is channel 2).
     store : str or os.PathLike, optional
         A statistics store to fill and resume from (``clskern stats``'s
-        format): re-running reads only new or changed cases.
+        format; per class, ``ClassStatsStore``'s): re-running reads only new
+        or changed cases.
     jobs : int
         Reader threads.
 
     Returns
     -------
-    Calibration
+    Calibration or CalibrationSet
+        One class: a ``Calibration`` whose ``reading`` records the label and
+        channel read (``apply_folder`` cuts that channel). Several classes: a
+        ``CalibrationSet`` (``by="class"``, family ``"none"``: each class its
+        own guarantee) with ``calibrations[name]`` each class's
+        ``Calibration``; ``to_json()`` writes the file ``clskern apply``
+        reads, and ``apply_folder`` writes nnU-Net's label map from it.
     """
+    import dataclasses
+
     if isinstance(predictions, Results):
-        pairs, _ = results_pairs(predictions, predictions.labels_folder(labels))
+        labels = predictions.labels_folder(labels)
+        pairs, _ = results_pairs(predictions, labels)
+        if dataset_json is None:
+            dataset_json = predictions.dataset_json_for(labels)
     elif labels is None:
         raise InputError("calibrate_folder: give the labelsTr folder (labels=...)")
     else:
         pairs = _pairs(predictions, labels)
+    if dataset_json is None:
+        dataset_json = _dataset_json_beside(labels)
+    kind, *what = _what_to_read(dataset_json, channel, label)
+    if kind == "classes":
+        return _calibrate_classes(pairs, *what, epsilon=epsilon, alpha=alpha, method=method, delta=delta,
+                                  empty=empty, store=store, jobs=jobs)
+    channel, label = what
     if store is None:
         result = collect_stats(pairs, label=label, channel=channel, empty=empty, jobs=jobs)
     else:
         with StatsStore(store) as s:
             result = collect_stats(pairs, store=s, label=label, channel=channel, empty=empty, jobs=jobs)
-    return calibrate(result.stats, epsilon=epsilon, alpha=alpha, method=method, delta=delta, empty=empty)
+    calibration = calibrate(result.stats, epsilon=epsilon, alpha=alpha, method=method, delta=delta, empty=empty)
+    return dataclasses.replace(calibration, reading={"label": label, "channel": channel})
+
+
+def _calibrate_classes(pairs, classes, order, *, epsilon, alpha, method, delta, empty, store, jobs):
+    import dataclasses
+
+    from ..calibration.sets import CalibrationSet
+    from ..class_store import ClassStatsStore
+    from ..io.class_batch import collect_class_stats
+
+    if store is None:
+        result = collect_class_stats(pairs, classes, regions_class_order=order, empty=empty, jobs=jobs)
+    else:
+        with ClassStatsStore(store) as s:
+            result = collect_class_stats(pairs, classes, regions_class_order=order, store=s, empty=empty, jobs=jobs)
+    calibrations = calibrate(result.stats, epsilon=epsilon, alpha=alpha, method=method, delta=delta, empty=empty,
+                             family="none")
+    calibrations = {name: dataclasses.replace(c, reading={"label": None, "channel": classes[name][0]})
+                    for name, c in calibrations.items()}
+    if len(calibrations) == 1:  # one region of several label values
+        return next(iter(calibrations.values()))
+    first = next(iter(calibrations.values()))
+    return CalibrationSet(by="class", calibrations=calibrations, family="none", alpha=first.alpha, delta=first.delta,
+                          classes=dict(classes), regions_class_order=order)
 
 
 def _pairs(predictions, labels):
@@ -242,30 +384,136 @@ def _inside(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _model_folder(name):
+    """Whether a folder name is nnU-Net's ``TRAINER__PLANS__CONFIGURATION``."""
+    parts = name.split("__")
+    return len(parts) == 3 and all(parts)
+
+
+def results_tree(path):
+    """The nnU-Net results folder that ``path`` lies in, or None.
+
+    ``path`` is inside one when ``$nnUNet_results`` holds it, or when a
+    folder on its (resolved) path is named ``nnUNet_results`` or is a model
+    folder ``TRAINER__PLANS__CONFIGURATION`` (whose ``fold_N/validation`` nnU-Net writes).
+    """
+    real = os.path.realpath(os.fspath(path))
+    env = os.environ.get("nnUNet_results")
+    if env and _inside(real, env):
+        return os.path.realpath(env)
+    head = real
+    while True:
+        head_, name = os.path.split(head)
+        if name == "nnUNet_results" or _model_folder(name):
+            return head
+        if head_ == head or not name:
+            return None
+        head = head_
+
+
 def default_output(predictions):
-    """Where ``apply_folder`` writes by default: ``<predictions>_clskern``, beside nnU-Net's folder."""
+    """Where ``apply_folder`` writes by default: ``<predictions>_clskern``, beside nnU-Net's folder.
+
+    Never inside an nnU-Net results tree (``results_tree``: inside
+    ``$nnUNet_results``, a folder named ``nnUNet_results`` or a model folder
+    ``TRAINER__PLANS__CONFIGURATION``, as a fold's ``validation/`` is): there
+    no default is guessed and ``InputError`` asks for an output folder.
+    """
     predictions = os.path.abspath(os.fspath(predictions)).rstrip(os.sep)
+    tree = results_tree(predictions)
+    if tree is not None:
+        raise InputError(f"{predictions}: inside nnU-Net's results tree ({tree}), where clskern writes nothing "
+                         "unasked; name the output folder (output=...)")
     return predictions + OUTPUT_SUFFIX
 
 
-def apply_folder(calibration, predictions, *, output=None, channel=1, overwrite=False, inside=False):
+SEGMENTATION_ENDINGS = (".nii.gz", ".nii", ".mha", ".nrrd", ".nhdr", ".tif", ".tiff", ".png", ".bmp")
+
+
+def prediction_files(predictions):
+    """``{case_id: CASE.npz}`` of an nnU-Net output folder; a case with only nnU-Net's segmentation is refused."""
+    folder = os.fspath(predictions)
+    try:
+        inputs = find_files(folder, (".npz",), "nnU-Net probabilities")
+    except PairingError as exc:
+        inputs, missing = {}, exc
+    else:
+        missing = None
+    segmentation_only = []
+    for name in sorted(os.listdir(folder)):
+        split = split_suffix(name, SEGMENTATION_ENDINGS)
+        if split is not None and not name.startswith(".") and split[0] not in inputs \
+                and os.path.isfile(os.path.join(folder, name)):
+            segmentation_only.append(name)
+    if segmentation_only:
+        more = f" and {len(segmentation_only) - 8} more" if len(segmentation_only) > 8 else ""
+        raise PairingError(f"{folder}: no CASE.npz for {len(segmentation_only)} case(s) with only nnU-Net's "
+                           f"segmentation ({', '.join(segmentation_only[:8])}{more}): run nnUNetv2_predict with "
+                           "--save_probabilities")
+    if missing is not None:
+        raise missing
+    return inputs
+
+
+def _single_cut(calibration, channel, where):
+    """``(threshold, channel, normalize)``: the recorded channel wins, a different ``channel`` is refused."""
+    threshold, recorded, normalize = load_calibration(calibration)
+    if recorded is not None and channel is not None and channel != recorded:
+        raise InputError(f"{where}calibrated on channel {recorded}, but channel={channel} was asked; a threshold "
+                         "holds only for the class it was calibrated on")
+    return threshold, (recorded if recorded is not None else 1 if channel is None else channel), normalize
+
+
+def _class_cut(calibration_set, channel, where):
+    """``(channels, stacked classes, regions_class_order)`` of a calibration per class, for ``apply_classes``."""
+    from ..classes import region_mode
+
+    names = ", ".join(calibration_set.names)
+    if calibration_set.by != "class":
+        raise InputError(f"{where}a calibration per {calibration_set.by} ({names}): each case needs its group's "
+                         "threshold; cut with clskern apply --groups, or pass one member (the_set[NAME])")
+    if channel is not None:
+        raise InputError(f"{where}a calibration per class ({names}) reads each class's own channel; channel= "
+                         "does not apply")
+    classes = calibration_set.classes
+    if classes is None:
+        raise InputError(f"{where}a calibration per class ({names}) that does not say which channel each class reads")
+    channels = sorted({c for c, _ in classes.values()})
+    stacked = {name: (channels.index(c), values) for name, (c, values) in classes.items()}
+    order = calibration_set.regions_class_order
+    values = order if region_mode(classes, order) else [v[0] for _, v in classes.values()]
+    if any(not float(v).is_integer() or not 0 <= v <= 255 for v in values):
+        raise InputError(f"{where}label values {values} do not fit the uint8 label maps written")
+    return channels, stacked, order
+
+
+def apply_folder(calibration, predictions, *, output=None, channel=None, overwrite=False, inside=False):
     """Write ``score >= threshold`` masks ``CASE.nii.gz`` for every ``CASE.npz`` of an nnU-Net output folder.
 
     Every input is checked first (readable ``.npy`` header, float scores, the
     channel, shape against ``CASE.pkl``, the ``.pkl``'s geometry): a bad one
-    raises before the first mask is written.
+    raises before the first mask is written; damage found only while reading
+    the voxels (a CRC error, NaN scores) leaves no mask either (all masks or
+    none, older ones kept under ``overwrite``). A case with only nnU-Net's
+    segmentation and no ``CASE.npz`` is refused.
 
     Parameters
     ----------
-    calibration : Calibration, str, os.PathLike or float
-        A ``Calibration``, its JSON file, or a threshold.
+    calibration : Calibration, CalibrationSet, str, os.PathLike or float
+        A ``Calibration``, a calibration per class (``calibrate_folder`` on
+        several classes, ``clskern calibrate --dataset-json``), its JSON
+        file, or a threshold. A calibration per class writes nnU-Net's label
+        map (``clskern.classes.apply_classes``), as ``clskern apply`` does.
     predictions : str or os.PathLike
         nnU-Net output folder with ``CASE.npz`` and ``CASE.pkl``.
     output : str or os.PathLike, optional
         Folder for the masks, named ``CASE.nii.gz`` as ``clskern apply``
-        names them (default: ``<predictions>_clskern``, beside it).
-    channel : int
-        The lesion class in the probabilities.
+        names them (default: ``default_output(predictions)``,
+        ``<predictions>_clskern`` beside it; none inside an nnU-Net results
+        tree, where ``output`` is required).
+    channel : int, optional
+        The lesion class in the probabilities: the channel the calibration
+        recorded (``Calibration.reading``; another one is refused), else 1.
     overwrite : bool
         Replace existing masks (otherwise an error before anything is written).
     inside : bool
@@ -278,8 +526,19 @@ def apply_folder(calibration, predictions, *, output=None, channel=1, overwrite=
     dict
         ``{case_id: mask path}``.
     """
-    threshold = load_threshold(calibration)
-    inputs = find_files(predictions, (".npz",), "nnU-Net probabilities")
+    import numpy as np
+
+    from ..calibration.sets import CalibrationSet
+
+    where = f"{os.fspath(calibration)}: " if isinstance(calibration, (str, os.PathLike)) else ""
+    calibration = load_calibration_or_set(calibration)
+    if isinstance(calibration, CalibrationSet):
+        channels, stacked, order = _class_cut(calibration, channel, where)
+        need = max(channels)
+    else:
+        threshold, channel, normalize = _single_cut(calibration, channel, where)
+        need = channel
+    inputs = prediction_files(predictions)
     output = default_output(predictions) if output is None else os.fspath(output)
     if _inside(output, predictions):
         if os.path.realpath(output) == os.path.realpath(os.fspath(predictions)):
@@ -293,12 +552,18 @@ def apply_folder(calibration, predictions, *, output=None, channel=1, overwrite=
     existing = [out for _, _, out in plan.values() if os.path.exists(out)]
     if existing and not overwrite:
         raise FileExistsError(17, f"{len(existing)} mask(s) exist (pass overwrite=True)", existing[0])
-    check_inputs([(path, geometry) for path, geometry, _ in plan.values()], channel)
-    os.makedirs(output, exist_ok=True)
+    check_inputs([(path, geometry) for path, geometry, _ in plan.values()], need)
     written = {}
-    for case_id, (path, geometry, out) in plan.items():
-        volume = read_case_scores(path, channel, geometry)
-        mask = apply_threshold(volume.array, threshold, name=case_id)
-        save_mask(mask, out, geometry, volume)
-        written[case_id] = out
+    with StagedFolder(output) as staged:  # all masks or none: a late failure (CRC, NaN) leaves no mask
+        for case_id, (path, geometry, out) in plan.items():
+            if isinstance(calibration, CalibrationSet):
+                volumes = [read_case_scores(path, c, geometry) for c in channels]
+                mask = apply_classes(np.stack([v.array for v in volumes]), calibration.calibrations, stacked,
+                                     regions_class_order=order, name=case_id).astype(np.uint8, copy=False)
+                volume = volumes[0]
+            else:
+                volume = read_case_scores(path, channel, geometry)
+                mask = apply_threshold(volume.array, threshold, normalize=normalize, name=case_id)
+            save_mask(mask, staged.path(os.path.basename(out)), geometry, volume)
+            written[case_id] = out
     return written

@@ -6,7 +6,9 @@ reads ``Dataset042_*/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_*/validation/CA
 pools them, against ``--labels`` or ``$nnUNet_raw/Dataset042_*/labelsTr``. When
 ``dataset.json`` (the model folder's copy, else the raw dataset's) names several
 classes or regions, and no ``--label``/``--channel``/``--classes`` picks one,
-every class is gathered (as ``--dataset-json``).
+every class is gathered (as ``--dataset-json``). ``--allow-unmatched`` is
+refused: a prediction without its label is always an error here. ``--folds``
+names each fold once, each a ``fold_N`` with a ``validation/`` folder.
 """
 
 import sys
@@ -49,6 +51,9 @@ def resolve(args):
 
     if args.scores is not None:
         raise InputError("--scores and --nnunet-results: give one")
+    if getattr(args, "allow_unmatched", False):
+        raise InputError("--allow-unmatched: with --nnunet-results every validation prediction needs its label "
+                         "(labels without a prediction are left out anyway); a prediction without one is an error")
     missing = [f"--{o}" for o in OPTIONS if getattr(args, o) is None]
     if missing:
         raise InputError(f"--nnunet-results needs {' and '.join(missing)}")

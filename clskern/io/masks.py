@@ -120,7 +120,8 @@ def save_mask(mask, path, geometry, score_volume):
 def _float_scores(dtype, path, scaled=False):
     if np.dtype(dtype).kind != "f" and not scaled:
         raise FileFormatError(f"{path}: holds {np.dtype(dtype).name} values, not float scores "
-                              "(probabilities or logits); a mask cut from them would mean nothing")
+                              "(probabilities or logits); a mask cut from them would mean nothing (a segmentation? "
+                              "nnU-Net writes probabilities with --save_probabilities)")
 
 
 def check_input(path, geometry, channel=None):
