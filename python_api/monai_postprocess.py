@@ -9,6 +9,12 @@ round (it gives the ``Calibration``), ``reset()`` before the next.
 transforms (``Transform``, ``MapTransform``) in ``Compose``: they cut the
 channel the calibration was read from and keep the ``MetaTensor``'s metadata,
 so ``SaveImage`` writes the mask with the image's affine.
+
+With ``num_workers > 0`` on Linux, give the ``DataLoader``
+``multiprocessing_context="spawn"`` (or set ``NUMBA_THREADING_LAYER=workqueue``):
+a worker forked after this process ran clskern's kernels under GNU OpenMP
+cannot run them (``OpenMPForkError``). Under ``torch.distributed``, validate
+with ``DistributedSampler(..., even_divisible=False)``: padding repeats cases.
 """
 
 import numpy as np
@@ -41,6 +47,7 @@ def validation_loader(n=20, batch_size=4):
         meta = {"filename_or_obj": f"val_{i:02d}.nii.gz"}
         items.append({"pred": MetaTensor(as_logits(p), affine=AFFINE, meta=dict(meta)),
                       "label": MetaTensor(torch.from_numpy(y[None]), affine=AFFINE, meta=dict(meta))})
+    # With workers that run CalibratedThreshold(d): DataLoader(..., num_workers=4, multiprocessing_context="spawn").
     return DataLoader(Dataset(items), batch_size=batch_size)
 
 
