@@ -1,7 +1,7 @@
 """nnU-Net v2: calibrate from ``--save_probabilities`` output and ``labelsTr``, then write masks.
 
     python python_api/nnunet_folders.py                       # on a synthetic nnU-Net layout
-    python python_api/nnunet_folders.py --validation DIR --labels labelsTr --predictions DIR
+    python python_api/nnunet_folders.py --validation DIR --labels labelsTr --predictions DIR [--output DIR]
 
 ``DIR`` holds what ``nnUNetv2_predict ... --save_probabilities`` writes:
 ``CASE.npz`` (probabilities), ``CASE.pkl`` (geometry), ``CASE.nii.gz``.
@@ -11,7 +11,11 @@ numbers and NumPy arrays is refused); probabilities saved in reoriented axes
 by nnU-Net's ``NibabelIOWithReorient`` are brought back to the labels' axes.
 Masks are written as ``CASE.nii.gz`` (the name ``clskern apply`` writes) into
 ``<predictions>_clskern``, beside nnU-Net's folder and never inside it, in the
-source image's axes and affine, like nnU-Net's segmentation.
+source image's axes and affine, like nnU-Net's segmentation (all masks or
+none). Inside an nnU-Net results tree (``nnUNet_results``, a
+``TRAINER__PLANS__CONFIGURATION`` folder) no default is guessed: give
+``--output``. When ``dataset.json`` beside ``labelsTr`` names several classes,
+each is calibrated (a calibration set) and the masks are nnU-Net label maps.
 """
 
 import argparse
@@ -51,14 +55,17 @@ def main(argv=None):
     parser.add_argument("--validation", help="nnU-Net output folder of held-out cases (with .npz)")
     parser.add_argument("--labels", help="the dataset's labelsTr")
     parser.add_argument("--predictions", help="nnU-Net output folder to cut (masks go to <predictions>_clskern)")
+    parser.add_argument("--output", help="folder for the masks (needed inside nnUNet_results)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.validation is None:
             args.validation, args.labels, args.predictions = write_synthetic_nnunet(tmp)
         calibration = calibrate_folder(args.validation, args.labels, epsilon=0.2, alpha=0.2,
                                        store=os.path.join(tmp, "stats.sqlite"))  # resumable
-        print(f"calibrated on {calibration.n} cases: threshold {calibration.threshold!r}")
-        written = apply_folder(calibration, args.predictions, overwrite=True)
+        for name, member in getattr(calibration, "calibrations", {"": calibration}).items():
+            print(f"calibrated {name + ' ' if name else ''}on {member.n} cases: threshold {member.threshold!r} "
+                  f"(channel {member.reading['channel']})")
+        written = apply_folder(calibration, args.predictions, output=args.output, overwrite=True)
         for case_id, path in written.items():
             print(f"  {case_id}: {os.path.basename(path)}")
         return calibration, {c: np.asarray(nib.load(p).dataobj) for c, p in written.items()}

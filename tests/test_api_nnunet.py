@@ -131,3 +131,25 @@ def test_reorienting_reader_folder_equals_library_calibration(tmp_path):
         np.testing.assert_allclose(img.affine, LPS_AFFINE, atol=1e-5)
         mask = np.asarray(img.dataobj)
         np.testing.assert_array_equal(mask, clskern.apply_threshold(arrays[case_id], calibration.threshold))
+
+
+def test_dataset_json_beside_labels_tr_calibrates_each_class(dataset):
+    """nnUNet_raw keeps dataset.json beside labelsTr: with several labels each is calibrated on its own channel."""
+    predictions, labels_tr, cases = dataset
+    (labels_tr.parent / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "other": 1, "lesion": 2}}))
+    for case_id, (scores, _) in cases.items():  # softmax over 3 labels: channel = label value
+        probabilities = np.stack([1 - scores, np.zeros_like(scores), scores]).transpose(0, 3, 2, 1)
+        np.savez_compressed(predictions / f"{case_id}.npz", probabilities=probabilities.astype(np.float32))
+    calibrations = calibrate_folder(predictions, labels_tr, epsilon=0.2, alpha=0.3)
+    assert calibrations.names == ["other", "lesion"]
+    expected = clskern.calibrate({c: clskern.volume_stats(s, y, label=2, name=c) for c, (s, y) in cases.items()},
+                                 epsilon=0.2, alpha=0.3)
+    assert calibrations["lesion"].threshold == expected.threshold
+    assert calibrations["lesion"].reading == {"label": None, "channel": 2}
+    lesion = calibrate_folder(predictions, labels_tr, epsilon=0.2, alpha=0.3, label=2)
+    assert lesion.threshold == expected.threshold and lesion.reading == {"label": 2, "channel": 2}
+    written = apply_folder(lesion, predictions)  # channel 2, as recorded; a plain folder: the sibling default
+    mask = np.asarray(nib.load(written["BRATS_003"]).dataobj)
+    assert np.array_equal(mask, clskern.apply_threshold(cases["BRATS_003"][0].astype(np.float32), lesion.threshold))
+    with pytest.raises(clskern.InputError, match="calibrated on channel 2, but channel=1"):
+        apply_folder(lesion, predictions, channel=1, overwrite=True)
