@@ -653,7 +653,9 @@ class ValidationStats:
         case_ids : sequence of str, optional
             One id per case. Default: the cases' ``filename_or_obj`` when
             ``y_pred`` are ``MetaTensor``\\ s that each name one, else
-            ``case_000000``, ``case_000001``, ... in arrival order.
+            ``case_000000``, ``case_000001``, ... in arrival order
+            (``rank1_case_000000``, ... on rank 1 under ``torch.distributed``,
+            so that ranks do not clash).
 
         Returns
         -------
