@@ -4,7 +4,7 @@ import argparse
 import os
 
 from clskern.cli import calibrate as calibrate_cli
-from clskern.cli._common import DEFAULT_ALPHA, EMPTY_DEFAULT
+from clskern.cli._common import DEFAULT_ALPHA, EMPTY_DEFAULT, NO_PASS, QUIET_HELP
 from clskern.cli.main import SUBCOMMANDS, build_parser, main
 from clskern._validate import EMPTY_POLICIES
 
@@ -37,8 +37,12 @@ def test_every_subcommand_has_the_shared_options_alike():
                 assert action.default == 1
             if option == "--quiet":
                 assert action.default is False
-            if option == "--empty":
-                assert tuple(action.choices) == tuple(EMPTY_POLICIES) and action.default == EMPTY_DEFAULT
+            if option == "--empty":  # evaluate and demo: a lesion-free case has no FNR to pass
+                policies = NO_PASS if command in ("evaluate", "demo") else EMPTY_POLICIES
+                assert tuple(action.choices) == tuple(policies) and action.default == EMPTY_DEFAULT, command
+                assert ("pass" in action.help) == ("pass" in policies), (command, action.help)
+            if option == "--quiet":
+                assert action.help == QUIET_HELP, command
             if option == "--alpha" and command != "calibrate":
                 assert action.default == DEFAULT_ALPHA, command
     # calibrate's alpha depends on the method (crc takes none): unset, it is DEFAULT_ALPHA
@@ -76,3 +80,64 @@ def test_demo_keeps_its_folder_and_leaves_nothing_in_the_temp_directory(tmp_path
     assert os.listdir(tmp) == []
     assert main(["demo", "--cases", "8", "--shape", "20", "20", "12", "--alpha", "0.4", "-q", "--overwrite"]) == 0
     assert os.listdir(tmp) == []
+
+
+# one placeholder per option, whichever subcommand shows it
+METAVARS = {"--epsilon": "E", "--alpha": "A", "--delta": "D", "--store": "STORE", "--seed": "S", "--jobs": "N",
+            "--overlap": "TAU", "--splits": "N", "--cal-fraction": "F"}
+
+
+def test_one_placeholder_per_option():
+    seen = {}
+    for command, actions in _actions().items():
+        for option, metavar in METAVARS.items():
+            action = actions.get(option)
+            if action is None or (command == "stats" and option == "--store"):  # stats: the old -o spelling
+                continue
+            seen.setdefault(option, set()).add(command)
+            assert action.metavar == metavar, (command, option, action.metavar)
+    assert seen["--epsilon"] == seen["--alpha"] == {"calibrate", "evaluate", "demo"}
+    assert seen["--seed"] == {"evaluate", "demo"} and seen["--store"] == {"calibrate", "evaluate"}
+    demo_help = _subparser("demo").format_help()
+    assert "default 64 64 48" in demo_help and "[64, 64, 48]" not in demo_help
+
+
+def _subparser(name):
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+BAD_VALUES = [  # (subcommand arguments, the option, the message)
+    (["calibrate", "--store", "s", "--epsilon", "0.1", "-o", "c.json", "--alpha", "0"], "--alpha", "(0, 1), got 0"),
+    (["calibrate", "--store", "s", "--epsilon", "0.1", "-o", "c.json", "--alpha", "1.5"], "--alpha", "(0, 1)"),
+    (["calibrate", "--store", "s", "--epsilon", "0.1", "-o", "c.json", "--delta", "0"], "--delta", "(0, 1), got 0"),
+    (["calibrate", "--store", "s", "--epsilon", "0.1", "-o", "c.json", "--delta", "2"], "--delta", "(0, 1), got 2"),
+    (["calibrate", "--store", "s", "--epsilon", "1", "-o", "c.json"], "--epsilon", "[0, 1), got 1"),
+    (["calibrate", "--store", "s", "--epsilon", "0.1", "-o", "c.json", "--overlap", "1.5"], "--overlap", "[0, 1]"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "-0.1"], "--epsilon", "[0, 1), got -0.1"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--alpha", "0"], "--alpha", "(0, 1), got 0"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--delta", "1"], "--delta", "(0, 1), got 1"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--overlap", "2"], "--overlap", "[0, 1]"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--splits", "0"], "--splits", "at least 1"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--cal-fraction", "1"], "--cal-fraction", "(0, 1)"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--seed", "-1"], "--seed", "0 or more, got -1"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--methods", "nope"], "--methods", "nope"),
+    (["evaluate", "--store", "s", "-o", "r", "--epsilon", "0.1", "--empty", "pass"], "--empty", "'pass'"),
+    (["demo", "--seed", "-1"], "--seed", "0 or more, got -1"),
+    (["demo", "--alpha", "0"], "--alpha", "(0, 1), got 0"),
+    (["demo", "--epsilon", "1.5"], "--epsilon", "[0, 1), got 1.5"),
+]
+
+
+def test_a_bad_value_is_one_usage_line_naming_its_option(tmp_path, capsys, monkeypatch):
+    """Each value is checked by the parser, the same way in every subcommand, before anything is read."""
+    import pytest
+
+    monkeypatch.chdir(tmp_path)
+    for argv, option, says in BAD_VALUES:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2, argv
+        assert len(err.strip().splitlines()) == 1 and f"argument {option}: " in err and says in err, (argv, err)
+    assert os.listdir(tmp_path) == []

@@ -4,10 +4,17 @@ Every subcommand spells a shared option the same way, with the same short
 form and default (tests/test_cli_options.py checks it on the built parser):
 
 - ``-o/--output``: what the command writes (a store, a JSON file, a folder);
-- ``-q/--quiet``: no progress, only errors;
+- ``-q/--quiet``: nothing but errors (and calibrate's degenerate-cut warnings);
 - ``-j/--jobs N``: cases read in parallel (commands that read volumes);
-- ``--empty skip|pass|error``: cases without lesion voxels (default skip);
-- ``--alpha``: miscoverage, default ``DEFAULT_ALPHA`` (calibrate, evaluate, demo).
+- ``--empty skip|pass|error``: cases without lesion voxels (default skip; evaluate and demo: skip|error);
+- ``--alpha A``: miscoverage, default ``DEFAULT_ALPHA`` (calibrate, evaluate, demo);
+- ``--epsilon E``, ``--delta D``, ``--seed S``, ``--store STORE``: one placeholder and one check each.
+
+The value checks are argparse types, so a bad value is one usage line naming
+the option (``argument --alpha: must lie in (0, 1), got 0``), exit status 2,
+before the command reads or writes anything. Their ranges are the library's:
+alpha, delta and the calibration fraction in (0, 1), epsilon in [0, 1), the
+lesion overlap in [0, 1], splits and cases >= 1, seeds >= 0.
 """
 
 import argparse
@@ -52,6 +59,11 @@ def jobs_count(text):
                     f"must be at most {cores} here (one reader per core; more would only hold more volumes in memory)")
 
 
+def non_negative_int(text):
+    value = _number(text, int, "a whole number")
+    return _require(value, value >= 0, f"must be 0 or more, got {value}")
+
+
 def channel_index(text):
     value = _number(text, int, "a channel number")
     return _require(value, value >= 0, f"must be 0 or more, got {value}")
@@ -63,8 +75,15 @@ def tolerance(text):
 
 
 def fraction(text):
+    """[0, 1): epsilon (a tolerated FNR of 0 is a valid, if demanding, request)."""
     value = _number(text, float, "a number")
     return _require(value, 0 <= value < 1, f"must lie in [0, 1), got {value:g}")
+
+
+def open_fraction(text):
+    """(0, 1): alpha, delta, the calibration fraction (0 asks for infinitely many cases, 1 for nothing)."""
+    value = _number(text, float, "a number")
+    return _require(value, 0 < value < 1, f"must lie in (0, 1), got {value:g}")
 
 
 NO_LESIONS = "none"
@@ -111,10 +130,36 @@ def add_output(parser, *, metavar, help, dest="output", aliases=(), required=Tru
 
 
 def add_alpha(parser, help, default=DEFAULT_ALPHA):
-    parser.add_argument("--alpha", type=fraction, default=default, metavar="A", help=help)
+    parser.add_argument("--alpha", type=open_fraction, default=default, metavar="A", help=help)
 
 
-def add_quiet(parser, help="print no progress, only errors"):
+def add_epsilon(parser, help, default=None):
+    """``--epsilon E`` in [0, 1); required when no ``default``."""
+    parser.add_argument("--epsilon", type=fraction, required=default is None, default=default, metavar="E",
+                        help=help)
+
+
+def add_delta(parser, help, default):
+    parser.add_argument("--delta", type=open_fraction, default=default, metavar="D", help=help)
+
+
+def add_seed(parser, help):
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help=help)
+
+
+def add_overlap(parser, help):
+    parser.add_argument("--overlap", type=unit_interval, default=0.0, metavar="TAU", help=help)
+
+
+def add_store(parser, help, required=False):
+    return parser.add_argument("--store", metavar="STORE", required=required, help=help)
+
+
+QUIET_HELP = "print nothing but errors (and calibrate's degenerate-cut warnings)"
+
+
+def add_quiet(parser, help=QUIET_HELP):
+    """``-q/--quiet``, worded alike everywhere (``help`` only for callers outside the CLI)."""
     parser.add_argument("-q", "--quiet", action="store_true", help=help)
 
 
@@ -168,6 +213,15 @@ def add_case_options(parser):
     add_jobs(parser)
 
 
-def add_empty(parser, help="cases without lesion voxels: skip them, let them pass any threshold, or stop "
-                             f"with an error (default {EMPTY_DEFAULT})"):
-    parser.add_argument("--empty", choices=EMPTY_POLICIES, default=EMPTY_DEFAULT, help=help)
+_EMPTY_WORDS = {"skip": "skip them", "pass": "let them pass any threshold", "error": "stop with an error"}
+NO_PASS = ("skip", "error")  # evaluate and demo: a lesion-free test case has no FNR to count as met
+
+
+def add_empty(parser, policies=EMPTY_POLICIES, help=None):
+    """``--empty``, offering ``policies`` only (``NO_PASS`` where a lesion-free case cannot pass), its help
+    naming exactly those."""
+    if help is None:
+        words = [_EMPTY_WORDS[p] for p in policies]
+        listed = ", ".join(words[:-1]) + (", or " if len(words) > 2 else " or ") + words[-1]
+        help = f"cases without lesion voxels: {listed} (default {EMPTY_DEFAULT})"
+    parser.add_argument("--empty", choices=tuple(policies), default=EMPTY_DEFAULT, help=help)

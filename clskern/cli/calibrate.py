@@ -6,10 +6,11 @@ import sys
 from ..calibration import _NEEDS, METHODS, calibrate
 from ..calibration.degenerate import degenerate_cut
 from ..errors import CalibrationError
+from ..io.cases import AFFINE_ATOL
 from ..store import StatsStore
 from ._cases import gather, pairs_of
-from ._common import (DEFAULT_ALPHA, add_alpha, add_case_options, add_empty, add_output, add_overwrite,
-                      add_quiet, fraction, unit_interval)
+from ._common import (DEFAULT_ALPHA, add_alpha, add_case_options, add_delta, add_empty, add_epsilon, add_output,
+                      add_overlap, add_overwrite, add_quiet, add_store)
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
 from . import _sets
 
@@ -25,17 +26,17 @@ def add_parser(subparsers):
         ),
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--store", metavar="STORE", help="statistics store written by clskern stats")
+    add_store(source, help="statistics store written by clskern stats")
     source.add_argument("--scores", metavar="DIR", help="folder of score files (with --labels)")
     p.add_argument("--labels", metavar="DIR", help="folder of label files (with --scores)")
     reading = p.add_argument_group("reading folders (with --scores/--labels)")
     add_case_options(reading)
-    p.add_argument("--epsilon", type=fraction, required=True, metavar="E", help="tolerated FNR per case")
+    add_epsilon(p, help="tolerated FNR per case, in [0, 1)")
     add_alpha(p, f"miscoverage for cls and cls-pac (default {DEFAULT_ALPHA})", default=None)
     p.add_argument("--method", choices=METHODS, default="cls", help="calibration method (default cls)")
-    p.add_argument("--delta", type=fraction, default=None, metavar="D",
-                   help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
-                        f"calibration draw (default {DEFAULT_DELTA})")
+    add_delta(p, default=None,
+              help=f"cls-pac and rcps: the guarantee holds with probability 1 - D over the "
+                   f"calibration draw (default {DEFAULT_DELTA})")
     add_empty(p)
     p.add_argument("--normalize", choices=("none", "minmax"), default="none",
                    help="minmax: calibrate in per-case min-max normalised scores, q = (p - min) / (max - min) over "
@@ -45,12 +46,11 @@ def add_parser(subparsers):
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
                    help="lesion: certify the lesion-level FNR (the share of a case's lesions missed) instead of "
                         "the voxel FNR; needs statistics with lesions (clskern stats --connectivity, default 26)")
-    p.add_argument("--overlap", type=unit_interval, default=0.0, metavar="TAU",
-                   help="with --level lesion: a lesion is detected when at least max(1, ceil(TAU x its size)) of "
+    add_overlap(p, help="with --level lesion: a lesion is detected when at least max(1, ceil(TAU x its size)) of "
                         "its voxels score >= the threshold (default 0: any voxel)")
     add_output(p, metavar="JSON", help="calibration file to write")
     add_overwrite(p)
-    add_quiet(p, help="print no progress, only errors and warnings (a degenerate cut's, which the JSON keeps too)")
+    add_quiet(p)
     return p
 
 
@@ -71,9 +71,13 @@ def run(args):
         given = [flag for flag, value in (("--labels", args.labels), ("--label", args.label),
                                           ("--channel", args.channel), ("--connectivity", args.connectivity))
                  if value is not None]
+        given += [flag for flag, changed in (("--allow-unmatched", args.allow_unmatched),
+                                             ("--affine-tolerance", args.affine_tolerance != AFFINE_ATOL),
+                                             ("--jobs", args.jobs != 1)) if changed]
         if given:
             raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
+    _sets.note_stored_classes(args)
     if args.overlap != 0 and args.level != "lesion":
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
     if args.level == "lesion" and _sets.wants_classes(args):
