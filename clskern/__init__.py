@@ -3,7 +3,7 @@
 Read a volume once (``volume_stats`` or the faster ``critical_threshold``),
 calibrate a threshold on held-out cases (``calibrate``), cut new cases with it
 (``apply_threshold``), and check the guarantee on your own data
-(``evaluate``). Definitions: SPEC.md. Nothing here needs a GPU at import;
+(``evaluate``). Definitions: docs/definitions.md. Nothing here needs a GPU at import;
 ``backend="cuda"`` (or GPU arrays) runs the numba-cuda kernels.
 """
 

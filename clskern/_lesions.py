@@ -1,4 +1,4 @@
-"""Lesion level (SPEC 1b), the parts that need no kernel: argument checks, ``r_j``, detection scores.
+"""Lesion level (docs: lesions), the parts that need no kernel: argument checks, ``r_j``, detection scores.
 
 Both backends' labelling kernels (``clskern.cpu._components``, and the GPU's)
 and the library (``clskern.volume``, ``clskern.calibration``) share these, so
@@ -84,7 +84,7 @@ def required_voxels(sizes, overlap):
 
 
 def detection_scores(offsets, scores, overlap=0.0):
-    """Each lesion's detection score ``d_j``: the ``r_j``-th largest of its scores (SPEC 1b).
+    """Each lesion's detection score ``d_j``: the ``r_j``-th largest of its scores (docs: lesions).
 
     ``offsets`` and ``scores`` are a ragged layout (``clskern.lesions``,
     ``VolumeStats.lesion_offsets``/``lesion_groups``): lesion ``j``'s scores,
@@ -102,7 +102,7 @@ def detection_scores(offsets, scores, overlap=0.0):
 
 
 def lesion_critical_threshold(d, epsilon, empty="error", name=None):
-    """The lesion-level critical threshold: ``sorted(d)[k]`` (SPEC 1b).
+    """The lesion-level critical threshold: ``sorted(d)[k]`` (docs: lesions).
 
     ``k`` is the largest ``j`` in ``0..L-1`` with ``j / L <= epsilon``
     (float64, as ``clskern.critical_threshold``), so ``L-FNR(t) <= epsilon``

@@ -1,4 +1,4 @@
-"""Per-volume score normalisation (SPEC 1d), in NumPy: ``minmax`` and ``score_cut``.
+"""Per-volume score normalisation (docs: min-max normalisation), in NumPy: ``minmax`` and ``score_cut``.
 
 ``normalize="minmax"`` replaces a volume's scores ``p`` by
 ``q = (p - min p) / (max p - min p)``, computed in float64 over every voxel of
@@ -58,7 +58,7 @@ def check_range(lo, hi, name=None):
 
 
 def minmax(x, lo, hi):
-    """``q = (x - lo) / (hi - lo)`` in float64 (zeros when ``hi == lo``), as SPEC 1d.
+    """``q = (x - lo) / (hi - lo)`` in float64 (zeros when ``hi == lo``), as the docs define it (min-max normalisation).
 
     ``x``: a scalar or an array of any float dtype (converted to float64,
     exactly); ``lo``, ``hi``: the volume's minimum and maximum. Returns a

@@ -191,7 +191,7 @@ def scalar_or_array(values, like):
 
 
 def empty_threshold(empty, eps, name):
-    """The critical threshold of a volume without lesion voxels, by policy (SPEC 1)."""
+    """The critical threshold of a volume without lesion voxels, by policy (docs: one case)."""
     if empty == "error":
         raise empty_error(name)
     return None if empty == "skip" else scalar_or_array(np.full(eps.shape, np.inf), eps)

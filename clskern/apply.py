@@ -26,7 +26,7 @@ def apply_threshold(scores: ArrayLike, threshold: float, *, normalize: str = "no
         Typically ``Calibration.threshold``; compared in float64, so a
         threshold taken from float32 scores keeps its exact meaning.
     normalize : {"none", "minmax"}
-        ``"minmax"`` (SPEC 1d; ``Calibration.normalize``): the mask is
+        ``"minmax"`` (docs: min-max normalisation; ``Calibration.normalize``): the mask is
         ``q >= threshold`` with ``q = (p - min p) / (max p - min p)`` over
         this volume, in float64, voxel for voxel. One pass finds the exact
         minimum and maximum, the threshold becomes the smallest score of the

@@ -1,4 +1,4 @@
-"""Several classes from one score volume (SPEC 1c): ``class_stats`` and ``apply_classes``.
+"""Several classes from one score volume (docs: several classes): ``class_stats`` and ``apply_classes``.
 
 A **class** is a name with a score channel and a set of label values: its
 ground truth is ``labels in values``, its scores ``scores[channel]`` of

@@ -1,7 +1,7 @@
 """Per-volume statistics from one pass: ``volume_stats`` and ``critical_threshold``.
 
 A ``VolumeStats`` holds what every later step needs from a volume, so that no
-epsilon, alpha, method or curve ever needs the voxels again (SPEC 4): the
+epsilon, alpha, method or curve ever needs the voxels again (docs: exact and approximate numbers): the
 sorted lesion scores (exact FN/FNR/TP at any threshold, exact critical
 thresholds) and a histogram of background scores (FP, FPR, Dice and PC at the
 histogram's resolution, see ``clskern._binning``).
@@ -65,7 +65,7 @@ class VolumeStats:
     name : str or None
         The case id, used in error messages and stores.
     connectivity : {6, 18, 26} or None
-        How the lesions (connected components of the lesion mask, SPEC 1b)
+        How the lesions (connected components of the lesion mask, docs: lesions)
         were found; None: statistics without lesion information (voxel level
         only).
     lesion_offsets, lesion_groups : ndarray or None
@@ -249,7 +249,7 @@ class VolumeStats:
         """Lesions (connected components) in the volume; None without lesion information."""
         return None if self.connectivity is None else self.lesion_offsets.size - 1  # type: ignore[union-attr]
 
-    # -- lesion level (SPEC 1b) ---------------------------------------------------------
+    # -- lesion level (docs: lesions) ---------------------------------------------------------
 
     def at_lesion_level(self, overlap: float = 0.0) -> VolumeStats:
         """These statistics at lesion level: a ``VolumeStats`` whose "voxels" are the lesions.
@@ -287,16 +287,16 @@ class VolumeStats:
 
     def critical_threshold(self, epsilon: ArrayLike, *, level: str = "voxel", overlap: float = 0.0,
                            empty: str = "error", normalize: str = "none") -> FloatOrArray | None:
-        """Largest ``t`` with ``FNR(t) <= epsilon`` (SPEC 1), exactly.
+        """Largest ``t`` with ``FNR(t) <= epsilon`` (docs: one case), exactly.
 
         Returns ``lesion_scores[k]`` with ``k`` the largest ``j < n_fg`` with
         ``j / n_fg <= epsilon``: a float, or a float64 array for array
         ``epsilon``. Without lesion voxels: ``empty="error"`` raises,
         ``"pass"`` gives +inf, ``"skip"`` gives None. ``level="lesion"``:
-        the largest ``t`` with ``L-FNR(t) <= epsilon`` at ``overlap`` (SPEC
-        1b), from the stored lesions (``at_lesion_level``).
+        the largest ``t`` with ``L-FNR(t) <= epsilon`` at ``overlap`` (docs:
+        lesions), from the stored lesions (``at_lesion_level``).
         ``normalize="minmax"``: in the volume's min-max normalised scores
-        (SPEC 1d), ``q(lesion_scores[k])``, exactly (``q`` is monotone).
+        (docs: min-max normalisation), ``q(lesion_scores[k])``, exactly (``q`` is monotone).
         """
         check_empty_policy(empty)
         if check_normalize(normalize) != "none":
@@ -585,7 +585,7 @@ def volume_stats(scores: ArrayLike, labels: ArrayLike, *, label: float | None = 
         Case id, kept in the statistics and used in error messages.
     connectivity : {6, 18, 26} or None
         Also keep every lesion's sorted scores (lesions: the connected
-        components of the lesion mask, SPEC 1b), so that lesion level at any
+        components of the lesion mask, docs: lesions), so that lesion level at any
         ``overlap`` needs no voxel again; volumes of at most three axes. None:
         voxel statistics only.
     backend : {"auto", "cpu", "cuda"}
@@ -632,7 +632,7 @@ def lesion_scores(scores: ArrayLike, labels: ArrayLike, *, label: float | None =
 
 def lesions(scores: ArrayLike, labels: ArrayLike, *, label: float | None = None, connectivity: int = DEFAULT_CONNECTIVITY,
             name: str | None = None, backend: str = "auto") -> tuple[NDArray[np.int64], NDArray[np.floating[Any]]]:
-    """The lesions of a volume and their voxels' scores (SPEC 1b).
+    """The lesions of a volume and their voxels' scores (docs: lesions).
 
     Parameters
     ----------
@@ -674,7 +674,7 @@ def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: ArrayLike,
                        overlap: float = 0.0, connectivity: int = DEFAULT_CONNECTIVITY, label: float | None = None,
                        empty: str = "error", normalize: str = "none", name: str | None = None,
                        backend: str = "auto") -> FloatOrArray | None:
-    """The exact critical threshold of one volume (SPEC 1, or 1b at lesion level).
+    """The exact critical threshold of one volume (docs: one case, or lesions at lesion level).
 
     The largest ``t`` with ``FNR(t) <= epsilon``: ``sort(scores[lesion])[k]``
     with ``k`` the largest ``j < n_fg`` with ``j / n_fg <= epsilon``, equal to
@@ -703,7 +703,7 @@ def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: ArrayLike,
     empty : {"error", "pass", "skip"}
         Volumes without lesion voxels (lesions): raise, return +inf, or return None.
     normalize : {"none", "minmax"}
-        ``"minmax"`` (SPEC 1d): the threshold in the volume's min-max
+        ``"minmax"`` (docs: min-max normalisation): the threshold in the volume's min-max
         normalised scores, ``q(s[k])`` with ``q = (p - min) / (max - min)``
         in float64 over every voxel (exact: ``q`` is monotone). The minimum
         and maximum need every score: one more parallel pass at memory speed
@@ -737,7 +737,7 @@ def critical_threshold(scores: ArrayLike, labels: ArrayLike, epsilon: ArrayLike,
 
 def score_range(scores: ArrayLike, *, name: str | None = None,
                 backend: str = "auto") -> tuple[np.floating[Any], np.floating[Any]] | tuple[None, None]:
-    """The exact ``(min, max)`` of every score of a volume, in one parallel pass (SPEC 1d's range).
+    """The exact ``(min, max)`` of every score of a volume, in one parallel pass (the range of docs: min-max normalisation).
 
     Scalars of the volume's lesion-score dtype (float32 for float16/32
     scores, float64 for float64; -0.0 as +0.0), ``(None, None)`` for an

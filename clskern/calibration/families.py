@@ -1,4 +1,4 @@
-"""Several calibrations at once: one per class (SPEC 1c) or one per group (SPEC 2, Groups).
+"""Several calibrations at once: one per class (docs: several classes) or one per group (docs: groups).
 
 ``calibrate`` (``methods.py``) hands its request here when it is given
 ``groups=`` or ``family=``, or per-case dicts of class statistics; this module

@@ -1,4 +1,4 @@
-"""Conformal calibration of a score threshold (SPEC 2): ``calibrate``.
+"""Conformal calibration of a score threshold (docs: methods): ``calibrate``.
 
 Four methods, each certifying a different promise about a new case's FNR:
 
@@ -236,7 +236,7 @@ def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: floa
               delta: float | None = None, empty: EmptyPolicy = "skip", level: Level = "voxel", overlap: float = 0.0,
               family: str | None = None, groups: Mapping[str, Hashable] | None = None,
               normalize: Normalize = "none") -> Calibration | dict[Any, Calibration]:
-    """Calibrate a score threshold on held-out volumes (SPEC 2).
+    """Calibrate a score threshold on held-out volumes (docs: methods).
 
     Parameters
     ----------
@@ -255,7 +255,7 @@ def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: floa
         Cases without lesion voxels: left out (counted in ``n_skipped``),
         satisfied by any threshold, or an error.
     normalize : {"none", "minmax"}
-        ``"minmax"`` (SPEC 1d): calibrate in each case's min-max normalised
+        ``"minmax"`` (docs: min-max normalisation): calibrate in each case's min-max normalised
         scores ``q = (p - min p) / (max p - min p)`` (float64, every voxel),
         from the exact ``score_min``/``score_max`` the statistics carry;
         critical thresholds and the threshold are then in ``q``, recorded as
@@ -266,7 +266,7 @@ def calibrate(volumes: Any, *, epsilon: float | Mapping[str, float], alpha: floa
         critical thresholds already in ``q``.
     level : {"voxel", "lesion"}
         ``"lesion"``: every method certifies lesion-level FNR (L-FNR, the
-        share of a case's lesions missed; SPEC 1b) instead, from
+        share of a case's lesions missed; docs: lesions) instead, from
         ``VolumeStats`` made with a connectivity (all the same one), at
         ``overlap``; no voxel is read again (``VolumeStats.at_lesion_level``).
     overlap : float

@@ -74,7 +74,7 @@ _FIELDS = (
 _LATER_FIELDS = {"level": "voxel", "overlap": 0.0, "connectivity": None}
 LEVELS: tuple[Level, ...] = ("voxel", "lesion")
 CONNECTIVITIES = (6, 18, 26)
-# SPEC 1d; a record without the field (written before it) is "none"
+# docs: min-max normalisation; a record without the field (written before it) is "none"
 NORMALIZATIONS: tuple[Normalize, ...] = ("none", "minmax")
 READING_KEYS = ("label", "channel")  # how the calibration cases were read (None: not recorded)
 
@@ -451,12 +451,12 @@ class Calibration:
         known: ``clskern apply`` cuts the same channel.
     level, overlap, connectivity
         What FNR the promise is about: ``"voxel"`` (overlap 0; connectivity
-        that of the statistics, or None), or ``"lesion"`` (L-FNR, SPEC 1b:
+        that of the statistics, or None), or ``"lesion"`` (L-FNR, docs: lesions:
         lesions are the ``connectivity``-connected components, detected at
         ``overlap``). Records written before these fields read as voxel level.
     normalize : {"none", "minmax"}
         ``"minmax"``: thresholds are in per-case min-max normalised scores
-        (SPEC 1d); ``apply_threshold(..., normalize=...)`` and ``clskern
+        (docs: min-max normalisation); ``apply_threshold(..., normalize=...)`` and ``clskern
         apply`` normalise each new case the same way. Records written before
         the field read as ``"none"``; the digest covers it.
     warnings : list of str

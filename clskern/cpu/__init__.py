@@ -13,7 +13,7 @@ backend and ``clskern.volume`` / ``clskern.apply`` build the public results:
   checked float64 array ``eps``;
 - ``apply_threshold(scores, threshold, out, name)``: the uint8 mask;
 - ``lesion_parts(scores, labels, label, connectivity, name)``: ``(offsets,
-  grouped scores)``, every lesion's scores sorted (SPEC 1b);
+  grouped scores)``, every lesion's scores sorted (docs: lesions);
 - ``lesion_detection(scores, labels, label, connectivity, overlap, name)``:
   ``(d, sizes)``, each lesion's detection score and size, no lesion sorted.
 

@@ -1,4 +1,4 @@
-"""Lesions as connected components (SPEC 1b): the CPU labelling kernel and detection scores.
+"""Lesions as connected components (docs: lesions): the CPU labelling kernel and detection scores.
 
 ``clskern.cpu._ops`` offers it to the dispatch as ``lesion_parts`` (every
 lesion's scores, sorted) and ``lesion_detection`` (detection scores without

@@ -107,7 +107,7 @@ def critical_threshold(scores, labels, eps, label=None, empty="error", name=None
 
 
 def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
-    """``(offsets, grouped scores)``: each lesion's scores, ascending (SPEC 1b; ``_components``).
+    """``(offsets, grouped scores)``: each lesion's scores, ascending (docs: lesions; ``_components``).
 
     Lesion ``j``'s scores are ``grouped[offsets[j]:offsets[j + 1]]`` (float32
     for float16/32 scores, float64 for float64; -0.0 as +0.0), lesions by the

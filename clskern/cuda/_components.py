@@ -1,4 +1,4 @@
-"""Lesions on the GPU (SPEC 1b): connected-component labelling and per-lesion scores.
+"""Lesions on the GPU (docs: lesions): connected-component labelling and per-lesion scores.
 
 The twin of ``clskern.cpu``'s ``lesion_parts`` and ``lesion_detection``:
 the same arguments and, on the host, the same results bit for bit.
@@ -495,7 +495,7 @@ def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, n
     """``(d, sizes)``: each lesion's detection score and voxel count, in canonical order.
 
     As ``clskern.cpu.lesion_detection``: ``d[j]`` is the ``r_j``-th largest
-    score of lesion ``j``, ``r_j = max(1, ceil(overlap * m_j))`` (SPEC 1b),
+    score of lesion ``j``, ``r_j = max(1, ceil(overlap * m_j))`` (docs: lesions),
     dtype as in ``lesion_parts``; ``sizes`` int64. With ``overlap == 0`` each
     lesion's largest score is taken on the device without sorting.
     """

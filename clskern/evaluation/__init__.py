@@ -1,7 +1,7 @@
 """Evaluation of calibrated thresholds: the paper's protocol, peers and reports.
 
 ``evaluate`` runs R random calibration/test splits from per-volume
-statistics (SPEC 3); ``write_report`` writes ``summary.json``, ``report.md``
+statistics (docs: checking the promise); ``write_report`` writes ``summary.json``, ``report.md``
 and, with matplotlib installed (the ``plot`` extra), PNG figures.
 ``evaluate_groups`` and ``evaluate_classes`` run it per group (Mondrian) and
 per class (with the family-wise coverage).

@@ -1,4 +1,4 @@
-"""The authors' calibration, reproduced as a baseline (SPEC 2, "The authors' procedure").
+"""The authors' calibration, reproduced as a baseline (docs: methods, the authors' procedure).
 
 Reference: GitHub binyutan/CLS, ``calibration.py`` (calibration), ``test.py``
 (test) and ``utils/metrics.py`` (``min_max_normalize``,

@@ -1,12 +1,12 @@
 """The evaluation's view of a data set: per-case statistics in flat arrays.
 
 ``Cases`` is built once from ``VolumeStats`` and then answers every split,
-method and sweep without touching a volume again (SPEC 3, 4): critical
+method and sweep without touching a volume again (docs: checking the promise, exact and approximate numbers): critical
 thresholds per epsilon (cached), the pooled lesion scores for ``crc`` and
 ``rcps``, and each case's score range for the authors' baseline.
 Cases without lesion voxels are left out (the ``skip`` policy of
 ``calibrate``: their FNR is undefined) and counted in ``n_skipped``.
-``at_lesion_level(overlap)`` gives the same cases at lesion level (SPEC 1b):
+``at_lesion_level(overlap)`` gives the same cases at lesion level (docs: lesions):
 each case's "lesion scores" become its lesions' sorted detection scores, so
 critical thresholds, FNR curves and every method read L-FNR from it exactly
 as they read voxel FNR from the voxel level (a case has lesions exactly when

@@ -1,4 +1,4 @@
-"""Per-split test metrics of SPEC 3, from statistics only.
+"""Per-split test metrics (docs: checking the promise), from statistics only.
 
 For each split ``s`` and test case ``i`` cut at ``tau[s, i]``:
 

@@ -1,11 +1,11 @@
-"""The paper's validation protocol (SPEC 3): ``evaluate``.
+"""The paper's validation protocol (docs: checking the promise): ``evaluate``.
 
 R random splits of the cases into calibration and test parts; per split and
 method, calibrate on one part and measure on the other (ECR, V-FNR, P-FNR,
 V-FPR, PC, Dice, and with lesion information L-FNR and L-ECR); report mean
 and standard deviation over splits, and the sweeps of the paper's figures.
 Everything works from ``VolumeStats``: no volume is read again.
-``level="lesion"`` calibrates every method at lesion level (SPEC 1b) and
+``level="lesion"`` calibrates every method at lesion level (docs: lesions) and
 makes the headline ECR lesion-level. Per group and per class:
 ``clskern.evaluation.sets``.
 """
@@ -248,7 +248,7 @@ def evaluate(
     level: Level = "voxel",
     overlap: float = 0.0,
 ) -> Evaluation:
-    """Run the paper's validation protocol on per-volume statistics (SPEC 3).
+    """Run the paper's validation protocol on per-volume statistics (docs: checking the promise).
 
     Parameters
     ----------
@@ -288,7 +288,7 @@ def evaluate(
         is refused there.
     overlap : float
         In [0, 1]: a lesion is detected at ``t`` when at least ``max(1,
-        ceil(overlap * size))`` of its voxels score ``>= t`` (SPEC 1b). At
+        ceil(overlap * size))`` of its voxels score ``>= t`` (docs: lesions). At
         ``level="voxel"`` it defines the L-FNR and L-ECR reported beside the
         voxel metrics when every case has lesion information.
 

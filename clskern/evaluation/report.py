@@ -264,7 +264,7 @@ def _set_markdown(summary, plots, plot_note):
     ]
     if by == "group":
         out += [
-            "- Each group is split and calibrated on its own cases only (Mondrian calibration, SPEC 2), exactly",
+            "- Each group is split and calibrated on its own cases only (Mondrian calibration), exactly",
             "  as `clskern evaluate` on that group's cases alone: each row is that group's promise. *pooled*: every",
             "  group's test cases together, each cut at its group's threshold (metrics weighted by test cases).",
         ]

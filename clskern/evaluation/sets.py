@@ -1,13 +1,13 @@
 """The protocol per group and per class: ``evaluate_groups`` and ``evaluate_classes``.
 
-- **Groups** (Mondrian, SPEC 2): each group is split and calibrated on its own
+- **Groups** (Mondrian, docs: groups): each group is split and calibrated on its own
   cases only, exactly as ``evaluate`` on that group's cases alone (same seed,
   same request), as ``calibrate(groups=...)`` calibrates each group on its
   own. The pooled result of split ``s`` is the union of every group's split
   ``s`` (a stratified split of all cases, each test case cut at its group's
   threshold): each metric is the groups' values weighted by their test
   cases, NaN where some group could not be certified.
-- **Classes** (SPEC 1c): each case is a mapping ``class -> VolumeStats``
+- **Classes** (docs: several classes): each case is a mapping ``class -> VolumeStats``
   (``clskern.classes.class_stats``). The cases are split once, the same split
   for every class (as a calibration set of several classes is made); each
   class calibrates on the split's calibration cases that hold it (a case
