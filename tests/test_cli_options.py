@@ -141,3 +141,12 @@ def test_a_bad_value_is_one_usage_line_naming_its_option(tmp_path, capsys, monke
         assert exc.value.code == 2, argv
         assert len(err.strip().splitlines()) == 1 and f"argument {option}: " in err and says in err, (argv, err)
     assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_refuses_an_existing_report_as_every_subcommand_does(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "summary.json").write_text("{}")
+    code = main(["evaluate", "--store", str(tmp_path / "missing.sqlite"), "--epsilon", "0.2", "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip() == (f"clskern evaluate: error: {tmp_path / 'r' / 'summary.json'}: output exists; "
+                                         "pass --overwrite to replace it")
