@@ -402,3 +402,31 @@ def test_a_segmentation_given_as_scores_says_so(tree, tmp_path, capsys):
                            "-o", tmp_path / "masks")
     assert code == 1 and "holds uint8 values, not float scores" in err, err
     assert "(a segmentation? nnU-Net writes probabilities with --save_probabilities)" in err
+
+
+def test_one_of_label_or_channel_picks_its_class_from_dataset_json(tree, tmp_path, capsys):
+    """--channel 2 alone read channel 2 against every label > 0 (core and rim mixed); it now reads the
+    class dataset.json gives channel 2 (rim, label 2), as --label 2 alone does, in --nnunet-results and
+    in plain folders with dataset.json beside labelsTr."""
+    results, labels_tr, _ = tree
+    model, cases = _three_classes(tree)
+    expected = {c: clskern.volume_stats(p[2], y, label=2, name=c) for c, (p, y) in cases.items()}
+    nnunet = ("--nnunet-results", results, "--dataset", 42, "--configuration", "3d_fullres")
+    for i, pick in enumerate((("--channel", 2), ("--label", 2))):
+        store = tmp_path / f"s{i}.sqlite"
+        code, _, err = run_cli(capsys, "stats", *nnunet, *pick, "-o", store)
+        assert code == 0, err
+        assert "is class 'rim'" in err and "channel 2 against label 2" in err
+        with StatsStore(store, create=False) as s:
+            assert s.load() == expected and s.reading()["label"] == 2 and s.reading()["channel"] == 2
+    shutil.copy(model / "dataset.json", labels_tr.parent / "dataset.json")
+    store = tmp_path / "plain.sqlite"
+    code, _, err = run_cli(capsys, "stats", "--scores", model / "fold_2" / "validation", "--labels", labels_tr,
+                           "--channel", 2, "-o", store, "-q")
+    assert code == 0, err
+    with StatsStore(store, create=False) as s:
+        assert s.load() == {c: expected[c] for c in ("LES_002", "LES_007")}
+    region = {"labels": {"background": 0, "whole": [1, 2], "rim": 2}, "regions_class_order": [1, 2]}
+    (model / "dataset.json").write_text(json.dumps(region))
+    code, _, err = run_cli(capsys, "stats", *nnunet, "--channel", 0, "-o", tmp_path / "r.sqlite")  # regions: no background channel
+    assert code == 1 and "region 'whole'" in err and "--classes 'whole=0:1,2'" in err

@@ -11,6 +11,7 @@ refused: a prediction without its label is always an error here. ``--folds``
 names each fold once, each a ``fold_N`` with a ``validation/`` folder.
 """
 
+import os
 import sys
 
 from ..errors import InputError
@@ -45,9 +46,9 @@ def resolve(args):
         if missing:
             raise InputError(f"{' and '.join(missing)} required (or --nnunet-results DIR --dataset ID "
                              "--configuration C)")
+        read_dataset_json(args, dataset_json_beside(args.labels))
         return None
     from ..adapters.nnunet import results_folder
-    from ..classes import classes_from_dataset_json
 
     if args.scores is not None:
         raise InputError("--scores and --nnunet-results: give one")
@@ -65,13 +66,48 @@ def resolve(args):
     if not args.quiet:
         print(f"stats: {results.model}: {len(results.cases)} case(s) in fold(s) "
               f"{', '.join(map(str, results.folds))}, labels {args.labels}", file=sys.stderr)
-    dataset_json = results.dataset_json_for(args.labels)
-    picked = any(getattr(args, o, None) is not None for o in ("label", "channel", "classes", "dataset_json"))
-    if dataset_json is not None and not picked:
-        classes, _ = classes_from_dataset_json(dataset_json)
-        if len(classes) > 1:
-            args.dataset_json = dataset_json
-            if not args.quiet:
-                print(f"stats: {dataset_json}: {len(classes)} classes ({', '.join(classes)}), each gathered "
-                      "(--label or --channel picks one)", file=sys.stderr)
+    read_dataset_json(args, results.dataset_json_for(args.labels))
     return results
+
+
+def dataset_json_beside(labels):
+    """nnU-Net's ``dataset.json`` beside a ``labelsTr`` folder, or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(labels)), "dataset.json")
+    return path if os.path.isfile(path) else None
+
+
+def read_dataset_json(args, dataset_json):
+    """What to read when ``dataset.json`` names several classes and --classes/--dataset-json do not.
+
+    Neither --label nor --channel: every class (as ``--dataset-json``). One of
+    them: the class it names, the other filled in from ``dataset.json`` (a
+    channel alone against every label > 0 mixed the classes silently); a
+    region (several label values) is refused with the ``--classes`` to give.
+    Both: taken as given. One class in ``dataset.json``: nothing changes.
+    """
+    from ..adapters.nnunet import _what_to_read
+    from ..classes import classes_from_dataset_json
+
+    if dataset_json is None or getattr(args, "classes", None) is not None or args.dataset_json is not None:
+        return
+    classes, _ = classes_from_dataset_json(dataset_json)
+    if len(classes) < 2 or (args.label is not None and args.channel is not None):
+        return
+    if args.label is None and args.channel is None:
+        args.dataset_json = dataset_json
+        if not args.quiet:
+            print(f"stats: {dataset_json}: {len(classes)} classes ({', '.join(classes)}), each gathered "
+                  "(--label with --channel picks one)", file=sys.stderr)
+        return
+    kind, first, second = _what_to_read(dataset_json, args.channel, args.label)
+    asked = f"--channel {args.channel}" if args.channel is not None else f"--label {args.label:g}"
+    if kind == "classes":
+        (name, (channel, values)), = first.items()
+        raise InputError(f"{asked}: {dataset_json} makes it region {name!r} (labels "
+                         f"{', '.join(f'{v:g}' for v in values)}): give --classes '{name}={channel}:"
+                         f"{','.join(f'{v:g}' for v in values)}' --regions-class-order {second[0]:g}")
+    name = next(n for n, (c, values) in classes.items() if c == first and tuple(values) == (second,))
+    args.channel, args.label = first, second
+    if not args.quiet:
+        print(f"stats: {asked} is class {name!r} in {dataset_json}: channel {first} against label {second:g}",
+              file=sys.stderr)
