@@ -225,6 +225,10 @@ def test_reading_options_with_a_store_are_refused(root, capsys):
     line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--label", 2, "--epsilon", 0.2,
                  "-o", root / "c.json")
     assert "--label applies to --scores folders" in line
+    for option in (["--allow-unmatched"], ["--affine-tolerance", "2"], ["-j", "2"]):  # were ignored silently
+        line = fails(capsys, "calibrate", "--store", root / "st.sqlite", *option, "--epsilon", 0.2,
+                     "-o", root / "c.json")
+        assert "applies to --scores folders" in line and not (root / "c.json").exists()
 
 
 def test_a_failing_case_in_apply_leaves_no_mask(root, capsys):
