@@ -442,6 +442,8 @@ class VolumeStats:
     def from_bytes(cls, data: bytes) -> VolumeStats:
         """Rebuild statistics written by ``to_bytes`` (bit for bit); format 1 (before lesion level) reads as
         statistics without lesion information (``connectivity`` None)."""
+        if not bytes(data[:4]) == b"PK\x03\x04":  # np.load would try other formats and advise allow_pickle
+            raise InputError("not clskern volume statistics (not an .npz archive)")
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())

@@ -10,7 +10,8 @@ import pytest
 import clskern
 from clskern.errors import InputError
 from clskern.evaluation import evaluate, write_report
-from clskern.evaluation.cli import add_parser, load_stats_files, load_stats_from_files, run
+from clskern.cli.evaluate import add_parser
+from clskern.evaluation.cli import load_stats_files, load_stats_from_files, run
 from clskern.evaluation.report import ReportExistsError
 from clskern.evaluation.synthetic_suite import make_dataset
 

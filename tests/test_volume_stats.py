@@ -122,6 +122,8 @@ def test_bytes_round_trip(volume):
 def test_from_bytes_rejects_garbage():
     with pytest.raises(clskern.InputError, match="not clskern volume statistics"):
         clskern.VolumeStats.from_bytes(b"definitely not an npz")
+    with pytest.raises(clskern.InputError, match=r"not an \.npz archive\)$"):  # no allow_pickle advice
+        clskern.VolumeStats.from_bytes(b'{"epsilon": 0.2, "threshold": 0.5}')
 
 
 GOOD = dict(n_voxels=10, n_fg=2, lesion_scores=np.float32([0.1, 0.3]), bg_bins=[5, 9], bg_counts=[3, 5])

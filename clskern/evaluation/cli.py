@@ -1,4 +1,4 @@
-"""``clskern evaluate``: the argument parser and the runner, for the CLI to mount.
+"""``clskern evaluate``'s runner, for the CLI to mount (its parser is ``clskern.cli.evaluate``).
 
 The CLI owns reading statistics (from a store or files); it passes a
 ``load_stats(args)`` callable returning a mapping case id -> VolumeStats
@@ -13,72 +13,12 @@ import os
 
 from collections.abc import Mapping
 
-from ..cli._common import DEFAULT_ALPHA, add_alpha, add_empty, add_output, add_quiet
 from ..errors import InputError
 from ..io.groups import read_groups
 from ..volume import VolumeStats
-from .methods import DEFAULT_METHODS, check_methods
 from .protocol import evaluate
 from .report import REPORT, write_report
 from .sets import evaluate_classes, evaluate_groups
-
-
-def _methods(text):
-    try:
-        return check_methods(m.strip() for m in text.split(",") if m.strip())
-    except ValueError as exc:
-        import argparse
-
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_parser(subparsers):
-    """Add the ``evaluate`` sub-command to an argparse ``subparsers`` object; returns it."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="run the paper's validation protocol (random calibration/test splits) and write a report",
-        description=(
-            "Repeat random calibration/test splits of the cases; per split and method calibrate on one part and "
-            "measure ECR, V-FNR, P-FNR, V-FPR, PC and Dice on the other. Writes summary.json, report.md and "
-            "PNG plots (with matplotlib) to OUTDIR."
-        ),
-    )
-    p.add_argument("stats", nargs="*", metavar="STATS", help="VolumeStats files (alternative to --store)")
-    p.add_argument("--store", metavar="PATH", help="statistics store to evaluate")
-    p.add_argument("--epsilon", type=float, required=True, help="tolerated FNR per case, in [0, 1)")
-    add_alpha(p, f"miscoverage of cls/cls-pac/authors (default {DEFAULT_ALPHA}, as clskern calibrate)")
-    p.add_argument("--delta", type=float, default=0.1, help="confidence parameter of cls-pac and rcps (default 0.1)")
-    p.add_argument("--splits", type=int, default=100, help="random splits (default 100, as the paper)")
-    p.add_argument("--cal-fraction", type=float, default=0.5, help="share of cases that calibrates (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
-    p.add_argument(
-        "--methods", type=_methods, default=DEFAULT_METHODS,
-        help="comma-separated: cls, cls-pac, crc, rcps, authors, fixed-T (default: %s)" % ",".join(DEFAULT_METHODS),
-    )
-    p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
-                   help="lesion: calibrate every method on the lesion-level FNR (the share of a case's lesions "
-                        "missed) and report lesion-level ECR; needs statistics with lesions (clskern stats "
-                        "--connectivity, default 26). L-FNR and L-ECR are reported at either level when the "
-                        "statistics have lesions")
-    p.add_argument("--overlap", type=float, default=0.0, metavar="TAU",
-                   help="a lesion is detected when at least max(1, ceil(TAU x its size)) of its voxels score >= "
-                        "the threshold (default 0: any voxel)")
-    p.add_argument("--groups", metavar="FILE.csv", default=None,
-                   help="CSV 'case,group': evaluate each group on its own cases (Mondrian calibration) and "
-                        "report each group and the pool")
-    p.add_argument("--family", choices=("none", "bonferroni"), default="none",
-                   help="a store of several classes: 'none' (each class at alpha) or 'bonferroni' (alpha / "
-                        "classes each; the report gives the share of cases where every class meets epsilon)")
-    p.add_argument("--class-epsilon", metavar="NAME=E,...", default=None,
-                   help="a store of several classes: a tolerance per class (the others take --epsilon)")
-    p.add_argument("--no-sweeps", action="store_true", help="skip the alpha / calibration-fraction / epsilon sweeps")
-    p.add_argument("--no-plots", action="store_true", help="write summary.json and report.md only")
-    add_empty(p, help="cases without lesion voxels: skip them (left out of calibration and test: no FNR), or stop "
-                      "with an error; pass is refused here (default skip)")
-    add_output(p, dest="outdir", aliases=("--outdir",), metavar="OUTDIR", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report in OUTDIR")
-    add_quiet(p, help="print nothing but errors")
-    return p
 
 
 def run(args, load_stats):
