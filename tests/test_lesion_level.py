@@ -292,7 +292,7 @@ def test_a_store_made_before_lesion_level_reads_as_connectivity_none(tmp_path):
         store._query("INSERT INTO meta VALUES ('reading', ?)", (json.dumps({"label": None, "channel": None}),))
         assert store.connectivity() is None and store.reading() == {"label": None, "channel": None}
         store.check_reading(label=None, channel=None, connectivity=None)  # resumes with --connectivity none
-        with pytest.raises(InputError, match="connectivity None"):
+        with pytest.raises(InputError, match=r"read with no lesions \(stored before lesion level\), this run asks --connectivity 26"):
             store.check_reading(label=None, channel=None, connectivity=26)
 
 
