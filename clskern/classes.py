@@ -249,6 +249,25 @@ def _map_dtype(values):
     raise ArgumentError(f"label values {low}..{high} do not fit a label map")
 
 
+def stacked_layout(classes: Mapping[str, tuple[int, Any]], regions_class_order: Sequence[float] | None = None,
+                   where: str = "") -> tuple[list[int], dict[str, tuple[int, Any]]]:
+    """``(channels, stacked)`` for cutting a calibration per class from only the channels it reads.
+
+    ``channels``: the score channels the classes read, ascending; ``stacked``:
+    the classes re-indexed on ``np.stack([scores[c] for c in channels])``, for
+    ``apply_classes``. The label values written (``regions_class_order`` for
+    regions) must fit the uint8 label maps that ``clskern apply`` and
+    ``apply_folder`` write; ``where`` prefixes the error.
+    """
+    channels = sorted({c for c, _ in classes.values()})
+    stacked = {name: (channels.index(c), values) for name, (c, values) in classes.items()}
+    written = (list(regions_class_order or []) if region_mode(classes, regions_class_order)
+               else [values[0] for _, values in classes.values()])
+    if any(not float(v).is_integer() or not 0 <= v <= 255 for v in written):
+        raise InputError(f"{where}label values {written} do not fit the uint8 label maps written")
+    return channels, stacked
+
+
 def region_mode(classes: Mapping[str, tuple[int, Any]], regions_class_order: object = None) -> bool:
     """Whether classes are regions (nnU-Net: some class has several values, or an order is given)."""
     return regions_class_order is not None or any(len(values) > 1 for _, values in classes.values())

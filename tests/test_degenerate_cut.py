@@ -59,6 +59,14 @@ def _write(tmp_path, cases):
     return s, l
 
 
+def _inputs(capsys, tmp_path, source, scores, labels):
+    """calibrate's input options: the folders, or a store ``clskern stats`` made of them."""
+    if source == "folders":
+        return ("--scores", scores, "--labels", labels)
+    assert _cli(capsys, "stats", "--scores", scores, "--labels", labels, "-o", tmp_path / "st.sqlite", "-q")[0] == 0
+    return ("--store", tmp_path / "st.sqlite")
+
+
 def _cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -105,11 +113,7 @@ def test_minmax_reference_is_half_of_q():
 def test_cli_warns_on_stderr_even_quiet_and_records_it(tmp_path, capsys, source):
     cases = _cases(underconfident=True)
     s, l = _write(tmp_path, cases)
-    if source == "store":
-        assert _cli(capsys, "stats", "--scores", s, "--labels", l, "-o", tmp_path / "st.sqlite", "-q")[0] == 0
-        inputs = ("--store", tmp_path / "st.sqlite")
-    else:
-        inputs = ("--scores", s, "--labels", l)
+    inputs = _inputs(capsys, tmp_path, source, s, l)
     cal_path = tmp_path / "cal.json"
     code, out, err = _cli(capsys, "calibrate", *inputs, "--epsilon", 0.01, "--alpha", 0.1, "-q", "-o", cal_path)
     assert code == 0 and out == ""
@@ -158,11 +162,7 @@ def test_each_group_is_checked_on_its_own_cases(tmp_path, capsys, source):
     groups = tmp_path / "groups.csv"
     groups.write_text("case,group\n" + "".join(f"{k},{'poor' if k in poor else 'good'}\n"
                                                 for k in sorted({**poor, **healthy})))
-    if source == "store":
-        assert _cli(capsys, "stats", "--scores", s, "--labels", l, "-o", tmp_path / "st.sqlite", "-q")[0] == 0
-        inputs = ("--store", tmp_path / "st.sqlite")
-    else:
-        inputs = ("--scores", s, "--labels", l)
+    inputs = _inputs(capsys, tmp_path, source, s, l)
     out_path = tmp_path / "set.json"
     code, out, err = _cli(capsys, "calibrate", *inputs, "--groups", groups, "--epsilon", 0.01, "--alpha", 0.1,
                           "-q", "-o", out_path)

@@ -466,7 +466,7 @@ def _single_cut(calibration, channel, where):
 
 def _class_cut(calibration_set, channel, where):
     """``(channels, stacked classes, regions_class_order)`` of a calibration per class, for ``apply_classes``."""
-    from ..classes import region_mode
+    from ..classes import stacked_layout
 
     names = ", ".join(calibration_set.names)
     if calibration_set.by != "class":
@@ -478,12 +478,8 @@ def _class_cut(calibration_set, channel, where):
     classes = calibration_set.classes
     if classes is None:
         raise InputError(f"{where}a calibration per class ({names}) that does not say which channel each class reads")
-    channels = sorted({c for c, _ in classes.values()})
-    stacked = {name: (channels.index(c), values) for name, (c, values) in classes.items()}
     order = calibration_set.regions_class_order
-    values = order if region_mode(classes, order) else [v[0] for _, v in classes.values()]
-    if any(not float(v).is_integer() or not 0 <= v <= 255 for v in values):
-        raise InputError(f"{where}label values {values} do not fit the uint8 label maps written")
+    channels, stacked = stacked_layout(classes, order, where)
     return channels, stacked, order
 
 

@@ -385,7 +385,7 @@ def run_apply_classes(args, calibration_set, find_inputs):
     """``clskern apply`` with a calibration per class: nnU-Net's label map per case."""
     import numpy as np
 
-    from ..classes import apply_classes, region_mode
+    from ..classes import apply_classes, stacked_layout
     from ..io import prefetch
     from ..io._atomic import StagedFolder
     from ..io.cases import read_case_scores
@@ -395,12 +395,8 @@ def run_apply_classes(args, calibration_set, find_inputs):
     classes = calibration_set.classes
     if classes is None:
         raise ValueError(f"{args.calibration}: the set does not say which channel each class reads")
-    channels = sorted({channel for channel, _ in classes.values()})
-    stacked = {name: (channels.index(c), values) for name, (c, values) in classes.items()}
     order = calibration_set.regions_class_order
-    written = order if region_mode(classes, order) else [values[0] for _, values in classes.values()]
-    if any(not float(v).is_integer() or not 0 <= v <= 255 for v in written):
-        raise ValueError(f"{args.calibration}: label values {written} do not fit the uint8 masks apply writes")
+    channels, stacked = stacked_layout(classes, order, f"{args.calibration}: ")
     inputs = find_inputs(args.scores)
     references = reference_index(args.reference) if args.reference else None
     plan = []
