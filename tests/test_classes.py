@@ -373,3 +373,28 @@ def test_per_class_stats_say_labels_without_scores_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("stats: 1 label file(s) without scores not used") == 1
     assert main(argv + ["-q"]) == 0 and capsys.readouterr().err == ""
+
+
+def test_per_class_statistics_read_each_file_once(tmp_path, monkeypatch):
+    """A case of 3 classes reads its label file and its score file once each (it read both once per
+    channel), and gives the statistics class_stats gives."""
+    import os
+
+    import clskern.io.cases as cases_module
+    from clskern.io.cases import pair_cases
+    from clskern.io.class_batch import collect_class_stats
+
+    cases = _write_brats(tmp_path, 4)
+    classes, order = classes_from_dataset_json(tmp_path / "dataset.json")
+    pairs, _ = pair_cases(tmp_path / "scores", tmp_path / "labels")
+    reads = []
+    real = cases_module._read_nifti
+
+    def counting(path, **options):
+        reads.append(os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path))
+        return real(path, **options)
+
+    monkeypatch.setattr(cases_module, "_read_nifti", counting)
+    result = collect_class_stats(pairs, classes, regions_class_order=order)
+    assert sorted(reads) == sorted(f"{d}/b{i:02d}.nii.gz" for i in range(4) for d in ("labels", "scores"))
+    assert result.stats == {c: class_stats(p, y, classes, name=c) for c, (p, y) in cases.items()}

@@ -45,7 +45,7 @@ from ..classes import apply_classes, classes_from_dataset_json
 from ..errors import InputError
 from ..io import collect_stats, find_files, pair_cases, split_suffix
 from ..io._atomic import StagedFolder
-from ..io.cases import LABEL_SUFFIXES, CasePair, read_case_scores
+from ..io.cases import LABEL_SUFFIXES, CasePair, read_case_scores, read_case_scores_channels
 from ..io.errors import PairingError
 from ..io.masks import check_inputs, resolve_geometry, save_mask
 from ..store import StatsStore
@@ -553,7 +553,7 @@ def apply_folder(calibration, predictions, *, output=None, channel=None, overwri
     with StagedFolder(output) as staged:  # all masks or none: a late failure (CRC, NaN) leaves no mask
         for case_id, (path, geometry, out) in plan.items():
             if isinstance(calibration, CalibrationSet):
-                volumes = [read_case_scores(path, c, geometry) for c in channels]
+                volumes = read_case_scores_channels(path, channels, geometry)  # the file read once
                 mask = apply_classes(np.stack([v.array for v in volumes]), calibration.calibrations, stacked,
                                      regions_class_order=order, name=case_id).astype(np.uint8, copy=False)
                 volume = volumes[0]

@@ -388,7 +388,7 @@ def run_apply_classes(args, calibration_set, find_inputs):
     from ..classes import apply_classes, stacked_layout
     from ..io import prefetch
     from ..io._atomic import StagedFolder
-    from ..io.cases import read_case_scores
+    from ..io.cases import read_case_scores_channels
     from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
     from ._progress import Progress
 
@@ -412,7 +412,7 @@ def run_apply_classes(args, calibration_set, find_inputs):
     progress = Progress(len(plan), "apply", quiet=args.quiet)
 
     def load(item):
-        return [read_case_scores(item[1], channel=c, geometry=item[2]) for c in channels]
+        return read_case_scores_channels(item[1], channels, item[2])  # the file read once
 
     stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda vols: sum(v.array.nbytes for v in vols))
     try:

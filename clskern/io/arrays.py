@@ -22,6 +22,7 @@ import os
 import struct
 import tokenize
 import zipfile
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -94,15 +95,24 @@ def read_npz(path: str | os.PathLike[str], channel: int = 1, key: str = NPZ_KEY,
     available. After inflation the member's CRC-32 is checked against the
     zip directory's.
     """
+    return read_npz_channels(path, [channel], key, spatial_shape=spatial_shape, any_axis_order=any_axis_order)[0]
+
+
+def read_npz_channels(path: str | os.PathLike[str], channels: Iterable[int], key: str = NPZ_KEY, *,
+                      spatial_shape: tuple[int, ...] | None = None,
+                      any_axis_order: bool = False) -> list[np.ndarray[Any, Any]]:
+    """Several classes of an nnU-Net probability file from one read (one inflation, one CRC check):
+    ``[probabilities[c].T for c in channels]``, views, with ``read_npz``'s checks."""
     path = os.fspath(path)
+    channels = list(channels)
     try:
-        array = _npz_member(path, key, channel, spatial_shape, any_axis_order)
+        array = _npz_member(path, key, max(channels), spatial_shape, any_axis_order)
     except (FileFormatError, MismatchError, FileNotFoundError):
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, MemoryError, RuntimeError,
             NotImplementedError) as exc:
         raise FileFormatError(f"{path}: unreadable .npz file ({_reason(exc)})") from None
-    return _channel(array, channel, path, f"{key!r} of shape {array.shape}").T
+    return [_channel(array, c, path, f"{key!r} of shape {array.shape}").T for c in channels]
 
 
 _LOCAL = struct.Struct("<4s5H3L2H")  # a zip local file header's fixed 30 bytes

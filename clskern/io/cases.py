@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrays import read_npy, read_npz
+from .arrays import read_npy, read_npz_channels
 from .errors import FileFormatError, MismatchError, PairingError
 from .suffixes import NIFTI_SUFFIXES
 from .nnunet_pkl import AFFINE_ATOL, pkl_beside, read_pkl_geometry
@@ -200,19 +200,29 @@ def read_scores(path: str | os.PathLike[str], *, channel: int | None = None, ndi
     refuses a file declaring another shape before its voxels are inflated
     (for an ``.npz`` up to the order of the axes, which its ``.pkl`` settles).
     """
+    return read_scores_channels(path, [channel], ndim=ndim, backend=backend, spatial_shape=spatial_shape)[0]
+
+
+def read_scores_channels(path: str | os.PathLike[str], channels: Iterable[int | None], *, ndim: int = 3,
+                         backend: str | None = None,
+                         spatial_shape: tuple[int, ...] | None = None) -> list[ScoreVolume]:
+    """``read_scores`` for several channels of one file, read once: views of one inflated
+    ``.npz`` or ``.nii.gz`` (a case with k classes is not inflated k times)."""
     path = os.fspath(path)
+    channels = list(channels)
     split = split_suffix(os.path.basename(path), SCORE_SUFFIXES)
     if split is None:
         raise FileFormatError(f"{path}: not a score file ({', '.join(SCORE_SUFFIXES)})")
     suffix = split[1]
     if suffix == ".npz":
-        return ScoreVolume(read_npz(path, 1 if channel is None else channel, spatial_shape=spatial_shape,
-                                    any_axis_order=True), path)
-    if suffix == ".npy":
-        return ScoreVolume(read_npy(path, channel, ndim), path)
+        arrays = read_npz_channels(path, [1 if c is None else c for c in channels], spatial_shape=spatial_shape,
+                                   any_axis_order=True)
+        return [ScoreVolume(a, path) for a in arrays]
+    if suffix == ".npy":  # memory-mapped: nothing is read until used
+        return [ScoreVolume(read_npy(path, c, ndim), path) for c in channels]
     vol = _read_nifti(path, backend=backend, spatial_shape=spatial_shape)
-    array = _pick_channel(_squeeze_trailing(vol.array), channel, path, ndim)
-    return ScoreVolume(array, path, vol.affine, vol.header)
+    array = _squeeze_trailing(vol.array)
+    return [ScoreVolume(_pick_channel(array, c, path, ndim), path, vol.affine, vol.header) for c in channels]
 
 
 def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None, affine_atol=AFFINE_ATOL):
@@ -236,17 +246,23 @@ def read_case_scores(path, channel=None, geometry=None, *, ndim=3, backend=None,
     FileFormatError, MismatchError
         An unreadable or unsafe ``.pkl``, or one that does not fit the array.
     """
-    volume = read_scores(path, channel=channel, ndim=ndim, backend=backend)
-    if geometry is None or geometry.kind == "scores" or not volume.path.endswith(".npz"):
-        return volume
+    return read_case_scores_channels(path, [channel], geometry, ndim=ndim, backend=backend,
+                                     affine_atol=affine_atol)[0]
+
+
+def read_case_scores_channels(path, channels, geometry=None, *, ndim=3, backend=None, affine_atol=AFFINE_ATOL):
+    """``read_case_scores`` for several channels, the file read once (``read_scores_channels``)."""
+    volumes = read_scores_channels(path, channels, ndim=ndim, backend=backend)
+    if geometry is None or geometry.kind == "scores" or not os.fspath(path).endswith(".npz"):
+        return volumes
     if geometry.kind == "pkl" and geometry.pkl is None:  # a Geometry("pkl", path) built by hand
         pkl_geometry = read_pkl_geometry(geometry.path)
     else:
         pkl_geometry = geometry.read_pkl()
         if pkl_geometry is None:  # a reference and no .pkl: the .npz is taken in the reference's axes
-            return volume
-    array = pkl_geometry.to_original(volume.array, f"scores {volume.path}", affine_atol)
-    return ScoreVolume(array, volume.path, pkl_geometry.affine, None)
+            return volumes
+    return [ScoreVolume(pkl_geometry.to_original(v.array, f"scores {v.path}", affine_atol), v.path,
+                        pkl_geometry.affine, None) for v in volumes]
 
 
 def read_labels(path: str | os.PathLike[str], *, backend: str | None = None) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -314,28 +330,37 @@ def load_case(pair: CasePair, *, channel: int | None = None, backend: str | None
         For a file that cannot be read, an ``.npz`` without its ``.pkl``, or
         a ``.pkl`` without geometry or that would run code.
     """
+    return load_case_channels(pair, [channel], backend=backend, affine_atol=affine_atol)[0]
+
+
+def load_case_channels(pair: CasePair, channels: Iterable[int | None], *, backend: str | None = None,
+                       affine_atol: float = AFFINE_ATOL) -> list[LoadedCase]:
+    """``load_case`` for several channels of one case, its files read once (labels and scores)."""
     labels, label_affine, _ = read_labels(pair.labels, backend=backend)
     try:  # a file declaring another shape is refused before its voxels are inflated
-        scores = read_scores(pair.scores, channel=channel, ndim=labels.ndim, backend=backend,
-                             spatial_shape=labels.shape)
+        volumes = read_scores_channels(pair.scores, channels, ndim=labels.ndim, backend=backend,
+                                       spatial_shape=labels.shape)
     except MismatchError as exc:
         raise MismatchError(f"case {pair.case_id!r}: {exc}; labels {pair.labels} have shape {labels.shape}") from None
-    array = scores.array
-    if scores.affine is not None:
-        geometry = "affine"
-    elif pair.scores.endswith(".npz"):
-        geometry = "pkl"
-        array = _npz_in_label_axes(pair, array, labels, label_affine, affine_atol)
-    else:
-        geometry = "shape"
-    if array.shape != labels.shape:
-        raise MismatchError(
-            f"case {pair.case_id!r}: scores {pair.scores} have shape {array.shape} "
-            f"but labels {pair.labels} have shape {labels.shape}"
-        )
-    if scores.affine is not None:
-        check_affines(scores.affine, label_affine, pair.scores, pair.labels, affine_atol)
-    return LoadedCase(pair.case_id, array, labels, pair, geometry)
+    out = []
+    for scores in volumes:
+        array = scores.array
+        if scores.affine is not None:
+            geometry = "affine"
+        elif pair.scores.endswith(".npz"):
+            geometry = "pkl"
+            array = _npz_in_label_axes(pair, array, labels, label_affine, affine_atol)
+        else:
+            geometry = "shape"
+        if array.shape != labels.shape:
+            raise MismatchError(
+                f"case {pair.case_id!r}: scores {pair.scores} have shape {array.shape} "
+                f"but labels {pair.labels} have shape {labels.shape}"
+            )
+        if scores.affine is not None:
+            check_affines(scores.affine, label_affine, pair.scores, pair.labels, affine_atol)
+        out.append(LoadedCase(pair.case_id, array, labels, pair, geometry))
+    return out
 
 
 def _npz_in_label_axes(pair, array, labels, label_affine, atol):

@@ -6,10 +6,9 @@ checks ``load_case`` makes: shapes, affines, nnU-Net's ``.pkl``), and
 truth from one pass over the labels. With a ``ClassStatsStore``, cases whose
 files, options and class definitions are unchanged are not read again.
 
-Each channel is read through ``load_case`` (which also reads the labels):
-a case with k distinct channels reads its label file k times and, for a
-deflated ``.npz``, inflates it k times. Simple and checked; not yet one read
-per file.
+Each case's label file and score file are read once whatever the number of
+channels (``load_case_channels``: the channels are views of one inflated
+``.npz`` or ``.nii.gz``), with the checks ``load_case`` makes per channel.
 """
 
 import time
@@ -17,7 +16,7 @@ import time
 from .._validate import check_empty_policy, empty_error
 from ..store import fingerprint_of
 from .batch import ALREADY_STORED, BatchResult, CaseEvent, case_fingerprint, split_known
-from .cases import AFFINE_ATOL, load_case
+from .cases import AFFINE_ATOL, load_case_channels
 from .prefetch import prefetch
 
 
@@ -28,13 +27,10 @@ def class_fingerprint(pair, spec, *, affine_atol=AFFINE_ATOL, digests=None):
 
 
 def load_channels(pair, channels, *, affine_atol=AFFINE_ATOL):
-    """``({channel: scores}, labels)`` of a case, each channel checked against the labels."""
-    arrays, labels = {}, None
-    for channel in channels:
-        case = load_case(pair, channel=channel, affine_atol=affine_atol)
-        arrays[channel] = case.scores
-        labels = case.labels
-    return arrays, labels
+    """``({channel: scores}, labels)`` of a case, each channel checked against the labels; the
+    label file and the score file are each read once (``load_case_channels``)."""
+    cases = load_case_channels(pair, channels, affine_atol=affine_atol)
+    return {channel: case.scores for channel, case in zip(channels, cases)}, cases[0].labels
 
 
 def collect_class_stats(pairs, classes, *, regions_class_order=None, store=None, empty="skip", jobs=1,
