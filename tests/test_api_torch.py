@@ -296,6 +296,20 @@ def test_validation_stats_gather_every_process_under_torch_distributed(monkeypat
     monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
     idle.update(*_batch(54, b=2))
     assert list(idle.stats) == ["rank1_case_000000", "rank1_case_000001"]
+    # Padded repeats: the same case on two processes under default ids is refused by its statistics.
+    padded = ValidationStats()
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
+    repeated = _batch(57, b=2)
+    padded.update(*repeated)
+    other["stats"] = ValidationStats()
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    other["stats"].update(repeated[0][:1], repeated[1][:1])  # rank 1 was handed rank 0's first case again
+    with pytest.raises(clskern.InputError, match=r"'rank0_case_000000' and 'rank1_case_000000' \(default ids\) hold "
+                                                 r"the same statistics.*even_divisible=False"):
+        padded.get_buffer()
+    other["stats"] = ValidationStats()
+    other["stats"].update(*_batch(58, b=1))  # another case: fine
+    assert len(padded.get_buffer()) == 3
     # Processes that read different channels are refused on each.
     one_channel = ValidationStats()
     scores, labels = _batch(56, b=1)

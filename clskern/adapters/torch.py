@@ -51,9 +51,11 @@ the fix, instead of the worker being killed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import os
+import re
 import sys
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -564,8 +566,9 @@ class ValidationStats:
     processes, and a case counted on two processes is refused. A
     ``DistributedSampler`` that pads the dataset to a multiple of the number
     of processes (MONAI's ``even_divisible=True``, torch's default) repeats
-    cases: refused when they carry ids, counted twice when they get default
-    ids. Use ``monai.data.DistributedSampler(..., even_divisible=False)`` for
+    cases: refused by their ids, or, with default ids, by their identical
+    statistics (cases with lesions; lesion-free repeats are not detected).
+    Use ``monai.data.DistributedSampler(..., even_divisible=False)`` for
     validation.
 
     In a ``DataLoader`` worker forked after the main process ran clskern's
@@ -631,6 +634,7 @@ class ValidationStats:
                                      "even_divisible=True, repeats cases: use even_divisible=False), or distinct "
                                      "case_ids")
                 merged[case_id], owner[case_id] = VolumeStats.from_bytes(data), rank
+        _refuse_padded_repeats(merged)
         read = {rank: part["channel"] for rank, part in enumerate(parts) if part["channel"] is not None}
         if len(set(read.values())) > 1:
             raise InputError("processes read different channels (" + ", ".join(f"rank {r}: channel {c}" for r, c in
@@ -753,6 +757,31 @@ class ValidationStats:
             raise InputError("no cases gathered yet: call update() with validation batches first")
         result = calibrate(stats, epsilon=epsilon, **_calibration_options(options, "calibrate()"))
         return dataclasses.replace(result, reading={"label": self.label, "channel": channel})
+
+
+_DEFAULT_ID = re.compile(r"rank\d+_case_\d{6}")
+
+
+def _refuse_padded_repeats(merged: dict[str, Any]) -> None:
+    """Cases of default ids (``rankR_case_NNNNNN``) from two processes with the same statistics, lesions
+    included: what a DistributedSampler that pads (``even_divisible=True``) gives, a case counted twice.
+
+    Named cases are checked by name; unnamed ones can only be told apart by
+    what they hold. Lesion-free cases are left alone (two blank volumes may
+    well be alike, and calibration skips them by default).
+    """
+    seen: dict[bytes, str] = {}
+    for case_id, stats in merged.items():
+        if stats.n_fg == 0 or not _DEFAULT_ID.fullmatch(case_id):
+            continue
+        unnamed = copy.copy(stats)
+        unnamed.name = None
+        key = unnamed.to_bytes()
+        other = seen.setdefault(key, case_id)
+        if other != case_id:
+            raise InputError(f"cases {other!r} and {case_id!r} (default ids) hold the same statistics, lesions "
+                             "included: the same case counted on two processes, as a DistributedSampler that pads "
+                             "(even_divisible=True) repeats cases; use even_divisible=False, or pass case_ids")
 
 
 def _distributed():
