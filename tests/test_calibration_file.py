@@ -93,7 +93,7 @@ def _edited(cal, **changes):
 @pytest.mark.parametrize(
     "field,value,match",
     [
-        ("threshold", 0.123, "is not the 4-th smallest critical threshold"),
+        ("threshold", 0.123, "is not the 4th smallest critical threshold"),
         ("threshold", "nan", "threshold must be a number"),
         ("threshold", None, "threshold must be a number"),
         ("threshold", True, "threshold must be a number"),
@@ -170,7 +170,7 @@ def test_a_recomputed_digest_does_not_make_an_inconsistent_threshold_pass(tmp_pa
     zero = clskern.calibrate([0.0] * 30, epsilon=0.2, alpha=0.1)
     assert math.copysign(1, zero.threshold) == 1
     z = json.loads(zero.to_json())
-    _refused(_write(tmp_path, _with_digest({**z, "threshold": -0.0})), "is not the 3-th smallest")
+    _refused(_write(tmp_path, _with_digest({**z, "threshold": -0.0})), "is not the 3rd smallest")
 
 
 @pytest.mark.parametrize("method,kwargs", METHODS[2:])

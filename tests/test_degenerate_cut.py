@@ -81,7 +81,7 @@ def test_underconfident_model_tiny_epsilon_is_flagged_with_the_numbers():
     assert pc > MAX_PC and dice < dice_half / 2  # the scenario: most of the volume predicted, Dice collapsed
     warnings = degenerate_cut(stats, cal.threshold)
     assert len(warnings) == 2
-    assert f"{pc:.1%} of its voxels predicted lesion" in warnings[0] and f"{cal.threshold:.4g}" in warnings[0]
+    assert f"{pc:.2%} of its voxels predicted lesion" in warnings[0] and f"{cal.threshold:.4g}" in warnings[0]
     assert f"median Dice {dice:.3f}" in warnings[1] and f"{dice_half:.3f} at the 0.5 cut" in warnings[1]
 
 
@@ -104,7 +104,7 @@ def test_minmax_reference_is_half_of_q():
     assert len(warnings) == 2 and "(min-max normalised scores)" in warnings[0]
     q = {k: ((p - p.min()) / (p.max() - p.min()), y) for k, (p, y) in cases.items()}
     pc, dice, dice_half = _reference(q, cal.threshold)
-    assert f"{pc:.1%} of its voxels" in warnings[0]
+    assert f"{pc:.2%} of its voxels" in warnings[0]
     # q = 0.5 is no bin edge in p: the background count there is interpolated within its bin
     assert float(re.search(r"against ([0-9.]+) at the 0.5 cut", warnings[1]).group(1)) == pytest.approx(dice_half, abs=0.01)
 
@@ -122,7 +122,7 @@ def test_cli_warns_on_stderr_even_quiet_and_records_it(tmp_path, capsys, source)
     assert cal.warnings == degenerate_cut(stats, cal.threshold) and len(cal.warnings) == 2
     assert err.splitlines() == [f"clskern calibrate: warning: {w}" for w in cal.warnings]
     pc = _reference(cases, cal.threshold)[0]
-    assert f"{pc:.1%}" in err
+    assert f"{pc:.2%}" in err
 
     healthy = _cases(underconfident=False, seed=1)
     (tmp_path / "healthy").mkdir()

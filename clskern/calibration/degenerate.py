@@ -67,7 +67,7 @@ def degenerate_cut(volumes, threshold, *, normalize="none", max_pc=MAX_PC, dice_
     shown = f"{threshold:.4g}"  # as the tables show it; the calibration JSON keeps every digit
     if pc > max_pc and pc > 2 * share:
         out.append(f"degenerate cut: at threshold {shown}{scale} the median calibration case has "
-                   f"{pc:.1%} of its voxels predicted lesion (bound {max_pc:.0%}; median lesion share "
+                   f"{pc:.2%} of its voxels predicted lesion (bound {max_pc:.0%}; median lesion share "
                    f"{share:.2%}, {q['n']} cases)")
     dice, ref = q["dice"], q["dice_reference"]
     if dice is not None and dice < dice_fraction * ref:

@@ -94,6 +94,12 @@ def cls_pac_rank(n: int, alpha: float, delta: float) -> int:
     return int(np.count_nonzero(cdf_at_most(n, alpha, delta)[:n]))  # cdf[j - 1], j = 1..n; non-decreasing
 
 
+def _ordinal(k: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
 def kth_smallest(thresholds: Iterable[float] | np.ndarray, k: int) -> float:
     """The k-th smallest (1-based) of the critical thresholds, as a float."""
     return float(np.partition(np.asarray(thresholds, dtype=np.float64), k - 1)[k - 1])
@@ -415,7 +421,7 @@ def inconsistency(f: Mapping[str, Any]) -> str | None:
             return f"{method} certifies nothing with n={n} and these parameters (k=0)"
         expected = kth_smallest(f["critical_thresholds"], k)
         if threshold.hex() != expected.hex():
-            return f"threshold {threshold!r} is not the {k}-th smallest critical threshold ({expected!r})"
+            return f"threshold {threshold!r} is not the {_ordinal(k)} smallest critical threshold ({expected!r})"
         return None
     if k is not None:
         return f"k must be null for {method}, got {k!r}"

@@ -155,7 +155,7 @@ def add_store(parser, help, required=False):
     return parser.add_argument("--store", metavar="STORE", required=required, help=help)
 
 
-QUIET_HELP = "print nothing but errors (and calibrate's degenerate-cut warnings)"
+QUIET_HELP = "print nothing but errors and warnings (no progress, no summary)"
 
 
 def add_quiet(parser, help=QUIET_HELP):

@@ -40,7 +40,7 @@ def add_parser(subparsers):
     add_empty(p)
     p.add_argument("--normalize", choices=("none", "minmax"), default="none",
                    help="minmax: calibrate in per-case min-max normalised scores, q = (p - min) / (max - min) over "
-                        "every voxel (SPEC 1d); recorded in the calibration, so apply normalises each case the "
+                        "every voxel; recorded in the calibration, so apply normalises each case the "
                         "same way (default none)")
     _sets.add_calibrate_options(p)
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",

@@ -274,11 +274,16 @@ def _evaluation(args, main, cal_dir, test_dir, root):
     store = os.path.join(root, "all-cases.sqlite")
     outdir = os.path.join(root, "report")
     record_demo_files(root, [*_store_files("all-cases.sqlite"), *(os.path.join("report", f) for f in REPORT_FILES)])
+    if not args.quiet:  # one store of every case: stats into an existing store adds the cases it lacks
+        print()
     for folder in (cal_dir, test_dir):
-        _run(["stats", "--scores", os.path.join(folder, "scores"), "--labels", os.path.join(folder, "labels"),
-              "-o", store, "-j", str(args.jobs), "--quiet"], main)
+        argv = ["stats", "--scores", os.path.join(folder, "scores"), "--labels", os.path.join(folder, "labels"),
+                "-o", store, "-j", str(args.jobs)]
+        if not args.quiet:
+            print("  $ " + _shown(argv, root))
+        _run(argv + ["--quiet"], main)
     if not args.quiet:
-        print("\n  $ clskern " + " ".join(_evaluate_argv(args, "all-cases.sqlite", "report")))
+        print("  $ clskern " + " ".join(_evaluate_argv(args, "all-cases.sqlite", "report")))
     _run(_evaluate_argv(args, store, outdir) + ["--overwrite", "--quiet"], main)
     return os.path.join(outdir, "report.md")
 
@@ -342,6 +347,8 @@ def run(args):
     record_demo_files(root)
     if not args.quiet:
         print(f"\nvalidation report ({EVALUATION_SPLITS} random splits of all {args.cases} cases): {report}")
+        print("to run the commands yourself in that folder: put clskern on PATH (source .venv/bin/activate), "
+              "and add --overwrite to replace the demo's outputs")
         print(f"({time.perf_counter() - started:.1f} s; files kept in {os.path.abspath(root)})")
     sys.stdout.flush()
     return 0
