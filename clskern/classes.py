@@ -325,7 +325,8 @@ def apply_classes(scores: ArrayLike, calibrations: Mapping[str, Calibration | fl
     for cname, (channel, _) in classes.items():
         n_nan = int(np.count_nonzero(np.isnan(array[channel])))
         if n_nan:
-            raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores in channel {channel} (class {cname!r})")
+            raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores in the channel of class {cname!r}; "
+                                 "a label map would call them background")
         normalize = getattr(members[cname], "normalize", "none")  # calibrated on rescaled scores: cut in kind
         if normalize != "none":
             from . import _backend
@@ -402,6 +403,9 @@ def parse_classes(text: str) -> Classes:
 def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Classes, list[float] | None]:
     """``(classes, regions_class_order)`` from an nnU-Net v2 ``dataset.json`` (a path or its parsed dict).
 
+    nnU-Net v1's (the Medical Segmentation Decathlon's) ``labels``, value to
+    name (``{"0": "background", "1": "edema"}``), are read too.
+
     As nnU-Net's ``LabelManager``: ``labels`` maps names to a value or a list
     of values; ``background`` (0) and ``ignore`` are not classes. With a list
     of several values anywhere the dataset is region-based: the outputs have
@@ -423,6 +427,10 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
     labels = source.get("labels") if isinstance(source, Mapping) else None
     if not isinstance(labels, Mapping) or not labels:
         raise InputError(f"{where}: no 'labels' object (nnU-Net v2 dataset.json)")
+    if all(isinstance(k, str) and re.fullmatch(r"\d+", k) and isinstance(v, str) for k, v in labels.items()):
+        labels = {name: int(value) for value, name in labels.items()}  # nnU-Net v1 / Decathlon: value -> name
+        if len(labels) != len(source["labels"]):
+            raise InputError(f"{where}: two label values share a name")
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     classes: dict[str, Any] = {}
     for cname, value in labels.items():

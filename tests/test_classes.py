@@ -398,3 +398,11 @@ def test_per_class_statistics_read_each_file_once(tmp_path, monkeypatch):
     result = collect_class_stats(pairs, classes, regions_class_order=order)
     assert sorted(reads) == sorted(f"{d}/b{i:02d}.nii.gz" for i in range(4) for d in ("labels", "scores"))
     assert result.stats == {c: class_stats(p, y, classes, name=c) for c, (p, y) in cases.items()}
+
+
+def test_dataset_json_of_nnunet_v1_reads_value_to_name():
+    v1 = {"labels": {"0": "background", "1": "edema", "2": "non-enhancing", "3": "enhancing"}}
+    assert classes_from_dataset_json(v1) == ({"edema": (1, (1,)), "non-enhancing": (2, (2,)),
+                                              "enhancing": (3, (3,))}, None)
+    with pytest.raises(InputError, match="two label values share a name"):
+        classes_from_dataset_json({"labels": {"0": "background", "1": "a", "2": "a"}})

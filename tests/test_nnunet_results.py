@@ -430,3 +430,72 @@ def test_one_of_label_or_channel_picks_its_class_from_dataset_json(tree, tmp_pat
     (model / "dataset.json").write_text(json.dumps(region))
     code, _, err = run_cli(capsys, "stats", *nnunet, "--channel", 0, "-o", tmp_path / "r.sqlite")  # regions: no background channel
     assert code == 1 and "region 'whole'" in err and "--classes 'whole=0:1,2'" in err
+
+
+def test_calibrate_from_folders_reads_dataset_json_beside_labels_tr_as_stats_does(tree, tmp_path, capsys):
+    """calibrate --scores/--labels --label 2 read channel 1 against label 2 (stats read channel 2): the same
+    rule now serves both, and the calibration records the channel apply must cut."""
+    results, labels_tr, _ = tree
+    model, cases = _three_classes(tree)
+    shutil.copy(model / "dataset.json", labels_tr.parent / "dataset.json")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for fold in model.glob("fold_*/validation"):
+        for f in fold.iterdir():
+            if f.suffix in (".npz", ".pkl"):
+                shutil.copy(f, pool / f.name)
+    expected = {c: clskern.volume_stats(p[2], y, label=2, name=c) for c, (p, y) in cases.items()}
+    out = tmp_path / "rim.json"
+    code, _, err = run_cli(capsys, "calibrate", "--scores", pool, "--labels", labels_tr, "--label", 2,
+                           "--epsilon", 0.3, "--alpha", 0.5, "-o", out)
+    assert code == 0, err
+    assert "calibrate: --label 2 is class 'rim'" in err
+    cal = Calibration.read(out)
+    assert cal.reading == {"label": 2, "channel": 2}
+    assert cal.threshold == clskern.calibrate(expected, epsilon=0.3, alpha=0.5).threshold
+
+
+@pytest.mark.parametrize("labels, reading", [
+    ({"background": 0, "lesion": 1, "ignore": 2}, {"label": 1, "channel": 1}),  # ignore voxels are not lesion
+    ({"0": "background", "1": "lesion"}, {"label": None, "channel": None}),  # nnU-Net v1: the binary default
+    ({"background": 0, "lesion": 1}, {"label": None, "channel": None}),  # v2 binary: unchanged
+])
+def test_one_class_datasets_read_as_their_class(tree, tmp_path, capsys, labels, reading):
+    results, labels_tr, cases = tree
+    (labels_tr.parent / "dataset.json").write_text(json.dumps({"labels": labels}))
+    validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"
+    if "ignore" in labels:  # part of each lesion marked ignore
+        for case_id in ("LES_001", "LES_006"):
+            y = np.asarray(nib.load(labels_tr / f"{case_id}.nii.gz").dataobj).copy()
+            y[: SHAPE[0] // 3][y[: SHAPE[0] // 3] > 0] = 2
+            nib.save(nib.Nifti1Image(y, AFFINE), labels_tr / f"{case_id}.nii.gz")
+    store = tmp_path / "s.sqlite"
+    code, _, err = run_cli(capsys, "stats", "--scores", validation, "--labels", labels_tr, "-o", store, "-q")
+    assert code == 0, err
+    with StatsStore(store, create=False) as s:
+        assert {k: s.reading()[k] for k in ("label", "channel")} == reading
+        for case_id, stats in s.load().items():
+            y = np.asarray(nib.load(labels_tr / f"{case_id}.nii.gz").dataobj)
+            assert stats.n_fg == int(np.count_nonzero(y == 1))
+
+
+def test_a_single_region_and_a_foreign_dataset_json(tree, tmp_path, capsys):
+    results, labels_tr, _ = tree
+    validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"
+    region = {"labels": {"background": 0, "lesion": [1, 2]}, "regions_class_order": [1]}
+    (labels_tr.parent / "dataset.json").write_text(json.dumps(region))
+    for case_id in ("LES_001", "LES_006"):  # nnU-Net's region outputs: one sigmoid channel
+        np.savez_compressed(validation / f"{case_id}.npz",
+                            probabilities=np.load(validation / f"{case_id}.npz")["probabilities"][1:])
+    store = tmp_path / "r.sqlite"
+    code, _, err = run_cli(capsys, "stats", "--scores", validation, "--labels", labels_tr, "-o", store)
+    assert code == 0, err  # it read channel 1 of a one-channel file and failed
+    assert "1 class (lesion), each gathered" in err
+    with ClassStatsStore(store) as s:
+        assert s.classes() == ({"lesion": (0, (1, 2))}, [1]) and len(s) == 2
+    (labels_tr.parent / "dataset.json").write_text(json.dumps({"name": "not nnU-Net's"}))
+    code, _, err = run_cli(capsys, "stats", "--scores", validation, "--labels", labels_tr, "-o", tmp_path / "x.sqlite")
+    assert code == 1 and "no 'labels' object" in err and "pass --label and --channel" in err
+    code, _, err = run_cli(capsys, "stats", "--scores", validation, "--labels", labels_tr, "--label", 1, "--channel", 0,
+                           "-o", tmp_path / "y.sqlite", "-q")
+    assert code == 0, err  # both given: the file is not read

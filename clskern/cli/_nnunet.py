@@ -76,38 +76,65 @@ def dataset_json_beside(labels):
     return path if os.path.isfile(path) else None
 
 
-def read_dataset_json(args, dataset_json):
-    """What to read when ``dataset.json`` names several classes and --classes/--dataset-json do not.
+def read_dataset_json(args, dataset_json, what="stats"):
+    """What to read from ``dataset.json`` when --classes/--dataset-json do not say, and --label
+    with --channel do not name one class (both given: taken as given, the file is not read).
 
-    Neither --label nor --channel: every class (as ``--dataset-json``). One of
-    them: the class it names, the other filled in from ``dataset.json`` (a
-    channel alone against every label > 0 mixed the classes silently); a
-    region (several label values) is refused with the ``--classes`` to give.
-    Both: taken as given. One class in ``dataset.json``: nothing changes.
+    - Neither --label nor --channel: every class when it names several, or one
+      region (each gathered, as ``--dataset-json``); its one class otherwise,
+      read as channel and label (so an ``ignore`` label is not counted as
+      lesion, and a class of value 2 reads channel 2). Nothing changes for the
+      plain binary dataset (label 1 in channel 1, nothing else).
+    - One of them: the class it names, the other filled in from it (a channel
+      alone against every label > 0 mixed the classes silently); a region
+      (several label values) is refused with the ``--classes`` to give.
     """
-    from ..adapters.nnunet import _what_to_read
+    import json
+
     from ..classes import classes_from_dataset_json
 
     if dataset_json is None or getattr(args, "classes", None) is not None or args.dataset_json is not None:
         return
-    classes, _ = classes_from_dataset_json(dataset_json)
-    if len(classes) < 2 or (args.label is not None and args.channel is not None):
+    if args.label is not None and args.channel is not None:
         return
+    try:
+        classes, order = classes_from_dataset_json(dataset_json)
+    except InputError as exc:
+        raise InputError(f"{exc}; pass --label and --channel to read one class without it") from None
     if args.label is None and args.channel is None:
-        args.dataset_json = dataset_json
+        (name, (channel, values)), = list(classes.items())[:1]
+        if len(classes) > 1 or len(values) > 1:
+            args.dataset_json = dataset_json
+            if not args.quiet:
+                print(f"{what}: {dataset_json}: {len(classes)} {'class' if len(classes) == 1 else 'classes'} "
+                      f"({', '.join(classes)}), each gathered "
+                      "(--label with --channel picks one)", file=sys.stderr)
+            return
+        with open(dataset_json, "rb") as f:
+            ignore = "ignore" in json.loads(f.read().decode("utf-8"))["labels"]
+        if (channel, values[0]) == (1, 1) and not ignore:
+            return  # the binary dataset: every label > 0 in channel 1 is that class already
+        args.channel, args.label = channel, values[0]
         if not args.quiet:
-            print(f"stats: {dataset_json}: {len(classes)} classes ({', '.join(classes)}), each gathered "
-                  "(--label with --channel picks one)", file=sys.stderr)
+            print(f"{what}: {dataset_json}: class {name!r}: channel {channel} against label {values[0]:g}"
+                  + (" (the ignore label is not lesion)" if ignore else ""), file=sys.stderr)
         return
-    kind, first, second = _what_to_read(dataset_json, args.channel, args.label)
     asked = f"--channel {args.channel}" if args.channel is not None else f"--label {args.label:g}"
-    if kind == "classes":
-        (name, (channel, values)), = first.items()
+    picked = [name for name, (c, values) in classes.items()
+              if (args.channel is None or c == args.channel) and (args.label is None or tuple(values) == (args.label,))]
+    if not picked:
+        described = ", ".join(f"{n} (channel {c}, label {'/'.join(f'{v:g}' for v in vs)})"
+                              for n, (c, vs) in classes.items())
+        raise InputError(f"{asked}: no class of {dataset_json} has it ({described}); give --channel and --label of "
+                         "one class, or neither to gather every class")
+    name = picked[0]
+    channel, values = classes[name]
+    if len(values) > 1:
+        value = order[list(classes).index(name)]
         raise InputError(f"{asked}: {dataset_json} makes it region {name!r} (labels "
                          f"{', '.join(f'{v:g}' for v in values)}): give --classes '{name}={channel}:"
-                         f"{','.join(f'{v:g}' for v in values)}' --regions-class-order {second[0]:g}")
-    name = next(n for n, (c, values) in classes.items() if c == first and tuple(values) == (second,))
-    args.channel, args.label = first, second
+                         f"{','.join(f'{v:g}' for v in values)}' --regions-class-order {value:g}")
+    args.channel, args.label = channel, values[0]
     if not args.quiet:
-        print(f"stats: {asked} is class {name!r} in {dataset_json}: channel {first} against label {second:g}",
+        print(f"{what}: {asked} is class {name!r} in {dataset_json}: channel {channel} against label {values[0]:g}",
               file=sys.stderr)

@@ -12,7 +12,7 @@ from ._cases import gather, pairs_of
 from ._common import (DEFAULT_ALPHA, add_alpha, add_case_options, add_delta, add_empty, add_epsilon, add_output,
                       add_overlap, add_overwrite, add_quiet, add_store)
 from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
-from . import _sets
+from . import _nnunet, _sets
 
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
 DEFAULT_DELTA = 0.1
@@ -78,6 +78,8 @@ def run(args):
             raise ValueError(f"{given[0]} applies to --scores folders; a store keeps the options clskern stats used")
     alpha, delta = _parameters(args)
     _sets.note_stored_classes(args)
+    if args.scores is not None:  # nnU-Net's dataset.json beside labelsTr says which class is which
+        _nnunet.read_dataset_json(args, _nnunet.dataset_json_beside(args.labels), what="calibrate")
     if args.overlap != 0 and args.level != "lesion":
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
     if args.level == "lesion" and _sets.wants_classes(args):

@@ -86,6 +86,35 @@ class StagedFolder:
             raise OSError(exc.errno or errno.EIO, exc.strerror or "cannot create a folder", self.folder) from None
         return self
 
+    def _move_all(self):
+        """Move every staged file into place, or none: a file it replaces is set aside first and put
+        back if a later move fails (a folder in the way, a full disk for the rename's directory entry)."""
+        for name in self._names:
+            final = os.path.join(self.folder, name)
+            if os.path.isdir(final) and not os.path.islink(final):
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way of an output", final)
+        moved, set_aside = [], []
+        try:
+            for i, name in enumerate(self._names):
+                final = os.path.join(self.folder, name)
+                if os.path.lexists(final):
+                    aside = os.path.join(self._stage, f".replaced-{i}")
+                    os.replace(final, aside)
+                    set_aside.append((aside, final))
+                os.replace(os.path.join(self._stage, name), final)
+                moved.append(final)
+        except BaseException as exc:
+            for final in moved:
+                with contextlib.suppress(OSError):
+                    os.unlink(final)
+            for aside, final in set_aside:
+                with contextlib.suppress(OSError):
+                    os.replace(aside, final)
+            if isinstance(exc, OSError) and exc.filename is not None and exc.filename.startswith(self._stage):
+                raise OSError(exc.errno or errno.EIO, exc.strerror or "cannot move an output into place",
+                              os.path.join(self.folder, os.path.basename(exc.filename))) from None
+            raise
+
     def path(self, name):
         """Where to write the file that ends as ``folder/name``."""
         if os.path.basename(name) != name or name in (".", ".."):
@@ -96,8 +125,7 @@ class StagedFolder:
     def __exit__(self, kind, exc, tb):
         try:
             if kind is None:
-                for name in self._names:
-                    os.replace(os.path.join(self._stage, name), os.path.join(self.folder, name))
+                self._move_all()
         finally:
             import shutil
 
