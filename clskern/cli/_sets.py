@@ -4,7 +4,7 @@
   ``CalibrationSet`` (``clskern.calibration.sets``) holding one checked
   ``Calibration`` per group; ``apply`` given such a file needs ``--groups``
   too, to know each case's group, and cuts each case at its group's threshold.
-- ``--classes "WT=1:1,2,3;TC=2:1,3"`` or ``--dataset-json PATH`` (stats,
+- ``--classes "WT=0:1,2,3;TC=1:2,3"`` or ``--dataset-json PATH`` (stats,
   calibrate): every class's statistics from one read of each case's labels,
   kept per (case, class) in the store (``clskern.class_store``); ``calibrate``
   writes one calibration per class (``--family none|bonferroni``,
@@ -30,7 +30,7 @@ def add_group_option(parser, what):
 def add_class_options(parser):
     """--classes / --dataset-json: several classes of channel-first scores."""
     parser.add_argument("--classes", metavar="SPEC", default=None,
-                        help="several classes: 'NAME=CHANNEL:VALUE,VALUE;...' (e.g. 'WT=1:1,2,3;TC=2:1,3;ET=3:3'); "
+                        help="several classes: 'NAME=CHANNEL:VALUE,VALUE;...' (e.g. nnU-Net's BraTS regions 'WT=0:1,2,3;TC=1:2,3;ET=2:3'); "
                              "a class's ground truth is the label in its values, its scores the channel")
     parser.add_argument("--regions-class-order", metavar="V,V,...", default=None,
                         help="with --classes: the label value each class writes in the label map (needed when a "

@@ -75,6 +75,9 @@ def _main_table(summary):
         threshold = _fmt(row["threshold"], 4)
         lines.append(f"| {method} | {target} | " + " | ".join(_cells(row, columns))
                      + f" | {threshold} | {row['n_uncertified']} |")
+    if "authors" in summary["methods"]:
+        lines += ["", "The threshold column is the score cut (mean over splits); for authors it is the cut on each "
+                      "case's min-max normalised scores q = (p - min) / (max - min), as the authors cut."]
     return lines
 
 
