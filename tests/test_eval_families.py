@@ -149,6 +149,9 @@ def test_reports_hold_the_tables(data, tmp_path):
     write_report(result, tmp_path / "g", plots=False)
     text = (tmp_path / "g" / "report.md").read_text()
     assert "## Per group" in text and "| north | cls |" in text and "| pooled | cls |" in text and "L-FNR" in text
+    n_north = sum(g == "north" for g in groups.values())
+    assert f"| north | cls | {n_north} | 0.25 | 0.25 |" in text
+    assert f"| north | fixed-0.5 | {n_north} | 0.25 | – |" in text  # a fixed cut takes no alpha
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["by"] == "group" and set(summary["members"]) == {"north", "south"} and "pooled" in summary
     classes = evaluate_classes(by_class, epsilon=0.3, alpha=0.3, family="bonferroni", splits=4,

@@ -228,15 +228,22 @@ def _member_table(summary, by):
         + " | threshold | uncertified |",
         "|---|---|---|---|---|" + "---|" * len(columns) + "---|---|",
     ]
+    def alpha(method, value):  # crc, rcps and fixed cuts take no alpha
+        return f"{value:g}" if method in _TAKE_ALPHA else "–"
+
     for name, member in summary["members"].items():
         for method, row in member["methods"].items():
-            lines.append(f"| {name} | {method} | {member['n_cases']} | {member['epsilon']:g} | {member['alpha']:g} | "
-                         + " | ".join(_cells(row, columns)) + f" | {_fmt(row['threshold'], 4)} | "
-                         f"{row['n_uncertified']} |")
+            lines.append(f"| {name} | {method} | {member['n_cases']} | {member['epsilon']:g} | "
+                         f"{alpha(method, member['alpha'])} | " + " | ".join(_cells(row, columns))
+                         + f" | {_fmt(row['threshold'], 4)} | {row['n_uncertified']} |")
     for method, row in (summary.get("pooled") or {}).items():
-        lines.append(f"| pooled | {method} | {summary['n_cases']} | {inputs['epsilon']:g} | {inputs['alpha']:g} | "
-                     + " | ".join(_cells(row, columns)) + f" | – | {row['n_uncertified']} |")
+        lines.append(f"| pooled | {method} | {summary['n_cases']} | {inputs['epsilon']:g} | "
+                     f"{alpha(method, inputs['alpha'])} | " + " | ".join(_cells(row, columns))
+                     + f" | – | {row['n_uncertified']} |")
     return lines
+
+
+_TAKE_ALPHA = ("cls", "cls-pac", "authors")
 
 
 def _family_table(summary):
