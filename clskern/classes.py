@@ -428,8 +428,9 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
     if not isinstance(labels, Mapping) or not labels:
         raise InputError(f"{where}: no 'labels' object (nnU-Net v2 dataset.json)")
     if all(isinstance(k, str) and re.fullmatch(r"\d+", k) and isinstance(v, str) for k, v in labels.items()):
-        labels = {name: int(value) for value, name in labels.items()}  # nnU-Net v1 / Decathlon: value -> name
-        if len(labels) != len(source["labels"]):
+        v1 = labels
+        labels = {name: int(value) for value, name in v1.items()}  # nnU-Net v1 / Decathlon: value -> name
+        if len(labels) != len(v1):
             raise InputError(f"{where}: two label values share a name")
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     classes: dict[str, Any] = {}
