@@ -77,8 +77,15 @@ class ClassStatsStore:
         with StatsStore(path, create=False) as store:
             if store._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='class_cases'").fetchone() is None:
                 return None
+            one_class = len(store)
         with ClassStatsStore(path, create=False) as store:
-            return store.classes() if store.spec() is not None else None
+            if store.spec() is None or not len(store):
+                return None
+            if one_class:  # calibrate_folder(store=) run with and without label=: which one is meant?
+                raise StoreError(f"{path}: the store holds {one_class} case(s) of one class and {len(store)} case(s) "
+                                 "per class; name the classes (--dataset-json or --classes) to calibrate those, or "
+                                 "keep each kind in its own store")
+            return store.classes()
 
     def _has_table(self) -> bool:
         row = self._store._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='class_cases'").fetchone()

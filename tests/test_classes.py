@@ -406,3 +406,22 @@ def test_dataset_json_of_nnunet_v1_reads_value_to_name():
                                               "enhancing": (3, (3,))}, None)
     with pytest.raises(InputError, match="two label values share a name"):
         classes_from_dataset_json({"labels": {"0": "background", "1": "a", "2": "a"}})
+
+
+def test_a_store_holding_both_kinds_is_not_guessed(tmp_path, capsys):
+    """One file with cases of one class and per-class cases: calibrate --store took the per-class ones
+    silently; it now asks which (naming the classes still picks the per-class ones)."""
+    from clskern.cli.main import main
+
+    _write_brats(tmp_path, 12)
+    store, dj = tmp_path / "st.sqlite", tmp_path / "dataset.json"
+    reading = ["--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"), "-o", str(store), "-q"]
+    assert main(["stats", *reading, "--dataset-json", str(dj)]) == 0
+    dj.rename(tmp_path / "kept.json")  # so that the next run reads one class, as given
+    assert main(["stats", *reading, "--channel", "0", "--label", "1"]) == 0
+    capsys.readouterr()
+    common = ["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "-q"]
+    assert main(common + ["-o", str(tmp_path / "a.json")]) == 1
+    err = capsys.readouterr().err
+    assert "12 case(s) of one class and 12 case(s) per class" in err and len(err.splitlines()) == 1
+    assert main(common + ["--dataset-json", str(tmp_path / "kept.json"), "-o", str(tmp_path / "b.json")]) == 0
