@@ -27,7 +27,8 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -415,6 +416,12 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
     over every label (channel = label value, background in channel 0) and
     ``regions_class_order`` is None.
     """
+    return _classes_of(*_parse_dataset_json(source))
+
+
+def _parse_dataset_json(source):
+    """``(labels, parsed, where)``: ``labels`` as name -> value or values (nnU-Net v1's value -> name
+    turned around), the parsed file, and its name for messages."""
     where = "dataset.json"
     if not isinstance(source, Mapping):
         where = os.fspath(source)
@@ -432,6 +439,10 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
         labels = {name: int(value) for value, name in v1.items()}  # nnU-Net v1 / Decathlon: value -> name
         if len(labels) != len(v1):
             raise InputError(f"{where}: two label values share a name")
+    return labels, source, where
+
+
+def _classes_of(labels, source, where):
     has_regions = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
     classes: dict[str, Any] = {}
     for cname, value in labels.items():
@@ -456,7 +467,7 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
         raise InputError(f"{where}: no foreground labels")
     order = None
     if has_regions:
-        order = source.get("regions_class_order")  # type: ignore[union-attr]  # the parsed JSON by now
+        order = source.get("regions_class_order")  # the parsed JSON
         if not isinstance(order, list) or len(order) != len(classes):
             raise InputError(f"{where}: a region-based dataset needs regions_class_order with one value per "
                              f"region ({len(classes)})")
@@ -468,3 +479,63 @@ def classes_from_dataset_json(source: str | os.PathLike[str] | Mapping[str, Any]
         return check_classes(classes), order
     except ValueError as exc:
         raise InputError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class DatasetReading:
+    """What to read of each case, by nnU-Net's ``dataset.json`` and the channel/label asked.
+
+    ``kind == "one"``: ``channel`` against ``label`` (both None: the plain
+    binary dataset, label 1 in channel 1 and nothing else, read as the
+    defaults: channel 1 against every label > 0); ``name`` the class.
+    ``kind == "classes"``: every class of ``classes`` (several, or one region
+    of several label values), ``regions_class_order`` their written values.
+    """
+
+    kind: str
+    channel: int | None = None
+    label: float | None = None
+    name: str | None = None
+    classes: Classes | None = None
+    regions_class_order: list[float] | None = None
+
+
+def dataset_reading(source: str | os.PathLike[str] | Mapping[str, Any], channel: int | None = None,
+                    label: float | None = None, *,
+                    spell: Callable[[str], str] = lambda option: f"{option}=") -> DatasetReading:
+    """The one rule, for the command line and ``adapters.nnunet`` alike, of what a ``dataset.json`` reads.
+
+    Both ``channel`` and ``label`` given: taken as given (the file is not
+    read). Neither: every class when it names several; its one class
+    otherwise, read as channel and label (an ``ignore`` label then is not
+    lesion; a class of value 2 reads channel 2), or as the defaults for the
+    plain binary dataset; one region (several values) as a class. One of
+    them: the class it names, the other filled in; a region, as a class.
+    ``spell(option)`` is how the caller writes an option in messages
+    (``channel=`` in Python, ``--channel`` on the command line).
+    """
+    if channel is not None and label is not None:
+        return DatasetReading("one", channel, label)
+    labels, parsed, where = _parse_dataset_json(source)
+    classes, order = _classes_of(labels, parsed, where)
+    if channel is None and label is None:
+        if len(classes) > 1:
+            return DatasetReading("classes", classes=classes, regions_class_order=order)
+        picked = list(classes)
+    else:
+        picked = [name for name, (c, values) in classes.items()
+                  if (channel is None or c == channel) and (label is None or tuple(values) == (label,))]
+        if not picked:
+            asked = f"{spell('channel')}{channel}" if channel is not None else f"{spell('label')}{label:g}"
+            described = ", ".join(f"{n} (channel {c}, label {'/'.join(f'{v:g}' for v in vs)})"
+                                  for n, (c, vs) in classes.items())
+            raise InputError(f"{where}: no class with {asked} ({described}); give {spell('channel')} and "
+                             f"{spell('label')} of one class, or neither to read every class")
+    name = picked[0]
+    c, values = classes[name]
+    if len(values) > 1:
+        return DatasetReading("classes", name=name, classes={name: classes[name]},
+                              regions_class_order=None if order is None else [order[list(classes).index(name)]])
+    if channel is None and label is None and (c, values[0]) == (1, 1) and "ignore" not in labels:
+        return DatasetReading("one", name=name)  # the binary dataset: the defaults read it already
+    return DatasetReading("one", c, values[0], name)

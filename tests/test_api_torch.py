@@ -405,6 +405,9 @@ def test_mask_dtype_given_any_way_on_tensors_and_arrays():
     for bad in ("nonsense", object, "U8", torch.complex64, np.complex64, True, 3):
         with pytest.raises(clskern.ArgumentTypeError, match="dtype"):  # refused when created, not on first use
             CalibratedThreshold(0.5, dtype=bad)
+    for ambiguous in ("float", "int"):  # NumPy's float is float64, torch's float32: which was meant?
+        with pytest.raises(clskern.ArgumentTypeError, match="name the width"):
+            CalibratedThreshold(0.5, dtype=ambiguous)
     assert repr(CalibratedThreshold(0.5, dtype=torch.float32)) == \
         "CalibratedThreshold(threshold=0.5, channel=None, dtype=torch.float32)"
     assert repr(CalibratedThresholdd("pred", 0.5, spatial_dims=3, dtype="float32", allow_missing_keys=True)) == (

@@ -357,7 +357,7 @@ def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys
     assert a.to_dict() == b.to_dict()
     capsys.readouterr()
     assert main(common + ["--regions-class-order", "1,2,3", "-o", str(tmp_path / "c.json")]) == 1
-    assert "records the classes" in capsys.readouterr().err
+    assert "the classes and their order are known already (" in capsys.readouterr().err
 
 
 def test_per_class_stats_say_labels_without_scores_once(tmp_path, capsys):

@@ -76,7 +76,7 @@ def test_results_folder_pools_every_fold(tree):
     calibration = calibrate_folder(cv, epsilon=0.2, alpha=0.3)
     expected = clskern.calibrate(expected_stats(cases), epsilon=0.2, alpha=0.3)
     assert calibration.threshold == expected.threshold and calibration.n == expected.n
-    assert calibration.reading == {"label": 1, "channel": 1}  # dataset.json's one class, recorded for apply
+    assert calibration.reading == {"label": None, "channel": 1}  # the binary dataset: channel 1, every label > 0, as the CLI reads it
     with pytest.raises(FileNotFoundError, match="nnUNetTrainer__nnUNetPlans__2d"):
         results_folder(results, 42, "2d")
     with pytest.raises(clskern.InputError, match="Dataset007_"):
@@ -428,8 +428,11 @@ def test_one_of_label_or_channel_picks_its_class_from_dataset_json(tree, tmp_pat
         assert s.load() == {c: expected[c] for c in ("LES_002", "LES_007")}
     region = {"labels": {"background": 0, "whole": [1, 2], "rim": 2}, "regions_class_order": [1, 2]}
     (model / "dataset.json").write_text(json.dumps(region))
-    code, _, err = run_cli(capsys, "stats", *nnunet, "--channel", 0, "-o", tmp_path / "r.sqlite")  # regions: no background channel
-    assert code == 1 and "region 'whole'" in err and "--classes 'whole=0:1,2'" in err
+    store = tmp_path / "r.sqlite"  # regions: no background channel; channel 0 is the region 'whole'
+    code, _, err = run_cli(capsys, "stats", *nnunet, "--channel", 0, "-o", store)
+    assert code == 0 and "--channel 0: " in err and "1 class (whole), each gathered" in err, err
+    with ClassStatsStore(store) as s:  # as calibrate_folder(channel=0) reads it: the region, a class
+        assert s.classes() == ({"whole": (0, (1, 2))}, [1])
 
 
 def test_calibrate_from_folders_reads_dataset_json_beside_labels_tr_as_stats_does(tree, tmp_path, capsys):

@@ -92,8 +92,11 @@ def test_a_move_failing_midway_puts_everything_back(tmp_path, monkeypatch):
     assert _files(out) == {"a": "old a", "c": "old c"}
 
 
-def test_only_plain_names(tmp_path):
+def test_only_plain_names_each_once(tmp_path):
     with StagedFolder(tmp_path / "m") as staged:
         for bad in ("../x", "sub/x", ".."):
             with pytest.raises(ValueError, match="a file name inside"):
                 staged.path(bad)
+        _write(staged, "a", "x")
+        with pytest.raises(ValueError, match="written twice in one run"):  # it set the first one aside as "older"
+            staged.path("a")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from ..apply import apply_threshold
 from ..calibration import calibrate
-from ..classes import apply_classes, classes_from_dataset_json
+from ..classes import apply_classes, dataset_reading
 from ..errors import InputError
 from ..io import collect_stats, find_files, pair_cases, split_suffix
 from ..io._atomic import StagedFolder
@@ -232,40 +232,19 @@ def _dataset_json_beside(labels_folder):
     return beside if os.path.isfile(beside) else None
 
 
-def _describe(classes):
-    return ", ".join(f"{name} (channel {channel}, label {'/'.join(f'{v:g}' for v in values)})"
-                     for name, (channel, values) in classes.items())
-
-
 def _what_to_read(dataset_json, channel, label):
     """``("one", channel, label)`` or ``("classes", classes, regions_class_order)``: what ``calibrate_folder`` reads.
 
     Without ``dataset.json``: ``channel`` (default 1) against ``label`` (default
-    every label > 0). With it, ``channel`` and ``label`` both given are taken as
-    given; neither given: every class when it names several, else its one
-    class; one given: the class it names (refused when none does).
+    every label > 0). With it: ``clskern.classes.dataset_reading``, the rule
+    ``clskern stats`` and ``calibrate`` follow too.
     """
     if dataset_json is None:
         return "one", 1 if channel is None else channel, label
-    if channel is not None and label is not None:
-        return "one", channel, label
-    classes, order = classes_from_dataset_json(dataset_json)
-    if channel is None and label is None:
-        if len(classes) > 1:
-            return "classes", classes, order
-        picked = list(classes)
-    else:
-        picked = [name for name, (c, values) in classes.items()
-                  if (channel is None or c == channel) and (label is None or tuple(values) == (label,))]
-        if not picked:
-            asked = f"channel={channel}" if channel is not None else f"label={label!r}"
-            raise InputError(f"{os.fspath(dataset_json)}: no class with {asked} (its classes: {_describe(classes)}); "
-                             "give channel= and label= of one class, or neither to calibrate every class")
-    name = picked[0]
-    c, values = classes[name]
-    if len(values) == 1:
-        return "one", c, values[0]
-    return "classes", {name: classes[name]}, None if order is None else [order[list(classes).index(name)]]
+    reading = dataset_reading(dataset_json, channel, label)
+    if reading.kind == "classes":
+        return "classes", reading.classes, reading.regions_class_order
+    return "one", 1 if reading.channel is None else reading.channel, reading.label
 
 
 def calibrate_folder(predictions, labels=None, *, epsilon, alpha=None, method="cls", delta=None, empty="skip",
@@ -310,7 +289,8 @@ def calibrate_folder(predictions, labels=None, *, epsilon, alpha=None, method="c
     -------
     Calibration or CalibrationSet
         One class: a ``Calibration`` whose ``reading`` records the label and
-        channel read (``apply_folder`` cuts that channel). Several classes: a
+        channel read (``apply_folder`` cuts that channel). Several classes, or
+        a region of several label values: a
         ``CalibrationSet`` (``by="class"``, family ``"none"``: each class its
         own guarantee) with ``calibrations[name]`` each class's
         ``Calibration``; ``to_json()`` writes the file ``clskern apply``
@@ -359,8 +339,6 @@ def _calibrate_classes(pairs, classes, order, *, epsilon, alpha, method, delta, 
                              family="none")
     calibrations = {name: dataclasses.replace(c, reading={"label": None, "channel": classes[name][0]})
                     for name, c in calibrations.items()}
-    if len(calibrations) == 1:  # one region of several label values
-        return next(iter(calibrations.values()))
     first = next(iter(calibrations.values()))
     return CalibrationSet(by="class", calibrations=calibrations, family="none", alpha=first.alpha, delta=first.delta,
                           classes=dict(classes), regions_class_order=order)

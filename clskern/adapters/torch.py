@@ -125,11 +125,17 @@ def _refuse_after_openmp_fork(what: str) -> None:
             "\"forkserver\"), or set NUMBA_THREADING_LAYER=workqueue (or tbb) before clskern is imported")
 
 
+_AMBIGUOUS_NAMES = {"float": "float64 to NumPy and float32 to torch", "int": "int64 to NumPy and int32 to torch",
+                    "double": "float64 to both, but say float64", "long": "int64 to torch and nothing to NumPy"}
+
+
 def _check_dtype(dtype):
     """``(dtype, numpy dtype or None)`` for a torch dtype, a NumPy dtype or a name; refused otherwise."""
     if dtype is None:
         return None, None
     torch = sys.modules.get("torch")
+    if isinstance(dtype, str) and dtype in _AMBIGUOUS_NAMES:  # NumPy and torch read these names differently
+        raise ArgumentTypeError(f"dtype {dtype!r} means {_AMBIGUOUS_NAMES[dtype]}: name the width")
     if isinstance(dtype, str) and dtype.startswith("torch."):
         dtype = dtype[len("torch."):]
     if torch is not None and isinstance(dtype, str) and not _numpy_dtype_name(dtype):
@@ -763,7 +769,7 @@ _DEFAULT_ID = re.compile(r"rank\d+_case_\d{6}")
 
 
 def _refuse_padded_repeats(merged: dict[str, Any]) -> None:
-    """Cases of default ids (``rankR_case_NNNNNN``) from two processes with the same statistics, lesions
+    """Two cases of default ids (``rankR_case_NNNNNN``, on any processes) with the same statistics, lesions
     included: what a DistributedSampler that pads (``even_divisible=True``) gives, a case counted twice.
 
     Named cases are checked by name; unnamed ones can only be told apart by

@@ -77,64 +77,36 @@ def dataset_json_beside(labels):
 
 
 def read_dataset_json(args, dataset_json, what="stats"):
-    """What to read from ``dataset.json`` when --classes/--dataset-json do not say, and --label
-    with --channel do not name one class (both given: taken as given, the file is not read).
-
-    - Neither --label nor --channel: every class when it names several, or one
-      region (each gathered, as ``--dataset-json``); its one class otherwise,
-      read as channel and label (so an ``ignore`` label is not counted as
-      lesion, and a class of value 2 reads channel 2). Nothing changes for the
-      plain binary dataset (label 1 in channel 1, nothing else).
-    - One of them: the class it names, the other filled in from it (a channel
-      alone against every label > 0 mixed the classes silently); a region
-      (several label values) is refused with the ``--classes`` to give.
+    """What to read by ``dataset.json`` (``clskern.classes.dataset_reading``, the rule
+    ``adapters.nnunet`` follows too) when --classes/--dataset-json do not say: fills
+    --channel/--label of one class, or ``args.implied_classes`` (several classes, or one
+    region), and says which on stderr.
     """
-    import json
-
-    from ..classes import classes_from_dataset_json
+    from ..classes import classes_from_dataset_json, dataset_reading
 
     if dataset_json is None or getattr(args, "classes", None) is not None or args.dataset_json is not None:
         return
     if args.label is not None and args.channel is not None:
         return
     try:
-        classes, order = classes_from_dataset_json(dataset_json)
+        classes_from_dataset_json(dataset_json)
     except InputError as exc:
         raise InputError(f"{exc}; pass --label and --channel to read one class without it") from None
-    if args.label is None and args.channel is None:
-        (name, (channel, values)), = list(classes.items())[:1]
-        if len(classes) > 1 or len(values) > 1:
-            args.dataset_json = dataset_json
-            if not args.quiet:
-                print(f"{what}: {dataset_json}: {len(classes)} {'class' if len(classes) == 1 else 'classes'} "
-                      f"({', '.join(classes)}), each gathered "
-                      "(--label with --channel picks one)", file=sys.stderr)
-            return
-        with open(dataset_json, "rb") as f:
-            ignore = "ignore" in json.loads(f.read().decode("utf-8"))["labels"]
-        if (channel, values[0]) == (1, 1) and not ignore:
-            return  # the binary dataset: every label > 0 in channel 1 is that class already
-        args.channel, args.label = channel, values[0]
+    asked = ("" if args.channel is None and args.label is None else
+             f"--channel {args.channel}" if args.channel is not None else f"--label {args.label:g}")
+    reading = dataset_reading(dataset_json, args.channel, args.label, spell=lambda option: f"--{option} ")
+    if reading.kind == "classes":
+        args.implied_classes, args.implied_from = (reading.classes, reading.regions_class_order), dataset_json
+        args.channel = args.label = None  # a region they named: read as a class, its channel and values known
         if not args.quiet:
-            print(f"{what}: {dataset_json}: class {name!r}: channel {channel} against label {values[0]:g}"
-                  + (" (the ignore label is not lesion)" if ignore else ""), file=sys.stderr)
+            n = len(reading.classes)
+            hint = "" if asked else " (--label with --channel picks one)"
+            print(f"{what}: {asked + ': ' if asked else ''}{dataset_json}: {n} {'class' if n == 1 else 'classes'} "
+                  f"({', '.join(reading.classes)}), each gathered{hint}", file=sys.stderr)
         return
-    asked = f"--channel {args.channel}" if args.channel is not None else f"--label {args.label:g}"
-    picked = [name for name, (c, values) in classes.items()
-              if (args.channel is None or c == args.channel) and (args.label is None or tuple(values) == (args.label,))]
-    if not picked:
-        described = ", ".join(f"{n} (channel {c}, label {'/'.join(f'{v:g}' for v in vs)})"
-                              for n, (c, vs) in classes.items())
-        raise InputError(f"{asked}: no class of {dataset_json} has it ({described}); give --channel and --label of "
-                         "one class, or neither to gather every class")
-    name = picked[0]
-    channel, values = classes[name]
-    if len(values) > 1:
-        value = order[list(classes).index(name)]
-        raise InputError(f"{asked}: {dataset_json} makes it region {name!r} (labels "
-                         f"{', '.join(f'{v:g}' for v in values)}): give --classes '{name}={channel}:"
-                         f"{','.join(f'{v:g}' for v in values)}' --regions-class-order {value:g}")
-    args.channel, args.label = channel, values[0]
+    if reading.channel is None:  # the plain binary dataset: the defaults read it
+        return
+    args.channel, args.label = reading.channel, reading.label
     if not args.quiet:
-        print(f"{what}: {asked} is class {name!r} in {dataset_json}: channel {channel} against label {values[0]:g}",
-              file=sys.stderr)
+        print(f"{what}: {asked + ' is ' if asked else ''}class {reading.name!r} in {dataset_json}: channel "
+              f"{reading.channel} against label {reading.label:g}", file=sys.stderr)

@@ -62,16 +62,16 @@ def add_apply_options(parser):
 
 def wants_classes(args):
     return (getattr(args, "classes", None) is not None or getattr(args, "dataset_json", None) is not None
-            or getattr(args, "stored_classes", None) is not None)
+            or getattr(args, "implied_classes", None) is not None)
 
 
 def note_stored_classes(args):
     """``calibrate --store`` on a per-class store (``stats --classes/--dataset-json/--nnunet-results``)
-    without --classes or --dataset-json: the classes the store records (``args.stored_classes``)."""
+    without --classes or --dataset-json: the classes the store records (``args.implied_classes``)."""
     from ..class_store import ClassStatsStore
 
     if args.store is not None and args.classes is None and args.dataset_json is None:
-        args.stored_classes = ClassStatsStore.recorded_classes(args.store)
+        args.implied_classes, args.implied_from = ClassStatsStore.recorded_classes(args.store), args.store
 
 
 def wants_set(args):
@@ -85,10 +85,11 @@ def classes_of(args):
 
     if args.classes is not None and args.dataset_json is not None:
         raise ValueError("give either --classes or --dataset-json, not both")
-    if getattr(args, "stored_classes", None) is not None:
+    if getattr(args, "implied_classes", None) is not None:  # a per-class store's, or dataset.json's
         if args.regions_class_order is not None:
-            raise ValueError(f"--regions-class-order: {args.store} records the classes and their order")
-        return args.stored_classes
+            raise ValueError("--regions-class-order: the classes and their order are known already "
+                             f"({args.implied_from})")
+        return args.implied_classes
     if args.dataset_json is not None:
         if args.regions_class_order is not None:
             raise ValueError(f"--regions-class-order: {args.dataset_json} gives regions_class_order")

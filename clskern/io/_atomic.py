@@ -83,6 +83,9 @@ class StagedFolder:
         try:
             self._stage = tempfile.mkdtemp(prefix=".clskern-staged-", dir=self.folder)
         except OSError as exc:
+            if self._created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.folder)
             raise OSError(exc.errno or errno.EIO, exc.strerror or "cannot create a folder", self.folder) from None
         return self
 
@@ -107,7 +110,7 @@ class StagedFolder:
             for final in moved:
                 with contextlib.suppress(OSError):
                     os.unlink(final)
-            for aside, final in set_aside:
+            for aside, final in reversed(set_aside):  # undo in the reverse order
                 with contextlib.suppress(OSError):
                     os.replace(aside, final)
             if isinstance(exc, OSError) and exc.filename is not None and exc.filename.startswith(self._stage):
@@ -119,6 +122,8 @@ class StagedFolder:
         """Where to write the file that ends as ``folder/name``."""
         if os.path.basename(name) != name or name in (".", ".."):
             raise ValueError(f"{name!r}: a file name inside {self.folder}, not a path")
+        if os.path.normcase(name) in {os.path.normcase(n) for n in self._names}:  # one file, two writers
+            raise ValueError(f"{os.path.join(self.folder, name)}: written twice in one run (two cases of one name?)")
         self._names.append(name)
         return os.path.join(self._stage, name)
 
