@@ -461,13 +461,14 @@ def test_calibrate_from_folders_reads_dataset_json_beside_labels_tr_as_stats_doe
 @pytest.mark.parametrize("labels, reading", [
     ({"background": 0, "lesion": 1, "ignore": 2}, {"label": 1, "channel": 1}),  # ignore voxels are not lesion
     ({"0": "background", "1": "lesion"}, {"label": None, "channel": None}),  # nnU-Net v1: the binary default
+    ({"0": "background", "1": "lesion", "2": "ignore"}, {"label": 1, "channel": 1}),  # v1's ignore too
     ({"background": 0, "lesion": 1}, {"label": None, "channel": None}),  # v2 binary: unchanged
 ])
 def test_one_class_datasets_read_as_their_class(tree, tmp_path, capsys, labels, reading):
     results, labels_tr, cases = tree
     (labels_tr.parent / "dataset.json").write_text(json.dumps({"labels": labels}))
     validation = results / "Dataset042_Lesion" / MODEL / "fold_1" / "validation"
-    if "ignore" in labels:  # part of each lesion marked ignore
+    if "ignore" in labels or "ignore" in labels.values():  # part of each lesion marked ignore
         for case_id in ("LES_001", "LES_006"):
             y = np.asarray(nib.load(labels_tr / f"{case_id}.nii.gz").dataobj).copy()
             y[: SHAPE[0] // 3][y[: SHAPE[0] // 3] > 0] = 2
