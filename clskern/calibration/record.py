@@ -212,6 +212,16 @@ def utf8_text(text: str | bytes | bytearray) -> str:
     return text
 
 
+def read_checked(path: str | os.PathLike[str], from_bytes: Callable[[bytes], Any]) -> Any:
+    """``from_bytes`` of a calibration file's bytes, its refusals prefixed with the file's name."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return from_bytes(data)
+    except CalibrationFileError as exc:
+        raise CalibrationFileError(f"{path}: {exc}") from None
+
+
 def parse_json(text: str) -> Any:
     """Strict, bounded JSON: the checks of step 1 (module docstring)."""
     if _depth(text) > MAX_DEPTH:
@@ -562,9 +572,4 @@ class Calibration:
         or float64 cannot carry, is of another format version, was edited
         (digest) or is inconsistent.
         """
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return cls.from_json(data)
-        except CalibrationFileError as exc:
-            raise CalibrationFileError(f"{path}: {exc}") from None
+        return read_checked(path, cls.from_json)

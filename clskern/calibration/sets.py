@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from .._version import __version__
 from ..errors import CalibrationFileError
 from .families import FAMILIES, family_guarantee, family_levels
-from .record import DIGEST, Calibration, _canonical, parse_json, utf8_text
+from .record import DIGEST, Calibration, _canonical, parse_json, read_checked, utf8_text
 
 SET_KIND = "clskern-calibration-set"
 SET_FORMAT_VERSION = 1
@@ -220,24 +220,13 @@ class CalibrationSet:
 
     @classmethod
     def read(cls, path):
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return cls.from_json(data)
-        except CalibrationFileError as exc:
-            raise CalibrationFileError(f"{path}: {exc}") from None
+        return read_checked(path, cls.from_json)
 
 
 def read_calibration_file(path):
     """A ``Calibration`` or a ``CalibrationSet``, whichever the checked file holds."""
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
-        parsed = parse_json(text)
+    def either(data):
+        parsed = parse_json(utf8_text(data))
         return CalibrationSet.from_dict(parsed) if is_set(parsed) else Calibration.from_dict(parsed)
-    except CalibrationFileError as exc:
-        raise CalibrationFileError(f"{path}: {exc}") from None
+
+    return read_checked(path, either)
