@@ -60,7 +60,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from .._lesions import required_voxels
 from .._validate import flat_labels, flat_scores, label_target
 from ..errors import InputError, volume_name
-from ._radix import sort_floats
+from ._radix import insertion_sort, sort_floats
 from ._scalars import score_value
 from ._simd import MASK_LANES, is_lesion, lesion_mask64
 
@@ -390,24 +390,13 @@ def _fill(scores, row, lo, hi, n2, place, out):
     return nan
 
 
-@njit(cache=True)
-def _insertion_sort(values):
-    for i in range(1, values.size):
-        x = values[i]
-        j = i - 1
-        while j >= 0 and values[j] > x:
-            values[j + 1] = values[j]
-            j -= 1
-        values[j + 1] = x
-
-
 @njit(parallel=True, cache=True)
 def _sort_segments(offsets, values):
     """Sort each lesion's segment ascending (NaN-free, -0.0 already +0.0: exact)."""
     for c in prange(offsets.size - 1):
         segment = values[offsets[c] : offsets[c + 1]]
         if segment.size <= _INSERTION_MAX:
-            _insertion_sort(segment)
+            insertion_sort(segment)
         else:
             sort_floats(segment)
 
@@ -480,7 +469,7 @@ def _select(values, k):
         if k < e:
             return pivot
         lo = e
-    _insertion_sort(values[lo : hi + 1])
+    insertion_sort(values[lo : hi + 1])
     return values[k]
 
 

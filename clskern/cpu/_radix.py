@@ -90,7 +90,8 @@ def _slots(counts, start, n):
 
 
 @njit(cache=True)
-def _insertion_sort(keys):
+def insertion_sort(keys):
+    """Sort a short array in place, ascending (radix keys here, lesion scores in _components)."""
     for i in range(1, keys.size):
         k = keys[i]
         j = i - 1
@@ -105,7 +106,7 @@ def _radix_sort_keys(keys, width):
     """Sort unsigned keys in place: LSD, ``DIGIT_BITS`` a pass (one thread)."""
     n = keys.size
     if n <= _FEW:  # the counting arrays would cost more than the keys
-        _insertion_sort(keys)
+        insertion_sort(keys)
         return
     src, dst = keys, np.empty_like(keys)
     counts = np.zeros((1, _BUCKETS), np.int64)
