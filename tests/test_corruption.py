@@ -147,6 +147,27 @@ def _write_nnunet_folders(base, stored):
     return scores, labels
 
 
+def _calibrate_with_damaged(tmp_path, capsys, scores, labels, target, clean_result):
+    """Hypothesis: ``target`` damaged, ``calibrate`` over the folders refuses in one line or gives
+    ``clean_result``; the file is put back after each example."""
+    original = target.read_bytes()
+
+    @SETTINGS
+    @given(edits=EDITS)
+    def check(edits):
+        target.write_bytes(_damage(original, edits))
+        result = tmp_path / "damaged.json"
+        try:
+            code, lines = _calibrate_folders(capsys, scores, labels, result)
+            _expect_refused_or_same(code, lines, result, target, clean_result)
+        finally:
+            if result.exists():
+                result.unlink()
+            target.write_bytes(original)
+
+    check()
+
+
 @pytest.mark.parametrize("member", ["stored", "deflated", "pkl"])
 def test_damaged_nnunet_files(tmp_path, capsys, member):
     scores, labels = _write_nnunet_folders(tmp_path / "clean", stored=member == "stored")
@@ -155,22 +176,7 @@ def test_damaged_nnunet_files(tmp_path, capsys, member):
     assert code == 0, lines
     clean_result = _result(out)
     target = scores / ("case1.pkl" if member == "pkl" else "case1.npz")
-    original = target.read_bytes()
-
-    @SETTINGS
-    @given(edits=EDITS)
-    def check(edits):
-        target.write_bytes(_damage(original, edits))
-        result = tmp_path / "damaged.json"
-        try:
-            code, lines = _calibrate_folders(capsys, scores, labels, result)
-            _expect_refused_or_same(code, lines, result, target, clean_result)
-        finally:
-            if result.exists():
-                result.unlink()
-            target.write_bytes(original)
-
-    check()
+    _calibrate_with_damaged(tmp_path, capsys, scores, labels, target, clean_result)
 
 
 def test_damaged_label_files(tmp_path, capsys):
@@ -179,22 +185,7 @@ def test_damaged_label_files(tmp_path, capsys):
     assert _calibrate_folders(capsys, scores, labels, out)[0] == 0
     clean_result = _result(out)
     target = labels / "case2.nii.gz"
-    original = target.read_bytes()
-
-    @SETTINGS
-    @given(edits=EDITS)
-    def check(edits):
-        target.write_bytes(_damage(original, edits))
-        result = tmp_path / "damaged.json"
-        try:
-            code, lines = _calibrate_folders(capsys, scores, labels, result)
-            _expect_refused_or_same(code, lines, result, target, clean_result)
-        finally:
-            if result.exists():
-                result.unlink()
-            target.write_bytes(original)
-
-    check()
+    _calibrate_with_damaged(tmp_path, capsys, scores, labels, target, clean_result)
 
 
 def test_damaged_store(tmp_path, capsys):
