@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from ..apply import apply_threshold
 from ..calibration import calibrate
+from ..calibration.record import channel_to_cut
 from ..classes import apply_classes, dataset_reading
 from ..errors import InputError
 from ..io import collect_stats, find_files, pair_cases, split_suffix
@@ -436,10 +437,8 @@ def prediction_files(predictions):
 def _single_cut(calibration, channel, where):
     """``(threshold, channel, normalize)``: the recorded channel wins, a different ``channel`` is refused."""
     threshold, recorded, normalize = load_calibration(calibration)
-    if recorded is not None and channel is not None and channel != recorded:
-        raise InputError(f"{where}calibrated on channel {recorded}, but channel={channel} was asked; a threshold "
-                         "holds only for the class it was calibrated on")
-    return threshold, (recorded if recorded is not None else 1 if channel is None else channel), normalize
+    channel = channel_to_cut(recorded, channel, where=where)
+    return threshold, 1 if channel is None else channel, normalize
 
 
 def _class_cut(calibration_set, channel, where):

@@ -65,6 +65,7 @@ import numpy as np
 from ..apply import apply_threshold
 from ..calibration import calibrate
 from ..calibration.record import NEEDS as _METHOD_PARAMETERS
+from ..calibration.record import channel_to_cut
 from ..errors import ArgumentTypeError, ClsKernError, InputError, ScoreDtypeError
 from ..volume import volume_stats
 from ._threshold import load_calibration
@@ -344,10 +345,7 @@ class CalibratedThreshold(_MonaiWhenImported):
                  batched: bool | None = None, dtype: Any = None) -> None:
         self.threshold, recorded, self.normalize = load_calibration(calibration)
         channel = _check_channel(channel)
-        if recorded is not None and channel is not None and channel != recorded:
-            raise InputError(f"calibrated on channel {recorded}, but channel={channel} was asked; "
-                             "a threshold holds only for the class it was calibrated on")
-        self.channel = recorded if channel is None else channel
+        self.channel = channel_to_cut(recorded, channel)
         if self.normalize != "none" and self.channel is None:
             raise InputError(f"a calibration with normalize={self.normalize!r} rescales one channel's scores per "
                              "case: pass channel=")

@@ -52,7 +52,7 @@ import numpy as np
 
 from .._ranks import largest_rank
 from .._version import __version__
-from ..errors import CalibrationFileError
+from ..errors import CalibrationFileError, InputError
 from ._binomial import cdf_at_most, hoeffding_bentkus_pvalue
 
 FORMAT_VERSION = 2
@@ -210,6 +210,23 @@ def utf8_text(text: str | bytes | bytearray) -> str:
         except UnicodeDecodeError as exc:
             raise CalibrationFileError(f"not a calibration: not UTF-8 text (byte {exc.start})") from None
     return text
+
+
+def channel_to_cut(recorded: int | None, asked: int | None, *, where: str = "", spell: str = "channel=") -> int | None:
+    """The score channel to cut with a calibration: the one its cases were read from where it says
+    (``Calibration.reading["channel"]``, ``recorded``), else ``asked``.
+
+    A threshold calibrated on one class says nothing about another, so an
+    ``asked`` channel that differs is refused; ``where`` prefixes the message,
+    ``spell`` is how the caller writes the option (``--channel `` on the
+    command line).
+    """
+    if recorded is None:
+        return asked
+    if asked is not None and asked != recorded:
+        raise InputError(f"{where}calibrated on channel {recorded}, but {spell}{asked} was asked; a threshold holds "
+                         "only for the class it was calibrated on")
+    return recorded
 
 
 def read_checked(path: str | os.PathLike[str], from_bytes: Callable[[bytes], Any]) -> Any:

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from ..calibration.record import Calibration
+from ..calibration.record import Calibration, channel_to_cut
 from ..apply import apply_threshold
 from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
 from ..io.cases import read_case_scores
@@ -57,12 +57,7 @@ def channel_of(calibration, asked, path):
     explicit ``--channel`` that differs is refused.
     """
     recorded = None if calibration.reading is None else calibration.reading.get("channel")
-    if recorded is None:
-        return asked
-    if asked is not None and asked != recorded:
-        raise ValueError(f"{path}: calibrated on channel {recorded}, but --channel {asked} was asked; "
-                         "a threshold holds only for the class it was calibrated on")
-    return recorded
+    return channel_to_cut(recorded, asked, where=f"{path}: ", spell="--channel ")
 
 
 def _inputs(scores):
