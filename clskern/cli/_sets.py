@@ -313,45 +313,24 @@ def thresholds_by_case(calibration_set, cases, groups_path, calibration_path):
 def run_apply_groups(args, calibration_set, find_inputs, channel_of):
     """``clskern apply`` with a calibration per group: each case cut at its group's threshold."""
     from ..apply import apply_threshold
-    from ..io import prefetch
-    from ..io._atomic import StagedFolder
     from ..io.cases import read_case_scores
-    from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
-    from ._progress import Progress
+    from ..io.masks import check_input
+    from ._masks import plan_masks, write_masks
 
     inputs = find_inputs(args.scores)
     per_case = thresholds_by_case(calibration_set, list(inputs), args.groups, args.calibration)
-    references = reference_index(args.reference) if args.reference else None
-    plan = []
-    for case_id, path in inputs.items():
-        out = os.path.join(args.output, case_id + ".nii.gz")
-        channel = channel_of(per_case[case_id], args.channel, args.calibration)
-        plan.append((case_id, path, resolve_geometry(path, case_id, references), out, channel))
-    sources = [args.scores, args.reference, args.calibration, args.groups, *inputs.values(),
-               *(references or {}).values()]
-    sources += [p for _, _, geometry, _, _ in plan for p in (geometry.path, geometry.pkl)]
-    refuse_inputs_as_outputs([args.output, *(item[3] for item in plan)], sources)
-    refuse_existing([item[3] for item in plan], args.overwrite)
-    for _, path, geometry, _, channel in plan:  # every input, before the first mask
-        check_input(path, geometry, channel)
-    progress = Progress(len(plan), "apply", quiet=args.quiet)
+    channels = {case_id: channel_of(per_case[case_id], args.channel, args.calibration) for case_id in inputs}
+    plan = plan_masks(args, inputs, args.groups)
+    for case_id, path, geometry, _ in plan:  # every input, before the first mask
+        check_input(path, geometry, channels[case_id])
 
-    def load(item):
-        return read_case_scores(item[1], channel=item[4], geometry=item[2])
+    def cut(case_id, volume):
+        calibration = per_case[case_id]
+        return apply_threshold(volume.array, calibration.threshold, normalize=calibration.normalize,
+                               name=case_id), volume
 
-    stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
-    try:
-        with StagedFolder(args.output) as staged:  # all masks or none
-            for (case_id, _, geometry, out, _), volume, error in stream:
-                if error is not None:
-                    raise error
-                mask = apply_threshold(volume.array, per_case[case_id].threshold,
-                                       normalize=per_case[case_id].normalize, name=case_id)
-                save_mask(mask, staged.path(os.path.basename(out)), geometry, volume)
-                progress.step(case_id, "done", volume.array.nbytes)
-    finally:
-        stream.close()
-        progress.close()
+    write_masks(args, plan, lambda item: read_case_scores(item[1], channel=channels[item[0]], geometry=item[2]), cut,
+                nbytes=lambda volume: volume.array.nbytes)
     if not args.quiet:
         used = sorted({c.threshold for c in per_case.values()})
         print(f"apply: {len(plan)} mask(s), each at its group's threshold ({len(used)} distinct) -> {args.output}",
@@ -387,48 +366,27 @@ def run_apply_classes(args, calibration_set, find_inputs):
     import numpy as np
 
     from ..classes import apply_classes, stacked_layout
-    from ..io import prefetch
-    from ..io._atomic import StagedFolder
     from ..io.cases import read_case_scores_channels
-    from ..io.masks import check_input, reference_index, resolve_geometry, save_mask
-    from ._progress import Progress
+    from ..io.masks import check_input
+    from ._masks import plan_masks, write_masks
 
     classes = calibration_set.classes
     if classes is None:
         raise ValueError(f"{args.calibration}: the set does not say which channel each class reads")
     order = calibration_set.regions_class_order
     channels, stacked = stacked_layout(classes, order, f"{args.calibration}: ")
-    inputs = find_inputs(args.scores)
-    references = reference_index(args.reference) if args.reference else None
-    plan = []
-    for case_id, path in inputs.items():
-        plan.append((case_id, path, resolve_geometry(path, case_id, references),
-                     os.path.join(args.output, case_id + ".nii.gz")))
-    sources = [args.scores, args.reference, args.calibration, *inputs.values(), *(references or {}).values()]
-    sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
-    refuse_inputs_as_outputs([args.output, *(item[3] for item in plan)], sources)
-    refuse_existing([item[3] for item in plan], args.overwrite)
+    plan = plan_masks(args, find_inputs(args.scores))
     for _, path, geometry, _ in plan:  # every input, before the first label map
         check_input(path, geometry, max(channels))
-    progress = Progress(len(plan), "apply", quiet=args.quiet)
 
-    def load(item):
-        return read_case_scores_channels(item[1], channels, item[2])  # the file read once
+    def cut(case_id, volumes):
+        scores = np.stack([v.array for v in volumes])
+        label_map = apply_classes(scores, calibration_set.calibrations, stacked, regions_class_order=order,
+                                  name=case_id).astype(np.uint8, copy=False)
+        return label_map, volumes[0]
 
-    stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda vols: sum(v.array.nbytes for v in vols))
-    try:
-        with StagedFolder(args.output) as staged:  # all label maps or none
-            for (case_id, _, geometry, out), volumes, error in stream:
-                if error is not None:
-                    raise error
-                scores = np.stack([v.array for v in volumes])
-                label_map = apply_classes(scores, calibration_set.calibrations, stacked, regions_class_order=order,
-                                          name=case_id).astype(np.uint8, copy=False)
-                save_mask(label_map, staged.path(os.path.basename(out)), geometry, volumes[0])
-                progress.step(case_id, "done", scores.nbytes)
-    finally:
-        stream.close()
-        progress.close()
+    write_masks(args, plan, lambda item: read_case_scores_channels(item[1], channels, item[2]), cut,
+                nbytes=lambda volumes: sum(v.array.nbytes for v in volumes))
     if not args.quiet:
         print(f"apply: {len(plan)} label map(s) of {len(classes)} class(es) ({', '.join(classes)}) -> {args.output}",
               file=sys.stdout)

@@ -5,14 +5,12 @@ import sys
 
 from ..calibration.record import Calibration, channel_to_cut
 from ..apply import apply_threshold
-from ..io import SCORE_SUFFIXES, find_files, prefetch, split_suffix
+from ..io import SCORE_SUFFIXES, find_files, split_suffix
 from ..io.cases import read_case_scores
-from ..io._atomic import StagedFolder
 from ..io.errors import FileFormatError
-from ..io.masks import check_inputs, reference_index, resolve_geometry, save_mask
+from ..io.masks import check_inputs
 from ._common import add_channel, add_jobs, add_overwrite, add_quiet
-from ._output import refuse_existing, refuse_inputs_as_outputs
-from ._progress import Progress
+from ._masks import plan_masks, write_masks
 from . import _sets
 
 HELP = "write masks score >= the calibrated threshold"
@@ -82,41 +80,23 @@ def run(args):
     level = "" if calibration.level == "voxel" else (
         f"; calibrated at lesion level, overlap {calibration.overlap:g}, connectivity {calibration.connectivity}")
     args.channel = channel_of(calibration, args.channel, args.calibration)
-    inputs = _inputs(args.scores)
-    references = reference_index(args.reference) if args.reference else None
-    plan = []
-    for case_id, path in inputs.items():
-        out = os.path.join(args.output, case_id + ".nii.gz")
-        plan.append((case_id, path, resolve_geometry(path, case_id, references), out))
-    sources = [args.scores, args.reference, args.calibration, *inputs.values(), *(references or {}).values()]
-    sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
-    refuse_inputs_as_outputs([args.output, *(out for *_, out in plan)], sources)
-    refuse_existing([out for *_, out in plan], args.overwrite)
+    plan = plan_masks(args, _inputs(args.scores))
     n_npy = sum(1 for _, path, _, _ in plan if path.endswith(".npy"))
     if n_npy and not args.quiet:
         print(f"apply: {n_npy} .npy score file(s) carry no geometry: cut in the axes of their --reference, "
               "checked by shape only", file=sys.stderr)
     check_inputs([(path, geometry) for _, path, geometry, _ in plan], args.channel)  # all, before the first mask
-    progress = Progress(len(plan), "apply", quiet=args.quiet)
-
-    def load(item):
-        return read_case_scores(item[1], channel=args.channel, geometry=item[2])
-
     n_voxels = n_on = 0
-    stream = prefetch(plan, load, jobs=args.jobs, nbytes=lambda volume: volume.array.nbytes)
-    try:
-        with StagedFolder(args.output) as staged:  # all masks or none: a late failure leaves no mask
-            for (case_id, _, geometry, out), volume, error in stream:
-                if error is not None:
-                    raise error
-                mask = apply_threshold(volume.array, threshold, normalize=calibration.normalize, name=case_id)
-                save_mask(mask, staged.path(os.path.basename(out)), geometry, volume)
-                n_voxels += mask.size
-                n_on += int(mask.sum(dtype="int64"))
-                progress.step(case_id, "done", volume.array.nbytes)
-    finally:
-        stream.close()
-        progress.close()
+
+    def cut(case_id, volume):
+        nonlocal n_voxels, n_on
+        mask = apply_threshold(volume.array, threshold, normalize=calibration.normalize, name=case_id)
+        n_voxels += mask.size
+        n_on += int(mask.sum(dtype="int64"))
+        return mask, volume
+
+    write_masks(args, plan, lambda item: read_case_scores(item[1], channel=args.channel, geometry=item[2]), cut,
+                nbytes=lambda volume: volume.array.nbytes)
     if not args.quiet:
         scale = "" if calibration.normalize == "none" else " (each case min-max normalised)"
         print(f"apply: {len(plan)} mask(s) at threshold {threshold!r}{scale} -> {args.output} "
