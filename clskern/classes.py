@@ -21,7 +21,6 @@ TC = (1, 3) or (2, 3) by the dataset's numbering, ET = (3,)).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import numbers
@@ -35,7 +34,6 @@ import numpy as np
 
 from ._validate import score_array
 from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
-from .volume import volume_stats
 
 if TYPE_CHECKING:  # annotations only
     from numpy.typing import ArrayLike, NDArray
@@ -148,9 +146,7 @@ def _volume_kwargs(connectivity):
     """``connectivity`` for ``volume_stats`` where it takes one (lesion-level statistics)."""
     if connectivity not in (6, 18, 26):
         raise ArgumentError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-    if "connectivity" in inspect.signature(volume_stats).parameters:
-        return {"connectivity": connectivity}
-    return {}
+    return {"connectivity": connectivity}
 
 
 def _channels(scores, labels_shape, classes, name):
@@ -205,6 +201,8 @@ def class_stats_from_channels(channels: Mapping[int, ArrayLike], labels: ArrayLi
                               name: str | None = None, backend: str = "auto") -> dict[str, VolumeStats]:
     """``class_stats`` of score channels held apart: ``channels`` maps each class's channel to its
     ``spatial``-shaped scores (as a reader that returns one channel at a time gives them)."""
+    from .volume import volume_stats  # Numba, loaded where statistics are gathered: reading dataset.json needs none
+
     classes = check_classes(classes)
     extra = _volume_kwargs(connectivity)
     for cname, (channel, _) in classes.items():

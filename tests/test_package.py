@@ -33,6 +33,14 @@ def test_import_needs_no_numba():
     assert out.strip() == "False"
 
 
+def test_reading_dataset_json_needs_no_numba():
+    """stats and calibrate read nnU-Net's dataset.json beside labelsTr on every run, resumed ones too."""
+    code = ("import sys; from clskern.classes import dataset_reading; "
+            "dataset_reading({'labels': {'background': 0, 'a': 1, 'b': 2}}, channel=2); print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 # -- the distribution's metadata and contents ----------------------------------------------------
 
 def _pyproject():

@@ -46,7 +46,7 @@ from ..classes import apply_classes, dataset_reading
 from ..errors import InputError
 from ..io import collect_stats, find_files, pair_cases, split_suffix
 from ..io._atomic import StagedFolder
-from ..io.cases import LABEL_SUFFIXES, CasePair, read_case_scores, read_case_scores_channels
+from ..io.cases import LABEL_SUFFIXES, CasePair, dataset_json_beside, read_case_scores, read_case_scores_channels
 from ..io.errors import PairingError
 from ..io.masks import check_inputs, resolve_geometry, save_mask
 from ..store import StatsStore
@@ -94,10 +94,7 @@ class Results:
 
     def dataset_json_for(self, labels_folder):
         """The model's ``dataset.json``, else the one beside ``labelsTr`` in nnUNet_raw, else None."""
-        if self.dataset_json is not None:
-            return self.dataset_json
-        beside = os.path.join(os.path.dirname(os.path.abspath(labels_folder)), "dataset.json")
-        return beside if os.path.isfile(beside) else None
+        return self.dataset_json if self.dataset_json is not None else dataset_json_beside(labels_folder)
 
 
 def _dataset_name(results, dataset):
@@ -228,11 +225,6 @@ def results_pairs(results, labels):
     return pairs, unused
 
 
-def _dataset_json_beside(labels_folder):
-    beside = os.path.join(os.path.dirname(os.path.abspath(os.fspath(labels_folder))), "dataset.json")
-    return beside if os.path.isfile(beside) else None
-
-
 def _what_to_read(dataset_json, channel, label):
     """``("one", channel, label)`` or ``("classes", classes, regions_class_order)``: what ``calibrate_folder`` reads.
 
@@ -309,7 +301,7 @@ def calibrate_folder(predictions, labels=None, *, epsilon, alpha=None, method="c
     else:
         pairs = _pairs(predictions, labels)
     if dataset_json is None:
-        dataset_json = _dataset_json_beside(labels)
+        dataset_json = dataset_json_beside(labels)
     kind, *what = _what_to_read(dataset_json, channel, label)
     if kind == "classes":
         return _calibrate_classes(pairs, *what, epsilon=epsilon, alpha=alpha, method=method, delta=delta,

@@ -11,7 +11,6 @@ refused: a prediction without its label is always an error here. ``--folds``
 names each fold once, each a ``fold_N`` with a ``validation/`` folder.
 """
 
-import os
 import sys
 
 from ..errors import InputError
@@ -46,6 +45,8 @@ def resolve(args):
         if missing:
             raise InputError(f"{' and '.join(missing)} required (or --nnunet-results DIR --dataset ID "
                              "--configuration C)")
+        from ..io.cases import dataset_json_beside
+
         read_dataset_json(args, dataset_json_beside(args.labels))
         return None
     from ..adapters.nnunet import results_folder
@@ -68,12 +69,6 @@ def resolve(args):
               f"{', '.join(map(str, results.folds))}, labels {args.labels}", file=sys.stderr)
     read_dataset_json(args, results.dataset_json_for(args.labels))
     return results
-
-
-def dataset_json_beside(labels):
-    """nnU-Net's ``dataset.json`` beside a ``labelsTr`` folder, or None."""
-    path = os.path.join(os.path.dirname(os.path.abspath(labels)), "dataset.json")
-    return path if os.path.isfile(path) else None
 
 
 def read_dataset_json(args, dataset_json, what="stats"):

@@ -79,7 +79,9 @@ def run(args):
     alpha, delta = _parameters(args)
     _sets.note_stored_classes(args)
     if args.scores is not None:  # nnU-Net's dataset.json beside labelsTr says which class is which
-        _nnunet.read_dataset_json(args, _nnunet.dataset_json_beside(args.labels), what="calibrate")
+        from ..io.cases import dataset_json_beside
+
+        _nnunet.read_dataset_json(args, dataset_json_beside(args.labels), what="calibrate")
     if args.overlap != 0 and args.level != "lesion":
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
     if args.level == "lesion" and _sets.wants_classes(args):

@@ -208,7 +208,7 @@ def _lesion_note(inputs):
     detected = ("any one of its voxels scores at or above the threshold" if overlap == 0
                 else f"at least max(1, ceil({overlap:g} × its size)) of its voxels score at or above the threshold")
     lines = [
-        f"- **L-FNR**: mean over test cases of the share of the case's lesions missed (a lesion, a connected",
+        "- **L-FNR**: mean over test cases of the share of the case's lesions missed (a lesion, a connected",
         f"  component at connectivity {inputs.get('connectivity')}, is detected when {detected}).",
         "  **L-ECR**: share of test cases whose L-FNR is at most epsilon.",
     ]

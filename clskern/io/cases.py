@@ -46,6 +46,12 @@ def _read_nifti(path, **options):
 _CHANNEL_SUFFIX = re.compile(r"^(.+)_\d{4}$")
 
 
+def dataset_json_beside(labels_folder: str | os.PathLike[str]) -> str | None:
+    """nnU-Net's ``dataset.json`` beside a ``labelsTr`` folder (as in nnUNet_raw), or None."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(os.fspath(labels_folder))), "dataset.json")
+    return beside if os.path.isfile(beside) else None
+
+
 def split_suffix(name: str, suffixes: Iterable[str]) -> tuple[str, str] | None:
     """``(stem, suffix)`` of a file name with one of ``suffixes``, else None."""
     for suffix in sorted(suffixes, key=len, reverse=True):
