@@ -61,6 +61,8 @@ def environment():
     import numba
     from numba import cuda
 
+    import clskern.cuda  # noqa: F401  (first: it makes numba-cuda load on NumPy >= 2.5)
+
     print(f"  python {sys.version.split()[0]}, numpy {np.__version__}, numba {numba.__version__}")
     try:
         import numba_cuda
@@ -156,11 +158,12 @@ def correctness(seed, n_cases, tiny=False):
         label = 2 if i % 5 == 4 else None
         p, y = random_volume(rng, shape, dtype, order)
         backend = "cuda" if how == "host" else "auto"
+        conn = 26 if len(shape) == 3 else None  # lesions are components of 3-D volumes only
         tag = f"case {i}: {shape} {np.dtype(dtype).name} {order} {how} label={label}"
         try:
             dp, dy = to_library(p, how, torch, cupy), to_library(y, how, torch, cupy)
-            cpu = clskern.volume_stats(p, y, label=label, backend="cpu")
-            gpu = clskern.volume_stats(dp, dy, label=label, backend=backend)
+            cpu = clskern.volume_stats(p, y, label=label, connectivity=conn, backend="cpu")
+            gpu = clskern.volume_stats(dp, dy, label=label, connectivity=conn, backend=backend)
             ok = gpu == cpu and same(gpu.lesion_scores, cpu.lesion_scores)
             eps = [0.0, 0.1, 0.29, 0.5] if i % 2 else list(np.linspace(0, 0.99, 13))
             if cpu.n_fg:
@@ -312,8 +315,10 @@ def timings(repeat, card):
 
     t_ct = timed(lambda: clskern.critical_threshold(p, y, EPS), sync, repeat)
     rows.append(("clskern critical_threshold", t_ct))
-    t_vs = timed(lambda: clskern.volume_stats(p, y), sync, repeat)
-    rows.append(("clskern volume_stats", t_vs))
+    t_vs = timed(lambda: clskern.volume_stats(p, y, connectivity=None), sync, repeat)
+    rows.append(("clskern volume_stats, voxel level", t_vs))
+    t_vl = timed(lambda: clskern.volume_stats(p, y), sync, repeat)
+    rows.append(("clskern volume_stats, with lesions (26)", t_vl))
     mask = torch.empty(shape, dtype=torch.uint8, device=p.device)
     t_ap = timed(lambda: clskern.apply_threshold(p, 0.5, out=mask), sync, repeat)
     rows.append(("clskern apply_threshold (mask on device)", t_ap))
@@ -336,7 +341,7 @@ def timings(repeat, card):
     print(f"  authors' bisection gives {authors_bisection(torch, p, y, EPS)!r} (exact: {ours!r})")
 
     noisy_p, _ = make_volume(torch, shape, 2, smooth=False)
-    t_vs_noisy = timed(lambda: clskern.volume_stats(noisy_p, y), sync, repeat)
+    t_vs_noisy = timed(lambda: clskern.volume_stats(noisy_p, y, connectivity=None), sync, repeat)
     rows.append(("clskern volume_stats, iid noisy scores", t_vs_noisy))
     del noisy_p
 
@@ -372,11 +377,12 @@ def breakdown(repeat):
     k = int(largest_rank(EPS, n_fg, n_fg - 1))
     hist = _launch.zeros(N_BINS, np.uint64)
     out = cuda.device_array(n_fg, lesion.dtype)
+    key_range = _ops._key_range()
 
     def stats_kernel():
         _launch.launch(
             K.stats_kernel, _ops._stats_grid(vol), K.TPB,
-            vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, out, hist, n_nan,
+            vol.scores, vol.labels, vol.target, vol.use_target, offsets, K.WINDOW_LO, out, hist, n_nan, key_range,
         )
 
     stages = [

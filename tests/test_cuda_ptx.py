@@ -155,3 +155,22 @@ def test_lesion_score_kernels_compile(compile_ptx, s):
         ptx = compile_ptx(C.maxima_kernel, (vec(s), vec(parent), vec(i64), vec(types.uint64), vec(i64), vec(i64)))
         assert "atom.global.max.u64" in ptx
     compile_ptx(C.take_kernel, (vec(les), vec(i64), vec(les)))
+
+
+def test_kernels_compile_on_numpy_without_row_stack(compile_ptx):
+    # NumPy 2.5 removed np.row_stack; numba-cuda 0.30 overloads it when its CUDA target loads, so
+    # without clskern.cuda's alias every kernel failed to compile on NumPy 2.5 (seen on an H200).
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "if hasattr(np, 'row_stack'): del np.row_stack\n"
+        "from clskern.cuda import _kernels as K\n"
+        "from numba import cuda, types\n"
+        "cuda.compile_ptx(K.widen_kernel.py_func, (types.float16[::1], types.float32[::1]), cc=(9, 0))\n"
+        "assert np.row_stack is np.vstack\n"
+        "print('compiled')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "compiled", run.stderr[-2000:]

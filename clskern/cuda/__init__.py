@@ -17,6 +17,15 @@ host-side steps), ``_components`` (lesions: union-find labelling and
 per-lesion scores), ``batch`` (many volumes).
 """
 
+import numpy as _np
+
+# numba-cuda 0.30 registers an overload of np.row_stack when its CUDA target loads, and NumPy 2.5
+# removed that alias of np.vstack: every kernel then fails to compile (AttributeError). numba-cuda
+# is in maintenance mode and will not fix it (NVIDIA/numba-cuda#907), so the alias is put back here,
+# before any submodule imports numba-cuda, and only where NumPy lacks it.
+if not hasattr(_np, "row_stack"):
+    _np.row_stack = _np.vstack
+
 from ._components import lesion_detection, lesion_parts
 from ._ops import apply_threshold, critical_threshold, lesion_scores, score_range, volume_stats_parts
 from .batch import critical_thresholds
