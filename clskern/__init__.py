@@ -20,10 +20,12 @@ if TYPE_CHECKING:  # what type checkers see; at run time these resolve lazily (`
     from .apply import apply_threshold
     from .calibration.methods import METHODS, calibrate
     from .calibration.record import Calibration
+    from ._threads import threads
     from .errors import (ArgumentError, ArgumentTypeError, CalibrationError, CalibrationFileError, ClsKernError,
-                         EmptyGroundTruthError, InputError, NaNScoresError, ScoreDtypeError)
+                         EmptyGroundTruthError, InputError, KernelCacheWarning, NaNScoresError, ScoreDtypeError)
     from .evaluation import evaluate
     from .volume import VolumeStats, critical_threshold, lesion_scores, lesions, score_range, volume_stats
+    from ._warmup import warmup
 
 # Public names and the modules that hold them, imported on first use (PEP 562):
 # ``import clskern`` stays light, so a command that only reads a store, or a
@@ -41,6 +43,7 @@ _PUBLIC = {
     "ClsKernError": ".errors",
     "EmptyGroundTruthError": ".errors",
     "InputError": ".errors",
+    "KernelCacheWarning": ".errors",
     "NaNScoresError": ".errors",
     "ScoreDtypeError": ".errors",
     "evaluate": ".evaluation",
@@ -50,6 +53,8 @@ _PUBLIC = {
     "lesions": ".volume",
     "score_range": ".volume",
     "volume_stats": ".volume",
+    "threads": "._threads",
+    "warmup": "._warmup",
 }
 
 
@@ -87,6 +92,7 @@ __all__ = [
     "CudaUnavailableError",
     "EmptyGroundTruthError",
     "InputError",
+    "KernelCacheWarning",
     "NaNScoresError",
     "ScoreDtypeError",
     "VolumeStats",
@@ -97,5 +103,7 @@ __all__ = [
     "lesion_scores",
     "lesions",
     "score_range",
+    "threads",
     "volume_stats",
+    "warmup",
 ]

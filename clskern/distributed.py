@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._threads import usable_cores as usable_cores  # re-exported: numba_thread_plan runs it on workers
 from ._validate import check_empty_policy, empty_error
 from .io import BatchResult, CaseEvent, collect_stats, load_case
 from .io.batch import case_fingerprint, split_stored
@@ -47,14 +48,6 @@ if TYPE_CHECKING:  # annotations only
     from .store import StatsStore
 
 _PASS_LOCK = threading.Lock()  # one kernel pass at a time per worker process
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
 
 
 def numba_thread_plan(client: Any) -> dict[str, int]:

@@ -52,6 +52,10 @@ class CalibrationError(ClsKernError):
     """No threshold can be certified for the request (too few volumes, say)."""
 
 
+class KernelCacheWarning(RuntimeWarning):
+    """Numba's on-disk kernel cache could not be used: kernels are compiled in memory for this process."""
+
+
 def volume_name(name):
     """How messages refer to a volume: ``volume 'case_01'`` or just ``volume``."""
     return "volume" if name is None else f"volume {name!r}"

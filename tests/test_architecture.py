@@ -15,7 +15,8 @@ The rules:
 2. the kernels (``clskern.cpu``, ``clskern.cuda``) import nothing from the
    public layer, and nothing of ``clskern`` at all but their own package and
    the neutral modules (errors, input checks, the bin grid, device detection,
-   the lesion-level rules, exact ranks), which import only each other;
+   the lesion-level rules, exact ranks, the kernel cache, thread control), which
+   import only each other;
 3. only the dispatch (``clskern._backend``) imports both ``clskern.cpu`` and
    ``clskern.cuda``;
 4. every ``clskern`` module an import names exists (a move left no stale path).
@@ -41,7 +42,7 @@ PUBLIC_LAYER = tuple(
 )
 # What every layer may import: no clskern module above the kernels.
 NEUTRAL = ("clskern.errors", "clskern._validate", "clskern._binning", "clskern._device", "clskern._lesions",
-           "clskern._ranks", "clskern._version")
+           "clskern._ranks", "clskern._version", "clskern._jit", "clskern._threads")
 
 
 def _module_name(path):

@@ -180,3 +180,19 @@ def test_console_entry_point_and_module():
     run = subprocess.run([sys.executable, "-m", "clskern", "stats", "--scores", "x"], capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "required" in run.stderr
+
+
+@pytest.mark.parametrize("argv, limit", [(["--threads", "1"], 1), ([], None)])
+def test_threads_reach_every_kernel_call(data, capsys, monkeypatch, argv, limit):
+    """--threads caps each case's kernels; unset, the cores (or NUMBA_NUM_THREADS/OMP_NUM_THREADS) over --jobs."""
+    from clskern import _threads
+
+    seen = []
+    real = _threads.threads_for
+    monkeypatch.setattr(_threads, "threads_for", lambda nbytes, per=_threads.BYTES_PER_THREAD: (
+        seen.append(_threads.thread_limit()) or real(nbytes, per)))
+    root, _ = data
+    code, _, err = cli(capsys, "stats", "--scores", root / "scores", "--labels", root / "labels",
+                       "-o", root / "s.sqlite", *argv)
+    assert code == 0, err
+    assert len(seen) >= N and set(seen) == {limit or _threads.default_threads()}

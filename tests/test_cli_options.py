@@ -6,13 +6,17 @@ import os
 from clskern.cli import calibrate as calibrate_cli
 from clskern.cli._common import DEFAULT_ALPHA, EMPTY_DEFAULT, NO_PASS, QUIET_HELP
 from clskern.cli.main import SUBCOMMANDS, build_parser, main
+from clskern._threads import usable_cores
 from clskern._validate import EMPTY_POLICIES
+
+CORES = usable_cores()
 
 # option -> the subcommands that must have it (evaluate reads a store only: no -j, nothing to read in parallel)
 SHARED = {
-    "--output": set(SUBCOMMANDS),
+    "--output": set(SUBCOMMANDS) - {"warmup"},  # warmup writes into Numba's cache: --cache-dir
     "--quiet": set(SUBCOMMANDS),
     "--jobs": {"stats", "calibrate", "apply", "demo"},
+    "--threads": {"stats", "calibrate", "apply", "demo"},
     "--empty": {"stats", "calibrate", "evaluate", "demo"},
     "--alpha": {"calibrate", "evaluate", "demo"},
 }
@@ -35,6 +39,8 @@ def test_every_subcommand_has_the_shared_options_alike():
                 assert SHORT[option] in action.option_strings, (command, option)
             if option == "--jobs":
                 assert action.default == 1
+            if option == "--threads":  # unset: the cores shared among the --jobs readers (cpu_threads)
+                assert action.default is None
             if option == "--quiet":
                 assert action.default is False
             if option == "--empty":  # evaluate and demo: a lesion-free case has no FNR to pass
@@ -84,6 +90,7 @@ def test_demo_keeps_its_folder_and_leaves_nothing_in_the_temp_directory(tmp_path
 
 # one placeholder per option, whichever subcommand shows it
 METAVARS = {"--epsilon": "E", "--alpha": "A", "--delta": "D", "--store": "STORE", "--seed": "S", "--jobs": "N",
+            "--threads": "T",
             "--overlap": "TAU", "--splits": "N", "--cal-fraction": "F"}
 
 
@@ -126,7 +133,16 @@ BAD_VALUES = [  # (subcommand arguments, the option, the message)
     (["demo", "--seed", "-1"], "--seed", "0 or more, got -1"),
     (["demo", "--alpha", "0"], "--alpha", "(0, 1), got 0"),
     (["demo", "--epsilon", "1.5"], "--epsilon", "[0, 1), got 1.5"),
+    (["stats", "--scores", "a", "--labels", "b", "-o", "s", "--threads", "0"], "--threads", "at least 1, got 0"),
+    (["apply", "--calibration", "c", "--scores", "a", "-o", "m", "--threads", "-2"], "--threads", "at least 1, got -2"),
+    (["stats", "--scores", "a", "--labels", "b", "-o", "s", "--threads", str(CORES + 1)], "--threads",
+     f"must be at most {CORES} here (the cores this process may use)"),
+    (["demo", "--threads", "x"], "--threads", "expected a whole number, got 'x'"),
 ]
+# --jobs x --threads beyond the cores: named with both numbers
+BAD_VALUES.append((["calibrate", "--scores", "a", "--labels", "b", "--epsilon", "0.1", "-o", "c.json",
+                    "-j", str(CORES), "--threads", "2"], "--threads",
+                   f"--jobs {CORES} x --threads 2 must be at most {CORES} here"))
 
 
 def test_a_bad_value_is_one_usage_line_naming_its_option(tmp_path, capsys, monkeypatch):

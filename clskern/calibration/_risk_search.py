@@ -15,7 +15,8 @@ over every lesion score.
 import math
 
 import numpy as np
-from numba import njit
+
+from .._jit import njit
 
 _SIGN = 1 << 63
 _ALL = (1 << 64) - 1

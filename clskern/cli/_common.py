@@ -5,7 +5,8 @@ form and default (tests/test_cli_options.py checks it on the built parser):
 
 - ``-o/--output``: what the command writes (a store, a JSON file, a folder);
 - ``-q/--quiet``: nothing but errors (and calibrate's degenerate-cut warnings);
-- ``-j/--jobs N``: cases read in parallel (commands that read volumes);
+- ``-j/--jobs N``: cases read in parallel, and ``--threads T``: threads for each case's kernels (commands that
+  read volumes; ``jobs x threads`` at most the usable cores, ``cpu_threads``);
 - ``--empty skip|pass|error``: cases without lesion voxels (default skip; evaluate and demo: skip|error);
 - ``--alpha A``: miscoverage, default ``DEFAULT_ALPHA`` (calibrate, evaluate, demo);
 - ``--epsilon E``, ``--delta D``, ``--seed S``, ``--store STORE``: one placeholder and one check each.
@@ -19,8 +20,8 @@ lesion overlap in [0, 1], splits and cases >= 1, seeds >= 0.
 
 import argparse
 import math
-import os
 
+from .._threads import default_threads, usable_cores
 from .._validate import EMPTY_POLICIES
 from ..io.cases import AFFINE_ATOL
 
@@ -43,20 +44,38 @@ def positive_int(text):
     return _require(value, value >= 1, f"must be at least 1, got {value}")
 
 
-def usable_cores():
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def jobs_count(text):
     """--jobs: at least 1, at most one reader per usable core (more only queue up and hold memory)."""
     value = positive_int(text)
     cores = usable_cores()
     return _require(value, value <= cores,
                     f"must be at most {cores} here (one reader per core; more would only hold more volumes in memory)")
+
+
+def threads_count(text):
+    """--threads: at least 1, at most the cores this process may use (affinity and cgroup quota)."""
+    value = positive_int(text)
+    cores = usable_cores()
+    return _require(value, value <= cores, f"must be at most {cores} here (the cores this process may use)")
+
+
+def cpu_threads(args):
+    """The kernel threads of a run: ``--threads``, else the cores (or ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``)
+    shared among the ``--jobs`` readers; None for a command without those options.
+
+    Raises ``argparse.ArgumentTypeError`` when ``jobs x threads`` exceeds the usable cores.
+    """
+    if not hasattr(args, "threads"):
+        return None
+    jobs = getattr(args, "jobs", 1)
+    if args.threads is None:
+        return max(1, default_threads() // jobs)
+    cores = usable_cores()
+    if jobs * args.threads > cores:
+        raise argparse.ArgumentTypeError(
+            f"argument --threads: --jobs {jobs} x --threads {args.threads} must be at most {cores} here "
+            "(the cores this process may use)")
+    return args.threads
 
 
 def non_negative_int(text):
@@ -168,11 +187,17 @@ def add_overwrite(parser, help="replace existing outputs"):
 
 
 def add_jobs(parser):
+    """``-j/--jobs`` (reader threads) and ``--threads`` (kernel threads): the CPU a run may take."""
     parser.add_argument(
         "-j", "--jobs", type=jobs_count, default=1, metavar="N",
         help="cases read in parallel, at most one per core (at most N+1 volumes in memory, fewer when "
              "they would not fit in the memory available; default 1: read the next case while the "
              "current one is processed)",
+    )
+    parser.add_argument(
+        "--threads", type=threads_count, default=None, metavar="T",
+        help="threads for each case's kernels, at most the usable cores divided by --jobs (default: that "
+             "share, or NUMBA_NUM_THREADS / OMP_NUM_THREADS when set; a small volume takes fewer)",
     )
 
 

@@ -1,4 +1,4 @@
-"""The ``clskern`` command: subcommands stats, calibrate, apply, evaluate, demo.
+"""The ``clskern`` command: subcommands stats, calibrate, apply, evaluate, demo, warmup.
 
 Each subcommand is a module with ``add_parser(subparsers)`` and
 ``run(args) -> exit code``; ``SUBCOMMANDS`` lists them in help order, so a new
@@ -9,13 +9,17 @@ clskern did not foresee is still one line, marked as an internal error.
 """
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sqlite3
 import sys
 import traceback
+import warnings
 
+from .._threads import threads
 from .._version import __version__
+from ._common import cpu_threads
 
 SUBCOMMANDS = {
     "stats": "clskern.cli.stats",
@@ -23,6 +27,7 @@ SUBCOMMANDS = {
     "apply": "clskern.cli.apply",
     "evaluate": "clskern.cli.evaluate",
     "demo": "clskern.cli.demo",
+    "warmup": "clskern.cli.warmup",
 }
 
 
@@ -110,6 +115,26 @@ def _quiet_libraries():
     return lambda: logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(prog):
+    """clskern's own warnings (a kernel cache that cannot be written, say) as one ``prog: warning:`` line each."""
+    from ..errors import KernelCacheWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, KernelCacheWarning):
+            _say(f"{prog}: warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv=None):
     """Run the command line; returns the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
@@ -118,9 +143,14 @@ def main(argv=None):
     parser = build_parser(named if named and first == named[0] else None)
     args = parser.parse_args(words)
     prog = f"clskern {args.command}"
+    try:
+        n_threads = cpu_threads(args)
+    except argparse.ArgumentTypeError as exc:
+        parser.exit(2, f"{prog}: error: {exc} (see {prog} --help)\n")
     restore = (lambda: None) if args.debug else _quiet_libraries()
     try:
-        return int(args._module.run(args) or 0)
+        with contextlib.nullcontext() if n_threads is None else threads(n_threads), _warnings_as_lines(prog):
+            return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
         _say(f"\n{prog}: interrupted ({INTERRUPTED.get(args.command, 'nothing written')})")
         return 130

@@ -12,10 +12,11 @@ this file, delete ``clskern/cpu/__pycache__`` so the callers recompile.
 """
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from .._binning import _HALF, _LOW_BITS, _LOW_BITS32, _MAG_MASK, _SHIFT, _SHIFT32, _TOP
+from .._jit import njit
 
 
 @njit(cache=True, inline="always")

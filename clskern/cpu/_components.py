@@ -54,9 +54,10 @@ volume's values bit for bit; ``r_j`` is computed with rationals
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from .._jit import njit
 from .._lesions import required_voxels
 from .._validate import flat_labels, flat_scores, label_target
 from ..errors import InputError, volume_name

@@ -25,9 +25,10 @@ import typing
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._binning import N_BINS
+from .._jit import njit
 from ._bins import score_bin
 from ._kernels import HISTOGRAM_RUN, extremes_buffers, fill_bins, fold_extremes, histogram
 from ._radix import sort_floats

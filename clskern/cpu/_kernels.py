@@ -14,10 +14,11 @@ vectorises them.
 """
 
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import overload
 
 from .._binning import N_BINS
+from .._jit import njit
 from ._bins import score_bin
 from ._scalars import score_value
 from ._simd import COMPRESS_LANES, bins16_f32

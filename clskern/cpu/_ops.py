@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from .._ranks import largest_rank
+from .._threads import LIGHT_BYTES_PER_THREAD, kernel_threads
 from .._validate import empty_threshold, flat_scores, prepare, scalar_or_array
 from ..errors import ArgumentError, ArgumentTypeError, NaNScoresError, volume_name
 from . import _components as components
@@ -45,18 +46,19 @@ def volume_stats_parts(scores, labels, label=None, name=None):
     scores' dtype (-0.0 as +0.0; None for an empty volume).
     """
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    gathered = gather.gather(flat_s, flat_l, target, use_target, every_score=True)
-    lesion, _ = gather.assemble_lesions(gathered, _lesion_dtype(flat_s))
-    hist = gathered.all_hist
-    if hist[:, 0].any() or hist[:, -1].any():  # the end bins also catch NaN: count them now
-        n_nan = int(kernels.count_nan(flat_s))
-        if n_nan:
-            _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
-    lesion_hist = gathered.lesion_hist
-    if lesion_hist is None:  # a row overflowed: count the assembled scores instead
-        lesion_hist = kernels.bin_counts(lesion, hist.shape[0])
-    bins, counts = kernels.background_bins(hist, lesion_hist)
-    sort_scores(lesion)
+    with kernel_threads(flat_s.nbytes + flat_l.nbytes):
+        gathered = gather.gather(flat_s, flat_l, target, use_target, every_score=True)
+        lesion, _ = gather.assemble_lesions(gathered, _lesion_dtype(flat_s))
+        hist = gathered.all_hist
+        if hist[:, 0].any() or hist[:, -1].any():  # the end bins also catch NaN: count them now
+            n_nan = int(kernels.count_nan(flat_s))
+            if n_nan:
+                _raise_nan(name, n_nan, f"among {flat_s.size} voxels")
+        lesion_hist = gathered.lesion_hist
+        if lesion_hist is None:  # a row overflowed: count the assembled scores instead
+            lesion_hist = kernels.bin_counts(lesion, hist.shape[0])
+        bins, counts = kernels.background_bins(hist, lesion_hist)
+        sort_scores(lesion)
     return (flat_s.size, lesion, bins, counts, *_range(flat_s, *gathered.extremes))
 
 
@@ -64,9 +66,10 @@ def score_range(scores, name=None):
     """``(min, max)`` of every score of a volume, exact, in the lesion dtype (float32 for float16/32 volumes,
     float64 for float64; -0.0 as +0.0; None, None for an empty volume): one parallel pass. NaN raises."""
     flat, _, _ = flat_scores(scores, name)
-    n_chunks = max(1, min(numba.get_num_threads(), -(-flat.size // kernels.RANGE_BLOCK)))
-    signed, unsigned, low_high, top = kernels.extremes_buffers(flat, n_chunks)
-    kernels.extremes(signed, unsigned, low_high, top)
+    with kernel_threads(flat.nbytes):
+        n_chunks = max(1, min(numba.get_num_threads(), -(-flat.size // kernels.RANGE_BLOCK)))
+        signed, unsigned, low_high, top = kernels.extremes_buffers(flat, n_chunks)
+        kernels.extremes(signed, unsigned, low_high, top)
     low, high = _range(flat, low_high, top)
     if low is not None and (np.isnan(low) or np.isnan(high)):  # NaN keys lie beyond the infinities
         _raise_nan(name, int(kernels.count_nan(flat)), f"among {flat.size} voxels")
@@ -76,7 +79,9 @@ def score_range(scores, name=None):
 def lesion_scores(scores, labels, label=None, name=None):
     """The lesion voxels' scores in memory order (unsorted); NaN among them raises."""
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    lesion, n_nan = gather.assemble_lesions(gather.gather(flat_s, flat_l, target, use_target), _lesion_dtype(flat_s))
+    with kernel_threads(flat_s.nbytes + flat_l.nbytes, LIGHT_BYTES_PER_THREAD):
+        gathered = gather.gather(flat_s, flat_l, target, use_target)
+        lesion, n_nan = gather.assemble_lesions(gathered, _lesion_dtype(flat_s))
     if n_nan:
         _raise_nan(name, n_nan, f"among its {lesion.size} lesion voxels")
     return lesion
@@ -88,19 +93,20 @@ def critical_threshold(scores, labels, eps, label=None, empty="error", name=None
     ``eps`` and ``empty`` are checked already (``epsilon_array``, ``check_empty_policy``).
     """
     flat_s, flat_l, target, use_target = prepare(scores, labels, label, name)
-    gathered = gather.gather(flat_s, flat_l, target, use_target)
-    n_fg = int(gathered.counts.sum())
-    if n_fg == 0:
-        return empty_threshold(empty, eps, name)
-    k = largest_rank(eps, n_fg, n_fg - 1)
-    distinct, where = np.unique(k, return_inverse=True)
-    lesion_dtype = _lesion_dtype(flat_s)
-    if distinct.size <= SORT_ABOVE and gathered.complete:
-        values, n_nan = gather.select_in_rows(gathered, distinct, lesion_dtype)
-    else:
-        lesion, n_nan = gather.assemble_lesions(gathered, lesion_dtype)
-        if not n_nan:
-            values = sort_scores(lesion)[distinct] if distinct.size > SORT_ABOVE else select_ranks(lesion, distinct)
+    with kernel_threads(flat_s.nbytes + flat_l.nbytes, LIGHT_BYTES_PER_THREAD):
+        gathered = gather.gather(flat_s, flat_l, target, use_target)
+        n_fg = int(gathered.counts.sum())
+        if n_fg == 0:
+            return empty_threshold(empty, eps, name)
+        k = largest_rank(eps, n_fg, n_fg - 1)
+        distinct, where = np.unique(k, return_inverse=True)
+        lesion_dtype = _lesion_dtype(flat_s)
+        if distinct.size <= SORT_ABOVE and gathered.complete:
+            values, n_nan = gather.select_in_rows(gathered, distinct, lesion_dtype)
+        else:
+            lesion, n_nan = gather.assemble_lesions(gathered, lesion_dtype)
+            if not n_nan:
+                values = sort_scores(lesion)[distinct] if distinct.size > SORT_ABOVE else select_ranks(lesion, distinct)
     if n_nan:
         _raise_nan(name, n_nan, f"among its {n_fg} lesion voxels")
     return scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)
@@ -115,7 +121,9 @@ def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
     (``clskern._lesions``); NaN among lesion scores raises.
     """
     flat_s, flat_l, target, use_target, shape, order = components.prepare_volume(scores, labels, label, name)
-    offsets, grouped, n_nan = components.ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity)
+    with kernel_threads(flat_s.nbytes + flat_l.nbytes):
+        offsets, grouped, n_nan = components.ragged_lesions(flat_s, flat_l, target, use_target, shape, order,
+                                                            connectivity)
     if n_nan:
         _raise_nan(name, n_nan, f"among its {grouped.size} lesion voxels")
     return offsets, grouped
@@ -129,9 +137,10 @@ def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, n
     and ``overlap`` are checked already. NaN among lesion scores raises.
     """
     flat_s, flat_l, target, use_target, shape, order = components.prepare_volume(scores, labels, label, name)
-    d, sizes, n_nan = components.detection_scores_flat(
-        flat_s, flat_l, target, use_target, shape, order, connectivity, overlap
-    )
+    with kernel_threads(flat_s.nbytes + flat_l.nbytes):
+        d, sizes, n_nan = components.detection_scores_flat(
+            flat_s, flat_l, target, use_target, shape, order, connectivity, overlap
+        )
     if n_nan:
         _raise_nan(name, n_nan, f"among its {int(sizes.sum())} lesion voxels")
     return d, sizes
@@ -144,7 +153,8 @@ def apply_threshold(scores, threshold, out=None, name=None):
         out = np.empty(array.shape, dtype=np.uint8, order=order)
     else:
         _check_out(out, array, order, name)
-    n_nan = int(kernels.threshold_mask(flat, threshold, out.ravel(order=order)))
+    with kernel_threads(flat.nbytes + out.nbytes):
+        n_nan = int(kernels.threshold_mask(flat, threshold, out.ravel(order=order)))
     if n_nan:
         raise NaNScoresError(f"{volume_name(name)}: {n_nan} NaN scores; a mask would call them background")
     return out

@@ -19,8 +19,10 @@ this file, delete ``clskern/cpu/__pycache__`` so the callers recompile.
 
 import numba
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import overload
+
+from .._jit import njit
 
 DIGIT_BITS = 11
 _BUCKETS = 1 << DIGIT_BITS

@@ -10,8 +10,10 @@ so the callers recompile.
 """
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
+
+from .._jit import njit
 
 
 def score_value(x):

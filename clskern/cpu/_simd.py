@@ -29,11 +29,12 @@ primitives are inlined into their callers: after editing this file, delete
 import numpy as np
 from llvmlite import binding as _llvm
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._binning import _HALF, _LOW_BITS32, _SHIFT32, _TOP
+from .._jit import njit
 
 MASK_LANES = 64
 COMPRESS_LANES = 16

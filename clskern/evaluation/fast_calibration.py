@@ -19,8 +19,8 @@ there.
 import math
 
 import numpy as np
-from numba import njit
 
+from .._jit import njit
 from ..calibration._risk_search import _fnr_terms
 from ..calibration import risk_predicate
 

@@ -9,6 +9,7 @@ the gzip backends, file reads and the Numba kernels release the GIL.
 
 from __future__ import annotations
 
+import contextvars
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,7 +67,8 @@ def prefetch(items: Iterable[T], load: Callable[[T], R], *, jobs: int = 1,
             nxt = next(items, _END)
             if nxt is _END:
                 return
-            pending.append((nxt, pool.submit(load, nxt)))
+            # the caller's context travels with the load (a clskern.threads(n) limit applies there too)
+            pending.append((nxt, pool.submit(contextvars.copy_context().run, load, nxt)))
 
     try:
         top_up(jobs)
