@@ -27,6 +27,7 @@ Numba threads, so workers sharing a machine do not oversubscribe it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -115,6 +116,25 @@ def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_thre
         return key, _InputFailure(exc)
 
 
+@contextlib.contextmanager
+def _environ_kept():
+    """Undo what Dask's nannies write into this process's environment to start their workers.
+
+    They set ``OMP_NUM_THREADS=1`` (and MKL's, OpenBLAS's) in ``os.environ``
+    and leave it there, which would cap this process's own clskern calls at one
+    thread (``clskern._threads`` honours ``OMP_NUM_THREADS``).
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
 def _connect(scheduler):
     """``(client, owned resources to close)`` for a scheduler address, "local", or a Client."""
     from distributed import Client, LocalCluster
@@ -122,8 +142,9 @@ def _connect(scheduler):
     if isinstance(scheduler, Client):
         return scheduler, []
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=usable_cores(), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        with _environ_kept():
+            cluster = LocalCluster(n_workers=usable_cores(), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster, set_as_default=False)
         return client, [client, cluster]
     if isinstance(scheduler, str):

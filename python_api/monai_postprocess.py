@@ -10,10 +10,11 @@ transforms (``Transform``, ``MapTransform``) in ``Compose``: they cut the
 channel the calibration was read from and keep the ``MetaTensor``'s metadata,
 so ``SaveImage`` writes the mask with the image's affine.
 
-With ``num_workers > 0`` on Linux, give the ``DataLoader``
-``multiprocessing_context="spawn"`` (or set ``NUMBA_THREADING_LAYER=workqueue``):
-a worker forked after this process ran clskern's kernels under GNU OpenMP
-cannot run them (``OpenMPForkError``). Under ``torch.distributed``, validate
+``DataLoader`` workers (``num_workers > 0``, forked on Linux) may run these
+transforms: clskern's default threading layer (TBB, else workqueue) survives a
+fork. Only if you chose ``NUMBA_THREADING_LAYER=omp`` (GNU OpenMP) does a worker
+forked after this process ran clskern's kernels raise ``OpenMPForkError``; then
+use ``multiprocessing_context="spawn"``. Under ``torch.distributed``, validate
 with ``DistributedSampler(..., even_divisible=False)``: padding repeats cases.
 """
 

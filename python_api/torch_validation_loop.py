@@ -6,10 +6,12 @@ The "model" here is a stand-in that returns synthetic softmax scores; put your
 network (in eval mode, under torch.no_grad) in its place.
 
 A ``DataLoader`` with ``num_workers > 0`` whose workers run clskern (a
-``CalibratedThreshold`` in the dataset's transform) needs
-``multiprocessing_context="spawn"`` on Linux once this process has run
-clskern's kernels under GNU OpenMP (or ``NUMBA_THREADING_LAYER=workqueue``):
-a forked worker raises ``OpenMPForkError``. Under ``torch.distributed``, each
+``CalibratedThreshold`` in the dataset's transform) works forked or spawned
+under clskern's default threading layer; only under a GNU OpenMP layer you
+chose (``NUMBA_THREADING_LAYER=omp``) does a forked worker raise
+``OpenMPForkError``. The model step and clskern share the cores: set
+``OMP_WAIT_POLICY=passive`` for torch's OpenMP threads (docs/threads.md).
+Under ``torch.distributed``, each
 rank updates with its own cases and ``calibrate`` (on every rank) gathers
 them all; default case ids carry the rank.
 """

@@ -50,6 +50,7 @@ def reference(dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
+    before = dict(os.environ)  # the nannies also leave OMP_NUM_THREADS=1 behind in this process
     env = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = REPO + (os.pathsep + env if env else "")  # spawned workers import this clskern
     try:
@@ -59,9 +60,22 @@ def client():
             yield c
         cluster.close()
     finally:
-        os.environ["PYTHONPATH"] = env
-        if not env:
-            del os.environ["PYTHONPATH"]
+        os.environ.clear()
+        os.environ.update(before)
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    """Dask's nannies write OMP_NUM_THREADS=1 into the parent's environment, which would cap this process's own
+    clskern calls at one thread; clskern's local cluster puts it back."""
+    from clskern.distributed import _connect
+
+    before = dict(os.environ)
+    client, owned = _connect("local")
+    try:
+        assert dict(os.environ) == before
+    finally:
+        for resource in owned:
+            resource.close()
 
 
 def _calibrations(stats):

@@ -516,3 +516,46 @@ def test_a_worker_forked_after_openmp_is_refused_clearly_not_killed(tmp_path):
     assert lines["before"] == "ran;ran;ran status 0"
     assert lines["after"] == ";".join(["refused spawn workqueue"] * 3) + " status 0"
     assert issubclass(clskern.adapters.torch.OpenMPForkError, ValueError)
+
+
+_DATALOADER_AFTER_A_CALL = r"""
+import numpy as np, torch
+import clskern
+from clskern.adapters.torch import CalibratedThreshold
+
+rng = np.random.default_rng(0)
+volumes = [rng.random((24, 20, 16), dtype=np.float32) for _ in range(6)]
+cut = CalibratedThreshold(0.5)
+want = [int(cut(v[None]).sum()) for v in volumes]  # the parent runs the kernels first (NumPy in, NumPy out)
+
+
+class Cases(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(volumes)
+
+    def __getitem__(self, i):
+        y = (volumes[i] > 0.9).astype(np.uint8)
+        return int(cut(volumes[i][None]).sum()), float(clskern.critical_threshold(volumes[i], y, 0.2))
+
+
+loader = torch.utils.data.DataLoader(Cases(), batch_size=None, num_workers=2, multiprocessing_context="fork")
+got = list(loader)
+assert [g[0] for g in got] == want, (got, want)
+assert [g[1] for g in got] == [float(clskern.critical_threshold(v, (v > 0.9).astype(np.uint8), 0.2)) for v in volumes]
+print("ok", clskern._threads.threading_layer())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork is Linux's default start method")
+def test_forked_dataloader_workers_call_clskern_after_the_parent_did(tmp_path):
+    """Under clskern's default layer, DataLoader workers forked after a call run the kernels (they were killed
+    under GNU OpenMP, the layer Numba chose before)."""
+    import os
+
+    script = tmp_path / "dataloader.py"
+    script.write_text(_DATALOADER_AFTER_A_CALL)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[0] == "ok"

@@ -36,17 +36,17 @@ with a clear error otherwise: a silent device-to-host copy is the expensive
 part.
 
 **DataLoader workers and OpenMP.** clskern's CPU kernels are Numba parallel
-functions. Under Numba's ``omp`` threading layer (GNU OpenMP, the default
-where it is installed), a process forked *after* the parent ran one of them
-cannot run OpenMP again: GNU OpenMP kills it ("fork() called from a process
-already using GNU OpenMP"). That is what happens to ``DataLoader(...,
-num_workers>0)`` workers (forked on Linux) once the main process has run a
-transform or ``ValidationStats``. Use ``multiprocessing_context="spawn"`` (or
-``"forkserver"``) for such loaders, or set ``NUMBA_THREADING_LAYER=workqueue``
-(or ``tbb``) in the environment before clskern is imported. This module
-notices such a fork (``os.register_at_fork``) and the transforms and
-``ValidationStats`` then raise ``OpenMPForkError`` (a ``ValueError``) naming
-the fix, instead of the worker being killed.
+functions on the threading layer clskern picks (TBB, else workqueue;
+docs/threads.md), which survives a fork: ``DataLoader(..., num_workers>0)``
+workers, forked on Linux, run the transforms and ``ValidationStats`` as the
+main process does. Only under Numba's ``omp`` layer (GNU OpenMP), which you
+would have named with ``NUMBA_THREADING_LAYER=omp``, is a process forked
+*after* the parent ran a kernel killed when it runs OpenMP again ("fork()
+called from a process already using GNU OpenMP"). This module notices such a
+fork (``os.register_at_fork``) and the transforms and ``ValidationStats`` then
+raise ``OpenMPForkError`` (a ``ValueError``) naming the fix
+(``multiprocessing_context="spawn"``, or another layer), instead of the worker
+being killed.
 """
 
 from __future__ import annotations
@@ -331,10 +331,10 @@ class CalibratedThreshold(_MonaiWhenImported):
     A ``MetaTensor``'s metadata, applied and pending (lazy) operations are
     carried over to the mask, as ``AsDiscrete`` does.
 
-    In ``DataLoader`` workers: once the main process has run clskern's
-    kernels under Numba's GNU OpenMP layer, a *forked* worker cannot run them
-    and raises ``OpenMPForkError``; use ``multiprocessing_context="spawn"``
-    or ``NUMBA_THREADING_LAYER=workqueue`` (module docstring).
+    In ``DataLoader`` workers: only under a GNU OpenMP layer you chose
+    (``NUMBA_THREADING_LAYER=omp``) does a worker *forked* after the main
+    process ran clskern's kernels raise ``OpenMPForkError``; use
+    ``multiprocessing_context="spawn"`` or the default layer (module docstring).
 
     A ``monai.transforms.Transform`` when MONAI is imported (module docstring).
     """
