@@ -141,11 +141,12 @@ def test_cli_stats_calibrate_apply_on_what_failed(tmp_path, capsys, name, refere
         assert np.all(levels[ours > 0] >= np.floor(np.float64(np.float32(threshold)) * expected["levels"]) + 1)
 
 
-def test_transposed_plans_without_plans_json_read_as_nnunets_planner_makes_them(tmp_path):
-    folder = _copy(tmp_path, "transposed")
+@pytest.mark.parametrize("name", ["transposed", "transposed_reorient"])
+def test_transposed_plans_without_plans_json_read_as_nnunets_planner_makes_them(tmp_path, name):
+    folder = _copy(tmp_path, name)
     os.remove(folder / "pred" / "plans.json")
-    assert find_plans(folder / "pred" / "transposed_000.npz") is None
-    _assert_golden_masks(apply_folder(0.5, folder / "pred", output=tmp_path / "m"), "transposed")
+    assert find_plans(folder / "pred" / f"{name}_000.npz") is None
+    _assert_golden_masks(apply_folder(0.5, folder / "pred", output=tmp_path / "m"), name)
 
 
 def test_a_fold_in_a_results_tree_finds_the_model_folders_plans(tmp_path):
