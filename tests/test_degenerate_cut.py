@@ -194,3 +194,22 @@ def test_each_class_is_checked_on_its_own_statistics(tmp_path, capsys):
     assert bad.warnings == degenerate_cut(stats, bad.threshold) and len(bad.warnings) == 2
     assert written.calibrations["sound"].warnings == []
     assert err.splitlines() == [f"clskern calibrate: warning: class 'poor': {w}" for w in bad.warnings]
+
+
+def test_the_warning_names_the_cases_it_speaks_of(tmp_path, capsys):
+    """The median PC counts every case; calibration (empty="skip") leaves the lesion-free ones out: say both."""
+    cases = _cases(underconfident=True)
+    rng = np.random.default_rng(5)
+    cases["free"] = (0.5 * rng.random(SHAPE).astype(np.float32), np.zeros(SHAPE, np.uint8))
+    s, l = _write(tmp_path, cases)
+    cal_path = tmp_path / "cal.json"
+    code, _, err = _cli(capsys, "calibrate", "--scores", s, "--labels", l, "--epsilon", 0.01, "--alpha", 0.1,
+                        "-q", "-o", cal_path)
+    assert code == 0
+    cal = Calibration.read(cal_path)
+    assert (cal.n, cal.n_skipped) == (N, 1)
+    assert f"medians over {N + 1} cases, {N} with lesions and 1 lesion-free" in cal.warnings[0], cal.warnings[0]
+    assert f"{N} cases with lesions" in cal.warnings[1]
+    stats = {k: clskern.volume_stats(p, y, name=k) for k, (p, y) in _cases(underconfident=True).items()}
+    warning = degenerate_cut(stats, cal.threshold)[0]
+    assert f"medians over {N} cases)" in warning and "lesion-free" not in warning

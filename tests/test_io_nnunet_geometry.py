@@ -15,7 +15,7 @@ import clskern
 from clskern.adapters.nnunet import apply_folder, calibrate_folder
 from clskern.io import FileFormatError, MismatchError, load_case, pair_cases, read_pkl_affine, read_scores
 from clskern.io.cases import read_case_scores
-from clskern.io.masks import Geometry, resolve_geometry, save_mask
+from clskern.io.masks import Geometry, check_input, resolve_geometry, save_mask
 from clskern.io.nnunet_pkl import load_properties, read_pkl_geometry
 
 SHAPE = (9, 7, 5)  # not a cube: a wrong transpose cannot pass the shape check by chance
@@ -403,3 +403,34 @@ def test_a_pkl_with_keys_nnunet_never_writes_is_refused(tmp_path, stuff):
     path.write_bytes(pickle.dumps(stuff))
     with pytest.raises(FileFormatError, match="c.pkl: "):
         read_pkl_geometry(path)
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_apply_on_a_transposing_plan_as_nnunet_records_it(tmp_path, reader):
+    """nnU-Net records shape_before_cropping after transpose_forward; the .npz stays in the reader's axes."""
+    s, _ = _dirs(tmp_path)
+    scores, _ = _perfect_case(7)
+    (s / "plans.json").write_text('{"transpose_forward": [2, 0, 1], "transpose_backward": [1, 2, 0]}')
+    # the thick axis (2.5) is the reader's last array axis when the file's x is thick: move it first
+    affine = np.diag([2.5, 0.8, 0.9, 1.0])
+    write_nnunet_case(s, "c", scores, affine, reader=reader, transpose_forward=(2, 0, 1))
+    written = apply_folder(0.5, s, output=tmp_path / "m")
+    np.testing.assert_array_equal(np.asarray(nib.load(written["c"]).dataobj), scores >= 0.5)
+    os.remove(s / "plans.json")  # nnU-Net's planner's order, and the .pkl's spacing agrees with it
+    apply_folder(0.5, s, output=tmp_path / "m", overwrite=True)
+    (s / "plans.json").write_text('{"transpose_forward": [1, 0, 2], "transpose_backward": [1, 0, 2]}')
+    with pytest.raises(MismatchError, match=r"c\.npz: declares spatial shape .*c\.pkl records .*plans\.json"):
+        apply_folder(0.5, s, output=tmp_path / "m", overwrite=True)
+
+
+def test_a_reference_is_compared_in_the_source_axes_not_up_to_order(tmp_path):
+    s, ref = _dirs(tmp_path)
+    scores, _ = _perfect_case(8)
+    write_nnunet_case(s, "c", scores, PERMUTED_AFFINE, reader="reorient")
+    nib.save(nib.Nifti1Image(scores.transpose(1, 0, 2), PERMUTED_AFFINE), ref / "c.nii.gz")  # (7, 9, 5): same sizes
+    geometry = resolve_geometry(str(s / "c.npz"), "c", {"c": str(ref / "c.nii.gz")})
+    with pytest.raises(MismatchError, match=r"scores .*c\.npz have shape \(9, 7, 5\) \(in the source image's axes; "
+                                            r".* as saved\) but reference .*c\.nii\.gz has shape \(7, 9, 5\)"):
+        check_input(s / "c.npz", geometry)
+    nib.save(nib.Nifti1Image(scores, PERMUTED_AFFINE), ref / "c.nii.gz")
+    assert check_input(s / "c.npz", geometry) != (9, 7, 5)  # the file's own axes, reoriented

@@ -86,7 +86,10 @@ def test_the_sdist_carries_what_its_tests_and_docs_need(tmp_path):
     with tarfile.open(tmp_path / name) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for path in ("LICENSE", "README.md", "mkdocs.yml", "docs/definitions.md", "tests/conftest.py",
-                 "tests/naive.py", "tests/strategies.py", "tests/nnunet_files.py", "benchmarks/conftest.py",
+                 "tests/naive.py", "tests/strategies.py", "tests/nnunet_files.py",
+                 "tests/nnunet_golden.py", "tests/data/nnunet/VERSIONS.json",
+                 "tests/data/nnunet/transposed/pred/transposed_000.npz",
+                 "tests/data/nnunet/transposed/pred/transposed_000.pkl", "benchmarks/conftest.py",
                  "python_api/README.md", "clskern/py.typed"):
         assert path in names, path
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".nbi", ".nbc"))]

@@ -8,7 +8,9 @@ cases the threshold was calibrated on, at the voxel level (at lesion level the
 cut is still a score cut, and the voxel numbers still tell what the mask looks
 like):
 
-- the median share of voxels predicted lesion (``PC``, ``VolumeStats.pc``)
+- the median share of voxels predicted lesion (``PC``, ``VolumeStats.pc``),
+  over every case given, lesion-free ones too (the warning says how many of
+  each: ``empty="skip"`` calibrates on the cases with lesions only),
   above ``max_pc`` (10 % by default) *and* above twice the median share of
   voxels that are lesion: lesions are a few percent of a volume at most (MS
   lesions, metastases, liver tumours: well under 1 %; a whole brain tumour a
@@ -66,9 +68,11 @@ def degenerate_cut(volumes, threshold, *, normalize="none", max_pc=MAX_PC, dice_
     pc, share = q["pc"], q["lesion_share"]
     shown = f"{threshold:.4g}"  # as the tables show it; the calibration JSON keeps every digit
     if pc > max_pc and pc > 2 * share:
+        n, free = q["n"], q["n"] - q["n_lesioned"]
+        cases = f"over {n} cases" + (f", {q['n_lesioned']} with lesions and {free} lesion-free" if free else "")
         out.append(f"degenerate cut: at threshold {shown}{scale} the median calibration case has "
                    f"{pc:.2%} of its voxels predicted lesion (bound {max_pc:.0%}; median lesion share "
-                   f"{share:.2%}, {q['n']} cases)")
+                   f"{share:.2%}; medians {cases})")
     dice, ref = q["dice"], q["dice_reference"]
     if dice is not None and dice < dice_fraction * ref:
         out.append(f"degenerate cut: median Dice {dice:.3f} at threshold {shown}{scale}, against {ref:.3f} "

@@ -4,9 +4,12 @@ A NIfTI score file lends its own affine and header. ``.npz`` and ``.npy``
 scores carry none: a reference NIfTI of the same case id (``--reference``),
 or nnU-Net's ``CASE.pkl`` beside the ``.npz``, supplies it.
 
-An ``.npz`` written by nnU-Net's ``NibabelIOWithReorient`` holds its
-probabilities in reoriented (RAS) axes; its ``.pkl`` says how to bring them
-back. Masks are written in the source image's axes with its affine, as
+An ``.npz`` written by nnU-Net's ``NibabelIOWithReorient`` or
+``SimpleITKIOWithReorient`` holds its probabilities in reoriented (RAS) axes;
+its ``.pkl`` says how to bring them back. When the plans transpose, the
+``.pkl`` records the shape in the transposed axes: ``plans.json`` beside the
+predictions (or in the model folder above a fold's ``validation/``) says how
+(``clskern.io.nnunet_pkl.check_recorded_shape``). Masks are written in the source image's axes with its affine, as
 nnU-Net writes its segmentation: read the scores with
 ``clskern.io.cases.read_case_scores(path, channel, geometry)``; ``save_mask``
 also reorients a mask cut from scores read with plain ``read_scores``.
@@ -20,7 +23,7 @@ import numpy as np
 from .cases import _CHANNEL_SUFFIX, LABEL_SUFFIXES, check_affines, find_files, split_suffix
 from .errors import FileFormatError, MismatchError, PairingError
 from .nifti import mask_image, read_header, write_atomic
-from .nnunet_pkl import PklGeometry, pkl_beside, read_pkl_geometry
+from .nnunet_pkl import PklGeometry, check_recorded_shape, find_plans, pkl_beside, read_pkl_geometry
 
 
 @dataclass(frozen=True)
@@ -30,12 +33,16 @@ class Geometry:
     ``pkl`` is nnU-Net's ``CASE.pkl`` beside a ``CASE.npz`` when there is
     one (also with a reference): it says which axes the probabilities are in;
     ``pkl_geometry`` is what it holds, read (safely) by ``resolve_geometry``.
+    ``plans`` is the model's ``plans.json`` when one is found
+    (``clskern.io.nnunet_pkl.find_plans``): its ``transpose_forward`` relates
+    the ``.pkl``'s recorded shape to the ``.npz``'s.
     """
 
     kind: str  # "scores", "reference", "pkl"
     path: str | None = None
     pkl: str | None = None
     pkl_geometry: PklGeometry | None = field(default=None, compare=False, repr=False)
+    plans: str | None = None
 
     def read_pkl(self):
         """The ``PklGeometry`` of ``pkl`` (None without one), read once."""
@@ -75,10 +82,11 @@ def resolve_geometry(score_path, case_id, references=None):
             "axes the probabilities are in (a mask cut in the wrong axes would be mirrored or transposed)"
         )
     pkl_geometry = None if pkl is None else read_pkl_geometry(pkl)
+    plans = None if pkl is None else find_plans(score_path)
     if references is not None and case_id in references:
-        return Geometry("reference", references[case_id], pkl, pkl_geometry)
+        return Geometry("reference", references[case_id], pkl, pkl_geometry, plans)
     if pkl is not None:
-        return Geometry("pkl", pkl, pkl, pkl_geometry)
+        return Geometry("pkl", pkl, pkl, pkl_geometry, plans)
     raise PairingError(
         f"{score_path}: no geometry for the mask: give --reference DIR with {case_id}.nii.gz"
     )
@@ -130,16 +138,18 @@ def check_input(path, geometry, channel=None):
     Reads the NIfTI or ``.npy`` header (an ``.npz`` member's ``.npy`` header,
     inflating nothing else) and checks: readable, float scores, the channel
     exists, and the shape against the reference (``geometry.kind ==
-    "reference"``: shape, and its affine against the ``.pkl``'s) or the
-    ``.pkl``'s recorded shape. Returns the declared spatial shape
-    ``(x, y, z)``; raises ``FileFormatError`` or ``MismatchError`` naming the file.
+    "reference"``: shape in the source image's axes, and its affine against
+    the ``.pkl``'s) and the ``.pkl``'s recorded shape (in the plans' axes:
+    ``check_recorded_shape``). Returns the declared spatial shape
+    ``(x, y, z)`` in the score file's axes; raises ``FileFormatError`` or
+    ``MismatchError`` naming the file.
     """
     from .arrays import npy_header, npz_header
     from .nnunet_pkl import load_properties
 
     path = os.fspath(path)
     suffix = split_suffix(os.path.basename(path), (".npz", ".npy", ".nii.gz", ".nii"))[1]
-    any_order = False
+    in_source = None  # the shape in the source image's axes, where it differs from the file's
     if suffix == ".npz":
         shape, dtype = npz_header(path)
         _float_scores(dtype, path)
@@ -151,16 +161,10 @@ def check_input(path, geometry, channel=None):
                                 f"has {shape[0]} channels)")
         spatial = tuple(shape[1:][::-1])
         pkl_geometry = geometry.read_pkl()
-        any_order = pkl_geometry is not None and pkl_geometry.reoriented_affine is not None
+        if pkl_geometry is not None:
+            in_source = pkl_geometry.original_shape(spatial)
         if geometry.pkl is not None:
-            recorded = load_properties(geometry.pkl).get("shape_before_cropping")
-            try:
-                recorded = None if recorded is None else tuple(int(n) for n in recorded)[::-1]
-            except (TypeError, ValueError):
-                recorded = None
-            if recorded is not None and recorded != spatial:
-                raise MismatchError(f"{path}: declares spatial shape {spatial} (x, y, z) but {geometry.pkl} "
-                                    f"records {recorded}")
+            check_recorded_shape(path, shape, geometry.pkl, load_properties(geometry.pkl), geometry.plans)
     elif suffix == ".npy":
         shape, dtype = npy_header(path)
         _float_scores(dtype, path)
@@ -186,9 +190,10 @@ def check_input(path, geometry, channel=None):
     if geometry.kind == "reference":
         affine, _, ref_shape = read_header(geometry.path)
         ref_shape = tuple(n for i, n in enumerate(ref_shape) if i < 3 or n != 1)
-        if (sorted(spatial) != sorted(ref_shape)) if any_order else (spatial != ref_shape):
-            raise MismatchError(f"scores {path} have shape {spatial} but reference {geometry.path} "
-                                f"has shape {ref_shape}")
+        if (spatial if in_source is None else in_source) != ref_shape:
+            where = "" if in_source in (None, spatial) else f" (in the source image's axes; {spatial} as saved)"
+            raise MismatchError(f"scores {path} have shape {in_source or spatial}{where} but reference "
+                                f"{geometry.path} has shape {ref_shape}")
         pkl_geometry = geometry.read_pkl()
         if pkl_geometry is not None:
             check_affines(pkl_geometry.affine, affine, pkl_geometry.path, geometry.path)

@@ -11,6 +11,19 @@ reader's axes, reversed (``(C, z, y, x)``; ``read_npz`` reverses them back):
   ``reoriented_affine``: the probabilities are in the axes of the image
   reoriented to RAS (``as_reoriented(io_orientation(original_affine))``);
   nnU-Net undoes that only when it writes its segmentation.
+- ``SimpleITKIOWithReorient``: ``sitk_stuff`` also holds
+  ``original_orientation`` (SimpleITK's three letters, ``"PRI"``): spacing,
+  origin and direction are those of the image reoriented to RAS
+  (``sitk.DICOMOrient(image, "RAS")``), the axes the probabilities are in;
+  its ``write_seg`` turns the segmentation back with
+  ``DICOMOrient(seg, original_orientation)``. The letters name where each
+  axis points, as nibabel's axis codes do.
+
+When the plans transpose (``transpose_forward`` in ``plans.json``, not the
+identity: nnU-Net's planner puts the lowest-resolution axis first), the
+``.npz`` is still in the reader's axes but the ``.pkl``'s
+``shape_before_cropping`` (and its cropping box) are in the transposed
+axes: ``check_recorded_shape`` compares the two as nnU-Net relates them.
 
 ``read_pkl_geometry`` returns a ``PklGeometry`` that brings such an array
 back to the file's (the labels') axes, as nnU-Net does for its segmentation,
@@ -24,6 +37,7 @@ few bytes of file cannot allocate gigabytes.
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
 import io
 import os
@@ -427,20 +441,25 @@ class PklGeometry:
     path : str
         The ``.pkl``.
     reader : str
-        ``"sitk"`` (SimpleITKIO), ``"nibabel"`` (NibabelIO) or
-        ``"nibabel_reorient"`` (NibabelIOWithReorient).
+        ``"sitk"`` (SimpleITKIO), ``"nibabel"`` (NibabelIO),
+        ``"nibabel_reorient"`` (NibabelIOWithReorient) or ``"sitk_reorient"``
+        (SimpleITKIOWithReorient).
     affine : ndarray
         The source image's voxel-to-world affine (nibabel's RAS convention):
         the affine the labels, and nnU-Net's segmentation, have.
     reoriented_affine : ndarray or None
-        For ``"nibabel_reorient"``: the affine of the axes the probabilities
+        For the reorienting readers: the affine of the axes the probabilities
         are in.
+    original_orientation : str or None
+        For ``"sitk_reorient"``: the source image's axis codes, as nnU-Net
+        recorded them (``sitk_stuff['original_orientation']``).
     """
 
     path: str
     reader: str
     affine: np.ndarray
     reoriented_affine: np.ndarray | None = None
+    original_orientation: str | None = None
 
     @property
     def reoriented(self):
@@ -448,9 +467,20 @@ class PklGeometry:
         return self.reoriented_affine is not None and not np.array_equal(self._back(), _IDENTITY)
 
     def _back(self):
+        """nibabel's orientation transform from the ``.npz`` axes to the source file's."""
         from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
+        if self.original_orientation is not None:  # SimpleITKIOWithReorient: DICOMOrient(seg, original_orientation)
+            return ornt_transform(io_orientation(self.reoriented_affine), axcodes2ornt(tuple(self.original_orientation)))
         return ornt_transform(axcodes2ornt("RAS"), io_orientation(self.affine))
+
+    def original_shape(self, shape):
+        """The shape an array of ``shape`` (``read_npz``'s axes) has in the source file's axes."""
+        if self.reoriented_affine is None or len(shape) != 3:
+            return tuple(shape)
+        from nibabel.orientations import apply_orientation
+
+        return apply_orientation(np.broadcast_to(np.zeros((), np.uint8), tuple(shape)), self._back()).shape
 
     def to_original(self, array, what=None, atol=AFFINE_ATOL):
         """``array`` (3-D, ``read_npz``'s axes) in the source file's axes: a view.
@@ -491,8 +521,55 @@ class PklGeometry:
 _IDENTITY = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
 
 
-def read_pkl_geometry(path):
+def _sitk_reoriented(path, reoriented, codes, shape):
+    """SimpleITKIOWithReorient's geometry: the source affine is the reoriented one with
+    ``DICOMOrient(.., codes)``'s permutation and flips undone for an array of ``shape``."""
+    from nibabel.orientations import OrientationError, inv_ornt_aff
+
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3:
+        raise MismatchError(f"{path}: describes a 3-D image; its .npz holds a {len(shape)}-D one")
+    geometry = PklGeometry(path, "sitk_reorient", reoriented, reoriented, codes)
+    try:
+        original = reoriented @ inv_ornt_aff(geometry._back(), shape)
+    except OrientationError as exc:
+        raise FileFormatError(f"{path}: cannot undo nnU-Net's reorientation ({exc})") from None
+    return PklGeometry(path, "sitk_reorient", original, reoriented, codes)
+
+
+_SITK_KEYS = {"spacing", "origin", "direction"}
+_SITK_REORIENT_KEYS = _SITK_KEYS | {"original_orientation"}
+
+
+def _axis_codes(value, path):
+    """SimpleITK's orientation letters (``"PRI"``) checked: one of L/R, one of P/A, one of I/S."""
+    if not isinstance(value, str) or len(value) != 3 or value.upper() != value or \
+            sorted({"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}.get(c, 9) for c in value) != [0, 1, 2]:
+        raise FileFormatError(f"{path}: sitk_stuff['original_orientation'] is {value!r}, not three axis letters "
+                              "(one of L/R, one of A/P, one of S/I, as SimpleITK's DICOMOrient names them)")
+    return value
+
+
+def _npz_spatial_beside(path):
+    """The spatial shape, ``read_npz``'s axes ``(x, y, z)``, that the ``CASE.npz`` beside ``CASE.pkl`` declares."""
+    from .arrays import npz_header
+
+    npz = path[: -len(".pkl")] + ".npz" if path.endswith(".pkl") else path + ".npz"
+    if not os.path.isfile(npz):
+        raise FileFormatError(f"{path}: SimpleITKIOWithReorient's geometry needs the shape of {npz} (the .pkl "
+                              "records the reoriented image's origin), and it is not there")
+    shape, _ = npz_header(npz)
+    return tuple(int(n) for n in shape[1:][::-1])
+
+
+def read_pkl_geometry(path, shape=None):
     """The geometry an nnU-Net ``CASE.pkl`` records (see ``PklGeometry``).
+
+    ``shape`` is the ``.npz``'s spatial shape in ``read_npz``'s axes: needed
+    for ``SimpleITKIOWithReorient``, whose ``.pkl`` keeps the reoriented
+    image's origin (the source's follows from it, the shape and
+    ``original_orientation``); without it the ``CASE.npz`` beside the ``.pkl``
+    is asked (its header only).
 
     Raises
     ------
@@ -512,9 +589,10 @@ def read_pkl_geometry(path):
         if unexpected or "original_affine" not in nib_stuff:
             raise FileFormatError(f"{path}: nibabel_stuff must hold original_affine (and reoriented_affine), "
                                   f"found {', '.join(map(repr, sorted(map(str, nib_stuff)))) or 'nothing'}")
-    if isinstance(sitk, dict) and set(map(str, sitk)) != {"spacing", "origin", "direction"}:
-        raise FileFormatError(f"{path}: sitk_stuff must hold exactly spacing, origin and direction, "
-                              f"found {', '.join(map(repr, sorted(map(str, sitk))))}")
+    if isinstance(sitk, dict) and set(map(str, sitk)) not in (_SITK_KEYS, _SITK_REORIENT_KEYS):
+        raise FileFormatError(f"{path}: sitk_stuff must hold exactly spacing, origin and direction (and "
+                              f"original_orientation: SimpleITKIOWithReorient), found "
+                              f"{', '.join(map(repr, sorted(map(str, sitk))))}")
     if isinstance(nib_stuff, dict) and "original_affine" in nib_stuff:
         original = _affine(nib_stuff["original_affine"], path, "nibabel_stuff['original_affine']")
         if nib_stuff.get("reoriented_affine") is None:
@@ -536,7 +614,10 @@ def read_pkl_geometry(path):
         affine = _lps_to_ras(direction, spacing, origin)
         if not np.all(np.isfinite(affine)):
             raise FileFormatError(f"{path}: sitk_stuff geometry is not finite")
-        return PklGeometry(path, "sitk", affine)
+        if "original_orientation" not in sitk:
+            return PklGeometry(path, "sitk", affine)
+        codes = _axis_codes(sitk["original_orientation"], path)
+        return _sitk_reoriented(path, affine, codes, _npz_spatial_beside(path) if shape is None else shape)
     raise FileFormatError(f"{path}: no geometry (neither nibabel_stuff nor sitk_stuff)")
 
 
@@ -555,3 +636,156 @@ def pkl_beside(npz_path):
     """``CASE.pkl`` next to ``CASE.npz`` (whether or not it exists)."""
     npz_path = os.fspath(npz_path)
     return npz_path[: -len(".npz")] + ".pkl" if npz_path.endswith(".npz") else npz_path + ".pkl"
+
+
+# --- the plans' transpose: shape_before_cropping against the .npz ---------------------------------
+
+# nnU-Net's planner (ExperimentPlanner.determine_transpose): the axis of the largest target spacing
+# first, the other two in their order. A plans file may say otherwise; without one, only these.
+PLANNER_TRANSPOSES = ((0, 1, 2), (1, 0, 2), (2, 0, 1))
+
+
+def find_plans(npz_path):
+    """nnU-Net's ``plans.json`` for a ``CASE.npz``, or None: beside it (``nnUNetv2_predict`` copies it
+    there), else, for a fold's ``MODEL/fold_N/validation/CASE.npz``, the model folder's."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(npz_path)))
+    beside = os.path.join(folder, "plans.json")
+    if os.path.isfile(beside):
+        return beside
+    fold, name = os.path.split(folder)
+    model, fold_name = os.path.split(fold)
+    if name == "validation" and fold_name.startswith("fold_"):
+        in_model = os.path.join(model, "plans.json")
+        if os.path.isfile(in_model):
+            return in_model
+    return None
+
+
+def _permutation(value, n=3):
+    try:
+        axes = tuple(int(a) for a in value)
+    except (TypeError, ValueError):
+        return None
+    if any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in value):
+        return None
+    return axes if sorted(axes) == list(range(n)) else None
+
+
+def _stat_key(path):
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def read_transpose_forward(plans_path):
+    """``transpose_forward`` of an nnU-Net ``plans.json`` (a permutation of 0, 1, 2), checked against
+    its ``transpose_backward``; ``FileFormatError`` naming the file otherwise."""
+    return _transpose_forward(*_stat_key(os.fspath(plans_path)))
+
+
+@functools.lru_cache(maxsize=64)
+def _transpose_forward(path, *_):  # keyed on the file's identity and time: every case of a folder reads it once
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PKL_BYTES + 1)
+        if len(data) > MAX_PKL_BYTES:
+            raise FileFormatError(f"{path}: over {MAX_PKL_BYTES >> 20} MiB; not nnU-Net's plans.json")
+        plans = json.loads(data)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise FileFormatError(f"{path}: unreadable nnU-Net plans.json ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(plans, dict) or "transpose_forward" not in plans:
+        raise FileFormatError(f"{path}: no transpose_forward; not nnU-Net's plans.json")
+    forward = _permutation(plans["transpose_forward"])
+    if forward is None:
+        raise FileFormatError(f"{path}: transpose_forward is {plans['transpose_forward']!r}, not a permutation "
+                              "of the axes 0, 1, 2")
+    backward = plans.get("transpose_backward")
+    if backward is not None and _permutation(backward) != tuple(int(np.argsort(forward)[i]) for i in range(3)):
+        raise FileFormatError(f"{path}: transpose_backward {backward!r} does not undo transpose_forward "
+                              f"{list(forward)!r}")
+    return forward
+
+
+def _ints(value):
+    try:
+        out = tuple(int(n) for n in value)
+    except (TypeError, ValueError):
+        return None
+    return out if all(n >= 0 for n in out) else None
+
+
+def _spacing_first(spacing, forward):
+    """Whether ``forward`` puts an axis of the largest spacing first, as nnU-Net's planner does."""
+    try:
+        spacing = [float(s) for s in spacing]
+    except (TypeError, ValueError):
+        return False
+    return len(spacing) == 3 and spacing[forward[0]] == max(spacing)
+
+
+def check_recorded_shape(npz_path, npz_shape, pkl_path, props=None, plans_path=None):
+    """Check a ``.npz``'s declared shape against the ``shape_before_cropping`` its ``.pkl`` records.
+
+    nnU-Net writes the probabilities in its reader's axes (``npz_shape`` is
+    ``(C, z, y, x)`` there) but records ``shape_before_cropping`` after the
+    plans' ``transpose_forward``: ``recorded[i] == npz_shape[1:][forward[i]]``.
+    With ``plans_path`` (``find_plans``) that ``forward`` is used. Without
+    one the identity is accepted, and another of nnU-Net's planner's
+    transposes (``PLANNER_TRANSPOSES``) only when the ``.pkl`` agrees with it
+    on everything else it records: the planner's choice (the case's largest
+    ``spacing``, which the ``.pkl`` keeps in the ``.npz``'s axes, moved
+    first), and a cropping box (``bbox_used_for_cropping``,
+    ``shape_after_cropping_and_before_resampling``) that lies in the
+    recorded shape. A ``.pkl`` without ``shape_before_cropping`` is not
+    checked (its geometry is, elsewhere).
+
+    Raises
+    ------
+    MismatchError
+        The shapes disagree; one line naming the ``.npz``, the ``.pkl`` and
+        the plans (or their absence).
+    FileFormatError
+        An unreadable ``plans.json``.
+    """
+    npz_path, pkl_path = os.fspath(npz_path), os.fspath(pkl_path)
+    props = load_properties(pkl_path) if props is None else props
+    recorded = props.get("shape_before_cropping")
+    recorded = None if recorded is None else _ints(recorded)
+    if recorded is None:
+        return
+    spatial = tuple(int(n) for n in npz_shape[1:])
+    shown = f"{npz_path}: declares spatial shape {spatial[::-1]} (x, y, z) but {pkl_path} records {recorded[::-1]}"
+    if len(recorded) != len(spatial):
+        raise MismatchError(f"{shown}: {len(recorded)} axes against {len(spatial)}")
+    if plans_path is not None:
+        forward = read_transpose_forward(plans_path)
+        if len(spatial) != 3:
+            forward = tuple(range(len(spatial)))
+        if tuple(spatial[i] for i in forward) != recorded:
+            raise MismatchError(f"{shown} (in the axes of transpose_forward {list(forward)} of {plans_path}, "
+                                f"that is {tuple(spatial[i] for i in forward)[::-1]})")
+        return
+    if spatial == recorded:
+        return
+    transposes = PLANNER_TRANSPOSES if len(spatial) == 3 else ()
+    fits = [t for t in transposes if tuple(spatial[i] for i in t) == recorded]
+    if not fits:
+        raise MismatchError(f"{shown} (no plans.json beside the .npz or in its model folder; in no axis order "
+                            "nnU-Net's planner makes)")
+    bbox = props.get("bbox_used_for_cropping")
+    after = props.get("shape_after_cropping_and_before_resampling")
+    box_ok = True
+    if bbox is not None:
+        try:
+            pairs = [(int(lo), int(hi)) for lo, hi in bbox]
+        except (TypeError, ValueError):
+            pairs = None
+        box_ok = pairs is not None and len(pairs) == len(recorded) and all(
+            0 <= lo <= hi <= n for (lo, hi), n in zip(pairs, recorded))
+        if box_ok and after is not None:
+            box_ok = _ints(after) == tuple(hi - lo for lo, hi in pairs)
+    if not box_ok or not any(_spacing_first(props.get("spacing"), t) for t in fits):
+        raise MismatchError(f"{shown}: in nnU-Net's transposed axes {', '.join(str(list(t)) for t in fits)} "
+                            "the shapes would agree, but the .pkl's spacing or cropping box does not fit that "
+                            "transpose; put the model's plans.json beside the .npz to settle it")
