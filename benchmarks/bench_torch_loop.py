@@ -4,9 +4,9 @@ Per case, a small 3-D convolutional model step on the CPU (torch's own
 intra-op threads, GNU OpenMP in PyTorch's wheels) and then ``volume_stats`` of
 a 128x128x96 volume. ``together`` runs both in one process, case after case;
 ``apart`` runs the model steps in one process and the clskern calls in another,
-one after the other, and adds the two times. ``together, passive`` is the same
-loop with ``OMP_WAIT_POLICY=passive``, which stops torch's OpenMP threads from
-spinning after each of its parallel regions. Called by ``bench_host_load.py
+one after the other, and adds the two times; both again with
+``OMP_WAIT_POLICY=passive``, which stops torch's OpenMP threads from spinning
+after each of its parallel regions. Called by ``bench_host_load.py
 --torch``, or on its own:
 
     python benchmarks/bench_torch_loop.py
@@ -78,11 +78,14 @@ def _run(folder, part, env=None):
 
 
 def torch_table(folder, repeats=3):
-    rows = {"apart (model process + clskern process)": [], "together": [], "together, OMP_WAIT_POLICY=passive": []}
+    passive = {"OMP_WAIT_POLICY": "passive"}
+    rows = {"apart (model process + clskern process)": [], "together": [],
+            "apart, OMP_WAIT_POLICY=passive": [], "together, OMP_WAIT_POLICY=passive": []}
     for _ in range(repeats):
         rows["apart (model process + clskern process)"].append(_run(folder, "model") + _run(folder, "clskern"))
         rows["together"].append(_run(folder, "both"))
-        rows["together, OMP_WAIT_POLICY=passive"].append(_run(folder, "both", {"OMP_WAIT_POLICY": "passive"}))
+        rows["apart, OMP_WAIT_POLICY=passive"].append(_run(folder, "model", passive) + _run(folder, "clskern", passive))
+        rows["together, OMP_WAIT_POLICY=passive"].append(_run(folder, "both", passive))
     import torch
 
     print(f"\nBeside PyTorch {torch.__version__} ({torch.get_num_threads()} intra-op threads): {CASES} cases of a "

@@ -47,6 +47,11 @@ from .errors import ArgumentError, ArgumentTypeError
 # lesions, from about 16 MB on.
 BYTES_PER_THREAD = 4 << 20
 LIGHT_BYTES_PER_THREAD = 16 << 20
+# A parallel pass over a volume is cut into this many chunks per thread (when it has several threads), so
+# that the threads that run can take over the chunks of one the scheduler preempted (TBB steals them)
+# instead of waiting for it: on 2 cores with a spinning process on each, the worst of 4 fresh processes
+# went from 8.2 to 6.2 ms for critical_threshold on 512x256x128, at no cost idle.
+CHUNKS_PER_THREAD = 4
 
 _limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("clskern_threads", default=None)
 _layer_lock = threading.Lock()  # choosing the layer, once

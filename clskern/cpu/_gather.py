@@ -29,6 +29,7 @@ from numba import prange
 
 from .._binning import N_BINS
 from .._jit import njit
+from .._threads import CHUNKS_PER_THREAD
 from ._bins import score_bin
 from ._kernels import HISTOGRAM_RUN, extremes_buffers, fill_bins, fold_extremes, histogram
 from ._radix import sort_floats
@@ -197,7 +198,11 @@ def gather(flat_s, flat_l, target, use_target, every_score=False, capacity=CAPAC
     n_tasks = task_count(flat_s.size)
     # int32 histogram rows (half the cache footprint of int64), one per thread,
     # each counting at most 2**30 voxels.
-    n_chunks = max(1, min(n_tasks, max(numba.get_num_threads(), -(-flat_s.size // 2**30))))
+    # several chunks per thread when there are several: TBB hands a preempted thread's untouched chunks to
+    # the others (clskern._threads.CHUNKS_PER_THREAD; measured on a busy host, docs/threads.md)
+    threads = numba.get_num_threads()
+    chunks = threads * CHUNKS_PER_THREAD if threads > 1 else 1
+    n_chunks = max(1, min(n_tasks, max(chunks, -(-flat_s.size // 2**30))))
     rows = np.empty((n_tasks, min(capacity, flat_s.size) + SLACK), flat_s.dtype)
     counts = np.empty(n_tasks, np.int64)
     complete = np.empty(n_tasks, np.bool_)
