@@ -1,6 +1,5 @@
 """``clskern evaluate``: the paper's validation protocol on a statistics store."""
 
-
 import argparse
 
 from ..evaluation import cli as evaluation_cli
