@@ -122,6 +122,72 @@ def _reading_option(key: str, value: Any) -> str:
     return f"--{key} {value:g}" if isinstance(value, float) else f"--{key} {value}"
 
 
+def _check_format(db, path):
+    """Raise ``StoreError`` unless ``db`` is a clskern statistics store of this format."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"meta", "cases"} <= tables:
+        raise StoreError(f"{path}: not a clskern statistics store (no tables 'meta' and 'cases')")
+    row = db.execute("SELECT value FROM meta WHERE key='store_format'").fetchone()
+    if row is None or row[0] != str(STORE_FORMAT):
+        found = "no format" if row is None else f"format {row[0]}"
+        raise StoreError(f"{path}: statistics store of {found}; this clskern reads format {STORE_FORMAT}")
+    cols = {r[1] for r in db.execute("PRAGMA table_info(cases)")}
+    if not {"case_id", "fingerprint", "n_fg", "stats"} <= cols:
+        raise StoreError(f"{path}: not a clskern statistics store (table 'cases' differs)")
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _inspect(path, query):
+    """``query(db)`` on the store at ``path`` once its format is checked, opened so that nothing is written:
+    read-only and immutable (no lock, no ``-wal``/``-shm`` made beside someone's file). Raises ``StoreError``."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise StoreError(f"{path}: not a SQLite file")
+        uri = f"{pathlib.Path(os.path.abspath(path)).as_uri()}?mode=ro&immutable=1"
+        db = sqlite3.connect(uri, uri=True)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"{path}: cannot be read ({exc})") from None
+    try:
+        _check_format(db, path)
+        return query(db)
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: not a clskern statistics store ({exc})") from None
+    finally:
+        db.close()
+
+
+def store_problem(path: str | os.PathLike[str]) -> str | None:
+    """None when ``path`` is a statistics store clskern wrote (its tables and ``meta`` format), else why not.
+
+    Used before ``--overwrite`` removes a file: only a store clskern
+    recognises is ever replaced. Writes nothing, even beside a stranger's file.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "a folder"
+    try:
+        _inspect(path, lambda db: None)
+    except StoreError as exc:
+        why = str(exc).removeprefix(f"{path}: ")
+        inner = why.removeprefix("not a clskern statistics store (")  # the caller says what it is not
+        return inner[:-1] if inner != why and inner.endswith(")") else why
+    return None
+
+
+def recorded_files(path: str | os.PathLike[str]) -> list[str]:
+    """The score and label files the cases of a store were read from, as recorded (``[]`` when none are,
+    or the file is not a readable store); these are inputs no output may replace."""
+    query = "SELECT scores_path, labels_path FROM cases"
+    try:
+        rows = _inspect(os.fspath(path), lambda db: db.execute(query).fetchall())
+    except StoreError:
+        return []
+    return sorted({p for row in rows for p in row if isinstance(p, str) and p})
+
+
 class StatsStore:
     """Per-case ``VolumeStats`` in a SQLite file.
 
@@ -170,16 +236,7 @@ class StatsStore:
 
     def _check_format(self):
         """Raise ``StoreError`` unless the open database is a clskern store of this format."""
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"meta", "cases"} <= tables:
-            raise StoreError(f"{self.path}: not a clskern statistics store (no tables 'meta' and 'cases')")
-        row = self._db.execute("SELECT value FROM meta WHERE key='store_format'").fetchone()
-        if row is None or row[0] != str(STORE_FORMAT):
-            found = "no format" if row is None else f"format {row[0]}"
-            raise StoreError(f"{self.path}: statistics store of {found}; this clskern reads format {STORE_FORMAT}")
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(cases)")}
-        if not {"case_id", "fingerprint", "n_fg", "stats"} <= cols:
-            raise StoreError(f"{self.path}: not a clskern statistics store (table 'cases' differs)")
+        _check_format(self._db, self.path)
 
     def _close_quietly(self):
         db = getattr(self, "_db", None)

@@ -124,26 +124,36 @@ def test_unmatched_files(root, capsys):
 
 
 def test_existing_outputs_are_refused_without_overwrite(root, capsys):
+    """clskern's own outputs need --overwrite; a file it did not write is refused even with it."""
     assert main([str(a) for a in stats(root)]) == 0
     cal = root / "cal.json"
+    calibrate = ["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2", "-o", str(cal)]
     cal.write_text("precious")
-    line = fails(capsys, "calibrate", "--store", root / "st.sqlite", "--epsilon", 0.2, "--alpha", 0.2, "-o", cal)
-    assert "cal.json: output exists" in line and cal.read_text() == "precious"
-    assert main(["calibrate", "--store", str(root / "st.sqlite"), "--epsilon", "0.2", "--alpha", "0.2",
-                 "-o", str(cal), "-q", "--overwrite"]) == 0
+    for extra in ([], ["--overwrite"]):
+        line = fails(capsys, *calibrate, *extra)
+        assert "cal.json: exists and is not a calibration file clskern wrote" in line and cal.read_text() == "precious"
+    cal.unlink()
+    assert main(calibrate + ["-q"]) == 0
+    line = fails(capsys, *calibrate)
+    assert "cal.json: output exists" in line and "--overwrite" in line
+    assert main(calibrate + ["-q", "--overwrite"]) == 0
     masks = root / "masks"
     masks.mkdir()
     (masks / "ok2.nii.gz").write_bytes(b"precious")
-    line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks)
-    assert "masks/ok2.nii.gz: output exists" in line
+    for extra in ([], ["--overwrite"]):
+        line = fails(capsys, "apply", "--calibration", cal, "--scores", root / "scores", "-o", masks, *extra)
+        assert "masks/ok2.nii.gz: exists and is not a mask clskern wrote" in line
     assert sorted(os.listdir(masks)) == ["ok2.nii.gz"]  # nothing written before refusing
-    assert main(["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(masks),
-                 "-q", "--overwrite"]) == 0
+    (masks / "ok2.nii.gz").unlink()
+    apply = ["apply", "--calibration", str(cal), "--scores", str(root / "scores"), "-o", str(masks), "-q"]
+    assert main(apply) == 0
+    assert "masks/ok0.nii.gz: output exists (and 4 more)" in fails(capsys, *apply)
+    assert main(apply + ["--overwrite"]) == 0
     assert len(os.listdir(masks)) == 5 and _no_temporaries(masks)
     (root / "notastore.sqlite").write_text("my notes " * 50)
     line = fails(capsys, "stats", "--scores", root / "scores", "--labels", root / "labels",
                  "-o", root / "notastore.sqlite")
-    assert "notastore.sqlite: not a clskern statistics store" in line
+    assert "notastore.sqlite: exists and is not a statistics store clskern wrote (not a SQLite file)" in line
 
 
 def test_calibration_of_another_format_version(root, capsys):

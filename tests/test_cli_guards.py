@@ -280,7 +280,7 @@ def test_a_database_that_is_not_a_store_is_never_written(root, capsys):
     line = fails(capsys, "calibrate", "--store", other, "--epsilon", 0.2, "--alpha", 0.2, "-o", root / "c.json")
     assert "users.db: not a clskern statistics store" in line
     line = fails(capsys, *stats_args(root, other))
-    assert "users.db: not a clskern statistics store" in line
+    assert "users.db: exists and is not a statistics store clskern wrote (no tables 'meta' and 'cases')" in line
     assert other.read_bytes() == before and not (root / "users.db-wal").exists()
 
 

@@ -161,7 +161,7 @@ def test_a_bad_value_is_one_usage_line_naming_its_option(tmp_path, capsys, monke
 
 def test_evaluate_refuses_an_existing_report_as_every_subcommand_does(tmp_path, capsys):
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "summary.json").write_text("{}")
+    (tmp_path / "r" / "summary.json").write_text('{"clskern_version": "0", "inputs": {}, "methods": {}}')  # clskern's
     code = main(["evaluate", "--store", str(tmp_path / "missing.sqlite"), "--epsilon", "0.2", "-o", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 1 and err.strip() == (f"clskern evaluate: error: {tmp_path / 'r' / 'summary.json'}: output exists; "

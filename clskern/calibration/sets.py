@@ -31,6 +31,7 @@ refused too.
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 from .._version import __version__
@@ -230,3 +231,24 @@ def read_calibration_file(path):
         return CalibrationSet.from_dict(parsed) if is_set(parsed) else Calibration.from_dict(parsed)
 
     return read_checked(path, either)
+
+
+MAX_CALIBRATION_BYTES = 1 << 26  # 64 MiB: a calibration of a million cases is far smaller
+
+
+def calibration_file_problem(path):
+    """None when ``path`` is a calibration file clskern wrote (a ``Calibration`` or ``CalibrationSet`` whose
+    format, fields and sha256 digest check), else why not; used before ``--overwrite`` replaces a file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return "not a file"
+    if os.path.getsize(path) > MAX_CALIBRATION_BYTES:
+        return f"larger than any calibration ({os.path.getsize(path)} bytes)"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        parsed = parse_json(utf8_text(data))
+        (CalibrationSet if is_set(parsed) else Calibration).from_dict(parsed)
+    except (OSError, ValueError, RecursionError) as exc:  # CalibrationFileError is a ValueError
+        return " ".join(str(exc).split())[:160] or type(exc).__name__
+    return None

@@ -6,7 +6,7 @@ import os
 from ..io import prefetch
 from ..io._atomic import StagedFolder
 from ..io.masks import reference_index, resolve_geometry, save_mask
-from ._output import refuse_existing, refuse_inputs_as_outputs
+from ._output import MASK, guard_outputs
 from ._progress import Progress
 
 
@@ -14,9 +14,10 @@ def plan_masks(args, inputs, *extra_sources):
     """``[(case_id, score path, geometry, mask path)]`` for ``inputs`` (``{case_id: score path}``),
     masks named ``OUTPUT/CASE.nii.gz``, each case's geometry resolved (``--reference``, ``CASE.pkl``).
 
-    Refused before anything is read: an output that is an input (the files
-    read, ``extra_sources``, ``--reference``'s, the ``.pkl``\\ s), and an
-    existing mask without ``--overwrite``.
+    Refused before anything is read (``_output.guard_outputs``): an output
+    that is an input (the files read, ``extra_sources``, ``--reference``'s,
+    the ``.pkl``\\ s), a file in the way that is not a mask clskern wrote,
+    and an existing mask of clskern's without ``--overwrite``.
     """
     references = reference_index(args.reference) if args.reference else None
     plan = [(case_id, path, resolve_geometry(path, case_id, references), os.path.join(args.output, case_id + ".nii.gz"))
@@ -24,8 +25,7 @@ def plan_masks(args, inputs, *extra_sources):
     sources = [args.scores, args.reference, args.calibration, *extra_sources, *inputs.values(),
                *(references or {}).values()]
     sources += [p for _, _, geometry, _ in plan for p in (geometry.path, geometry.pkl)]
-    refuse_inputs_as_outputs([args.output, *(out for *_, out in plan)], sources)
-    refuse_existing([out for *_, out in plan], args.overwrite)
+    guard_outputs(args, "output", MASK, names=[os.path.basename(out) for *_, out in plan], extra_inputs=sources)
     return plan
 
 

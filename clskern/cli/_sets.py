@@ -19,7 +19,7 @@ from ..errors import CalibrationError
 from ..io.groups import read_groups
 from ..store import StatsStore
 from ._cases import gather, pairs_of, say_unmatched
-from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
+from ._output import write_text_atomic
 
 
 def add_group_option(parser, what):
@@ -179,8 +179,6 @@ def run_calibrate_classes(args, alpha, delta):
     from ..class_store import ClassStatsStore
     from ..io.class_batch import collect_class_stats
 
-    refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels, args.dataset_json])
-    refuse_existing([args.output], args.overwrite)
     classes, order = classes_of(args)
     if args.store is not None:
         with ClassStatsStore(args.store, create=False) as store:
@@ -256,8 +254,6 @@ def run_calibrate(args, alpha, delta):
     if args.family != "none" or args.class_epsilon is not None:
         raise ValueError(f"{'--family' if args.family != 'none' else '--class-epsilon'} needs several classes "
                          "(--classes or --dataset-json)")
-    refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels, args.groups])
-    refuse_existing([args.output], args.overwrite)
     groups = read_groups(args.groups)
     if args.store is not None:
         with StatsStore(args.store, create=False) as store:

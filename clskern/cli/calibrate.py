@@ -11,7 +11,7 @@ from ..store import StatsStore
 from ._cases import gather, pairs_of
 from ._common import (DEFAULT_ALPHA, add_alpha, add_case_options, add_delta, add_empty, add_epsilon, add_output,
                       add_overlap, add_overwrite, add_quiet, add_store)
-from ._output import refuse_existing, refuse_inputs_as_outputs, write_text_atomic
+from ._output import CALIBRATION, guard_outputs, write_text_atomic
 from . import _nnunet, _sets
 
 HELP = "calibrate a threshold (cls, cls-pac, crc, rcps) and write it as JSON"
@@ -86,12 +86,11 @@ def run(args):
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
     if args.level == "lesion" and _sets.wants_classes(args):
         raise ValueError("--level lesion with several classes is not available yet; calibrate one class")
+    guard_outputs(args, "output", CALIBRATION)  # every path (one calibration or a set) writes -o alone
     if _sets.wants_set(args):  # per group or per class: a calibration set
         if args.normalize != "none":
             raise ValueError("--normalize minmax is not available with groups or classes yet; calibrate one set")
         return _sets.run_calibrate(args, alpha, delta)
-    refuse_inputs_as_outputs([args.output], [args.store, args.scores, args.labels])
-    refuse_existing([args.output], args.overwrite)
     if args.store is not None:
         with StatsStore(args.store, create=False) as store:
             volumes = store.lesion_stats()  # all any method needs, without the histograms

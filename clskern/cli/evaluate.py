@@ -1,7 +1,5 @@
 """``clskern evaluate``: the paper's validation protocol on a statistics store."""
 
-import os
-
 import argparse
 
 from ..evaluation import cli as evaluation_cli
@@ -10,7 +8,7 @@ from ..evaluation.report import REPORT_FILES
 from ..store import StatsStore
 from ._common import (DEFAULT_ALPHA, NO_PASS, add_alpha, add_delta, add_empty, add_epsilon, add_output, add_overlap,
                       add_overwrite, add_quiet, add_seed, add_store, open_fraction, positive_int)
-from ._output import refuse_existing, refuse_inputs_as_outputs
+from ._output import REPORT, guard_outputs
 
 DEFAULT_DELTA = 0.1
 
@@ -102,7 +100,5 @@ def _class_stats(path):
 
 
 def run(args):
-    outputs = [args.outdir, *(os.path.join(args.outdir, name) for name in REPORT_FILES)]
-    refuse_inputs_as_outputs(outputs, [args.store, *args.stats, args.groups])
-    refuse_existing(outputs[1:], args.overwrite)  # as every subcommand words it, before the evaluation runs
+    guard_outputs(args, "outdir", REPORT, names=REPORT_FILES)  # before the evaluation runs
     return evaluation_cli.run(args, load_stats)

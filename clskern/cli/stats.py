@@ -7,7 +7,7 @@ import time
 from ..store import StatsStore
 from ._cases import LabelNotFoundError, gather, pairs_of
 from ._common import add_empty, add_output, add_overwrite, add_quiet, add_reading
-from ._output import refuse_inputs_as_outputs
+from ._output import STORE, guard_outputs
 from . import _nnunet, _sets
 
 HELP = "read each case once and keep its statistics in a store (resumable)"
@@ -47,7 +47,7 @@ def _remove_store(path):
 
 def run(args):
     _nnunet.resolve(args)
-    refuse_inputs_as_outputs([args.store + suffix for suffix in STORE_FILES], [args.scores, args.labels])
+    guard_outputs(args, "store", STORE, resume=True)  # --overwrite removes only a store clskern recognises
     if _sets.wants_classes(args):  # several classes: statistics per (case, class)
         return _sets.run_stats(args)
     paired = pairs_of(args)  # bad folders fail before an old store is removed

@@ -24,6 +24,48 @@ PLOTS = ("fnr_vs_fpr.png", "critical_thresholds.png")
 SWEEP_PLOTS = ("ecr_vs_alpha.png", "ecr_vs_cal_fraction.png", "dice_vs_epsilon.png")
 SET_PLOTS = {"group": "ecr_by_group.png", "class": "ecr_by_class.png"}
 REPORT_FILES = (SUMMARY, REPORT, *PLOTS, *SWEEP_PLOTS, *SET_PLOTS.values())  # every file write_report may write
+REPORT_TITLE = "# clskern evaluation report"  # the first line of every report.md clskern writes
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def report_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """None when ``path`` is a report file clskern wrote, else why not; used before ``--overwrite`` replaces it.
+
+    ``summary.json``: a JSON object with ``clskern_version``, ``inputs`` and ``methods`` or ``members``;
+    ``report.md``: starts with ``REPORT_TITLE``; a plot: a PNG beside such a ``summary.json``.
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        return "not a file"
+    if name == SUMMARY:
+        return _summary_problem(path)
+    if name == REPORT:
+        with open(path, "rb") as f:
+            head = f.read(len(REPORT_TITLE))
+        return None if head == REPORT_TITLE.encode() else f"does not start with {REPORT_TITLE!r}"
+    with open(path, "rb") as f:
+        if f.read(len(_PNG_MAGIC)) != _PNG_MAGIC:
+            return "not a PNG file"
+    beside = os.path.join(os.path.dirname(path), SUMMARY)
+    if not os.path.isfile(beside) or _summary_problem(beside) is not None:
+        return f"no {SUMMARY} clskern wrote beside it"
+    return None
+
+
+def _summary_problem(path):
+    """None when ``path`` holds a summary clskern wrote, else why not."""
+    if os.path.getsize(path) > 1 << 28:
+        return "larger than any summary clskern writes"
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"not a JSON summary ({type(exc).__name__})"
+    if not (isinstance(summary, dict) and {"clskern_version", "inputs"} <= set(summary)
+            and ("methods" in summary or "members" in summary)):
+        return "not an evaluation summary (no clskern_version, inputs and methods)"
+    return None
 
 _COLUMNS = (
     ("ecr", "ECR"), ("v_fnr", "V-FNR"), ("p_fnr", "P-FNR"), ("v_fpr", "V-FPR"), ("pc", "PC"), ("dice", "Dice"),

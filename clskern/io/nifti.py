@@ -361,8 +361,12 @@ def read_header(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Any
         raise FileFormatError(f"{path}: unreadable NIfTI header ({_reason(exc)})") from None
 
 
+MASK_MARK = b"clskern mask"
+"""The header ``descrip`` of every mask clskern writes: how ``--overwrite`` knows a mask for its own."""
+
+
 def mask_image(mask: np.ndarray, affine: np.ndarray, header: Any = None) -> Any:
-    """A uint8 NIfTI image of ``mask`` with the source affine and header."""
+    """A uint8 NIfTI image of ``mask`` with the source affine and header, marked ``MASK_MARK`` (``descrip``)."""
     if header is not None:
         header = header.copy()
         header.set_data_dtype(np.uint8)
@@ -373,7 +377,23 @@ def mask_image(mask: np.ndarray, affine: np.ndarray, header: Any = None) -> Any:
         klass = nib.Nifti1Image
     img = klass(mask, affine, header)
     img.header["cal_min"], img.header["cal_max"] = 0, 1
+    img.header["descrip"] = MASK_MARK
     return img
+
+
+def mask_problem(path: str | os.PathLike[str]) -> str | None:
+    """None when ``path`` is a NIfTI mask clskern wrote (its header's ``descrip`` is ``MASK_MARK``), else
+    why not. Reads the header only; used before ``--overwrite`` replaces a file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return "not a file"
+    try:
+        descrip = bytes(np.asarray(nib.load(path).header["descrip"]).item())
+    except Exception as exc:  # noqa: BLE001 - any file nibabel cannot read is not a mask clskern wrote
+        return f"not a readable NIfTI file ({type(exc).__name__})"
+    if descrip.rstrip(b"\x00") != MASK_MARK:
+        return f"its header does not carry clskern's mark (descrip {descrip.rstrip(bytes(1))[:40]!r})"
+    return None
 
 
 def write_atomic(img: Any, path: str | os.PathLike[str]) -> None:
