@@ -247,6 +247,7 @@ def main():
             from bench_torch_loop import torch_table  # benchmarks/ is on sys.path when run as a script
 
             torch_table(folder)
+            torch_table(folder, busy=cores)
     return 0
 
 

@@ -9,7 +9,7 @@ one after the other, and adds the two times; both again with
 after each of its parallel regions. Called by ``bench_host_load.py
 --torch``, or on its own:
 
-    python benchmarks/bench_torch_loop.py
+    python benchmarks/bench_torch_loop.py [--busy N]     # N spinning processes meanwhile
 """
 
 from __future__ import annotations
@@ -77,7 +77,16 @@ def _run(folder, part, env=None):
     return json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def torch_table(folder, repeats=3):
+def torch_table(folder, repeats=3, busy=0):
+    """The table, with ``busy`` spinning processes running meanwhile (0: an idle host)."""
+    from bench_host_load import Load
+
+    with Load(busy):
+        rows = _rows(folder, repeats)
+    _print(rows, repeats, busy)
+
+
+def _rows(folder, repeats):
     passive = {"OMP_WAIT_POLICY": "passive"}
     rows = {"apart (model process + clskern process)": [], "together": [],
             "apart, OMP_WAIT_POLICY=passive": [], "together, OMP_WAIT_POLICY=passive": []}
@@ -86,10 +95,15 @@ def torch_table(folder, repeats=3):
         rows["together"].append(_run(folder, "both"))
         rows["apart, OMP_WAIT_POLICY=passive"].append(_run(folder, "model", passive) + _run(folder, "clskern", passive))
         rows["together, OMP_WAIT_POLICY=passive"].append(_run(folder, "both", passive))
+    return rows
+
+
+def _print(rows, repeats, busy):
     import torch
 
-    print(f"\nBeside PyTorch {torch.__version__} ({torch.get_num_threads()} intra-op threads): {CASES} cases of a "
-          f"3-conv model step on 1x1x64x64x48 + volume_stats on 128x128x96; median of {repeats} runs each\n")
+    host = f"{busy} spinning process(es) beside" if busy else "an idle host"
+    print(f"\nBeside PyTorch {torch.__version__} ({torch.get_num_threads()} intra-op threads), {host}: {CASES} cases "
+          f"of a 3-conv model step on 1x1x64x64x48 + volume_stats on 128x128x96; median of {repeats} runs each\n")
     print("| loop | seconds | per case, ms |")
     print("|---|---:|---:|")
     for name, values in rows.items():
@@ -103,9 +117,10 @@ def main():
     sys.path.insert(0, str(HERE))
     from bench_host_load import make_volumes
 
+    busy = int(sys.argv[sys.argv.index("--busy") + 1]) if "--busy" in sys.argv else 0
     with tempfile.TemporaryDirectory() as folder:
         make_volumes(folder)
-        torch_table(folder)
+        torch_table(folder, busy=busy)
     return 0
 
 
