@@ -86,7 +86,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
-    print(f"volume {SHAPE} float32 + uint8 labels, epsilon={EPSILON}, numba threads={numba.get_num_threads()}\n")
+    from clskern._threads import threading_layer
+
+    layer = threading_layer()  # clskern's choice of layer, before anything starts Numba's pool
+    print(f"volume {SHAPE} float32 + uint8 labels, epsilon={EPSILON}, numba threads={numba.get_num_threads()}, "
+          f"layer {layer}\n")
     print("| order | function | median ms | GB/s | x stream pass |")
     print("|---|---|---:|---:|---:|")
     for order in ("F", "C"):

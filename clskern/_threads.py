@@ -187,24 +187,45 @@ def _layer_ready(numba_parallel) -> bool:
     return bool(getattr(numba_parallel, "_is_initialized", False))
 
 
-def threading_layer() -> str:
-    """The Numba threading layer clskern's kernels run on, choosing it on first use (module docstring)."""
-    global _chosen
-    if _chosen is not None:
-        return _chosen
+_configured = False
+
+
+def choose_layer() -> None:
+    """Set Numba's threading layer before its pool starts (module docstring); once, cheap, nothing launched.
+
+    Called when clskern's CPU kernels are imported, so that the layer is
+    clskern's even if other code starts Numba's pool first: with ``libtbb``
+    loaded, Numba's own default order (tbb, omp, workqueue) finds TBB.
+    """
+    global _configured
+    if _configured:
+        return
     with _layer_lock:
-        if _chosen is not None:
-            return _chosen
+        if _configured:
+            return
         import numba
         from numba.np.ufunc import parallel
 
-        if not _layer_ready(parallel) and not os.environ.get("NUMBA_THREADING_LAYER"):
-            # Nobody chose: TBB where it can load, else workqueue (never GNU OpenMP: it spins, and forks die).
-            numba.config.THREADING_LAYER = "tbb" if _preload_tbb() else "workqueue"
-        elif os.environ.get("NUMBA_THREADING_LAYER", "").lower() in ("tbb", "safe", "threadsafe", "forksafe"):
-            _preload_tbb()
-        numba.get_num_threads()  # launches the pool: the layer is fixed from here on
-        _chosen = numba.threading_layer()
+        asked = os.environ.get("NUMBA_THREADING_LAYER", "").lower()
+        if not _layer_ready(parallel):
+            if not asked:
+                # Nobody chose: TBB where it can load, else workqueue (never GNU OpenMP: it spins, forks die).
+                numba.config.THREADING_LAYER = "tbb" if _preload_tbb() else "workqueue"
+            elif asked in ("tbb", "default", "safe", "threadsafe", "forksafe"):
+                _preload_tbb()  # so that the layer asked for can load from a pip-installed wheel
+        _configured = True
+
+
+def threading_layer() -> str:
+    """The Numba threading layer clskern's kernels run on (starting Numba's pool if it has not started)."""
+    global _chosen
+    if _chosen is not None:
+        return _chosen
+    choose_layer()
+    import numba
+
+    numba.get_num_threads()  # launches the pool: the layer is fixed from here on
+    _chosen = numba.threading_layer()
     return _chosen
 
 

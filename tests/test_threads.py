@@ -204,6 +204,26 @@ def test_default_layer_is_tbb_where_installed_else_workqueue():
     assert out == [expected, expected]
 
 
+def test_the_layer_is_clskerns_even_when_other_code_starts_numbas_pool_first():
+    out = _python("""
+        import numba, numpy as np
+        import clskern.cpu  # importing the kernels chooses the layer; nothing is launched yet
+        from numba.np.ufunc import parallel
+        assert not parallel._is_initialized
+
+        @numba.njit(parallel=True)
+        def total(a):
+            s = 0.0
+            for i in numba.prange(a.size):
+                s += a[i]
+            return s
+
+        total(np.ones(10))  # the user's own parallel function starts the pool
+        print(numba.threading_layer())
+    """, env={"NUMBA_THREADING_LAYER": ""})
+    assert out == ["tbb" if _has_tbb() else "workqueue"]
+
+
 def test_a_layer_the_user_names_is_kept():
     out = _python(_WORK, "print(threading_layer())", env={"NUMBA_THREADING_LAYER": "workqueue"})
     assert out == ["workqueue"]

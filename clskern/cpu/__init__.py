@@ -32,7 +32,11 @@ constants of ``clskern._binning`` do not invalidate their callers' entries:
 after editing one of them, delete that folder so the kernels recompile.
 """
 
-from ._ops import (
+from .._threads import choose_layer
+
+choose_layer()  # before anything starts Numba's pool: TBB, else workqueue (clskern._threads)
+
+from ._ops import (  # noqa: E402
     apply_threshold,
     critical_threshold,
     lesion_detection,
