@@ -23,7 +23,9 @@ follows three rules:
   when set, is always honoured. docs/threads.md has the measurements behind
   these choices (``benchmarks/bench_host_load.py``).
 
-``kernel_threads(nbytes)`` wraps every CPU kernel call (``clskern.cpu._ops``).
+The layer is chosen when ``clskern.cpu`` is imported (``choose_layer``), before
+anything starts Numba's pool; ``kernel_threads(nbytes)`` wraps every CPU
+kernel call (``clskern.cpu._ops``).
 """
 
 from __future__ import annotations
