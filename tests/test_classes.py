@@ -361,6 +361,37 @@ def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys
     assert "the classes and their order are known already (" in capsys.readouterr().err
 
 
+def test_calibrate_a_per_class_store_at_lesion_level(tmp_path, capsys):
+    """``calibrate --level lesion`` on the per-class store ``stats --dataset-json`` makes calibrates each class's
+    L-FNR from the statistics ``evaluate --level lesion`` reads there (it said "not available yet")."""
+    from clskern.class_store import ClassStatsStore
+    from clskern.cli.main import main
+
+    cases = _write_brats(tmp_path, 20)
+    store, dj, cal = tmp_path / "st.sqlite", tmp_path / "dataset.json", tmp_path / "lesions.json"
+    assert main(["stats", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"),
+                 "-o", str(store), "--dataset-json", str(dj), "-q"]) == 0
+    capsys.readouterr()
+    code = main(["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "--family", "bonferroni",
+                 "--level", "lesion", "--overlap", "0.2", "-q", "-o", str(cal)])
+    assert code == 0, capsys.readouterr().err
+    classes, _ = classes_from_dataset_json(dj)
+    expected = {c: class_stats(p, y, classes, name=c) for c, (p, y) in cases.items()}
+    with ClassStatsStore(store, create=False) as st:
+        assert st.load() == expected  # what evaluate reads
+    reference = clskern.calibrate(expected, epsilon=0.2, alpha=0.3, family="bonferroni", level="lesion", overlap=0.2)
+    written = clskern.read_calibration(cal)
+    assert written.names == list(BRATS_NAMES) == list(reference)
+    for name, member in written.calibrations.items():
+        assert (member.level, member.overlap, member.connectivity) == ("lesion", 0.2, 26)
+        assert member.threshold == reference[name].threshold and "L-FNR" in member.guarantee
+        assert member.reading == {"label": None, "channel": classes[name][0]}
+    voxel = clskern.calibrate(expected, epsilon=0.2, alpha=0.3, family="bonferroni")
+    assert [c.threshold for c in written.calibrations.values()] != [c.threshold for c in voxel.values()]
+    assert main(["evaluate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "--level", "lesion",
+                 "--splits", "2", "--no-sweeps", "--no-plots", "-q", "-o", str(tmp_path / "report")]) == 0
+
+
 def test_read_calibration_reads_what_the_file_holds(tmp_path, capsys):
     """``clskern.read_calibration`` returns a per-class file's set and a plain file's ``Calibration``;
     ``Calibration.read`` on a set file says what it holds (it said "format version 1 ... calibrate again")."""

@@ -175,7 +175,10 @@ def run_stats(args):
 
 
 def run_calibrate_classes(args, alpha, delta):
-    """``clskern calibrate --classes/--dataset-json``: one calibration per class, written as a set."""
+    """``clskern calibrate --classes/--dataset-json``: one calibration per class, written as a set.
+
+    A store's classes are read as ``clskern evaluate`` reads them (``ClassStatsStore.load``: whole statistics,
+    with their lesions), so ``--level lesion`` calibrates each class's lesion-level FNR from either source."""
     from ..class_store import ClassStatsStore
     from ..io.class_batch import collect_class_stats
 
@@ -195,7 +198,7 @@ def run_calibrate_classes(args, alpha, delta):
                                       affine_atol=args.affine_tolerance).stats
     epsilon = _class_epsilon(args, list(classes))
     calibrations = calibrate(volumes, epsilon=epsilon, alpha=alpha, method=args.method, delta=delta,
-                             empty=args.empty, family=args.family)
+                             empty=args.empty, family=args.family, level=args.level, overlap=args.overlap)
     import dataclasses
 
     calibrations = {n: dataclasses.replace(c, reading={"label": None, "channel": classes[n][0]},

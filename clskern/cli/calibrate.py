@@ -84,8 +84,6 @@ def run(args):
         _nnunet.read_dataset_json(args, dataset_json_beside(args.labels), what="calibrate")
     if args.overlap != 0 and args.level != "lesion":
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
-    if args.level == "lesion" and _sets.wants_classes(args):
-        raise ValueError("--level lesion with several classes is not available yet; calibrate one class")
     guard_outputs(args, "output", CALIBRATION)  # every path (one calibration or a set) writes -o alone
     if _sets.wants_set(args):  # per group or per class: a calibration set
         if args.normalize != "none":
