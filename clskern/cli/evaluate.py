@@ -9,6 +9,7 @@ from ..store import StatsStore
 from ._common import (DEFAULT_ALPHA, NO_PASS, add_alpha, add_delta, add_empty, add_epsilon, add_output, add_overlap,
                       add_overwrite, add_quiet, add_seed, add_store, open_fraction, positive_int)
 from ._output import REPORT, guard_outputs
+from . import _sets
 
 DEFAULT_DELTA = 0.1
 
@@ -101,4 +102,4 @@ def _class_stats(path):
 
 def run(args):
     guard_outputs(args, "outdir", REPORT, names=REPORT_FILES)  # before the evaluation runs
-    return evaluation_cli.run(args, load_stats)
+    return evaluation_cli.run(args, load_stats, _sets.class_epsilon)  # calibrate's parser of --class-epsilon
