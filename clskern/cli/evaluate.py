@@ -2,6 +2,7 @@
 
 import argparse
 
+from .._lesions import DEFAULT_CONNECTIVITY
 from ..evaluation import cli as evaluation_cli
 from ..evaluation.methods import DEFAULT_METHODS, check_methods
 from ..evaluation.report import REPORT_FILES
@@ -51,8 +52,8 @@ def add_parser(subparsers):
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
                    help="lesion: calibrate every method on the lesion-level FNR (the share of a case's lesions "
                         "missed) and report lesion-level ECR; needs statistics with lesions (clskern stats "
-                        "--connectivity, default 26). L-FNR and L-ECR are reported at either level when the "
-                        "statistics have lesions")
+                        f"--connectivity, default {DEFAULT_CONNECTIVITY}). L-FNR and L-ECR are reported at either "
+                        "level when the statistics have lesions")
     add_overlap(p, help="a lesion is detected when at least max(1, ceil(TAU x its size)) of its voxels score >= "
                         "the threshold (default 0: any voxel)")
     p.add_argument("--groups", metavar="FILE.csv", default=None,
