@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time these resolve lazily (`
     from .apply import apply_threshold
     from .calibration.methods import METHODS, calibrate
     from .calibration.record import Calibration
+    from .calibration.sets import read_calibration
     from ._threads import threads
     from .errors import (ArgumentError, ArgumentTypeError, CalibrationError, CalibrationFileError, ClsKernError,
                          EmptyGroundTruthError, InputError, KernelCacheWarning, NaNScoresError, ScoreDtypeError)
@@ -36,6 +37,7 @@ _PUBLIC = {
     "METHODS": ".calibration.methods",
     "calibrate": ".calibration.methods",
     "Calibration": ".calibration.record",
+    "read_calibration": ".calibration.sets",
     "ArgumentError": ".errors",
     "ArgumentTypeError": ".errors",
     "CalibrationError": ".errors",
@@ -102,6 +104,7 @@ __all__ = [
     "evaluate",
     "lesion_scores",
     "lesions",
+    "read_calibration",
     "score_range",
     "threads",
     "volume_stats",

@@ -21,6 +21,7 @@ use) with the inputs' device current. Device detection lives in
 
 from . import cpu
 from ._device import on_device
+from ._lesions import DEFAULT_CONNECTIVITY
 from .errors import ClsKernError, InputError, volume_name
 
 BACKENDS = ("auto", "cpu", "cuda")
@@ -133,12 +134,12 @@ class _Cuda:
         return _run(_cuda().score_range, (scores,), scores, name)
 
     @staticmethod
-    def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
+    def lesion_parts(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, name=None):
         """``(offsets, grouped sorted scores)`` of every lesion, from the GPU."""
         return _run(_lesion_kernel("lesion_parts"), (scores, labels), scores, labels, label, connectivity, name)
 
     @staticmethod
-    def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, name=None):
+    def lesion_detection(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, overlap=0.0, name=None):
         """``(d, sizes)``: each lesion's detection score and size, from the GPU."""
         return _run(_lesion_kernel("lesion_detection"), (scores, labels), scores, labels, label, connectivity,
                     overlap, name)

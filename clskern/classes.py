@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._lesions import DEFAULT_CONNECTIVITY
 from ._validate import score_array
 from .errors import ArgumentError, ArgumentTypeError, InputError, NaNScoresError, volume_name
 
@@ -162,7 +163,8 @@ def _channels(scores, labels_shape, classes, name):
 
 
 def class_stats(scores: ArrayLike, labels: ArrayLike, classes: Mapping[str, tuple[int, Any]], *,
-                connectivity: int | None = 26, name: str | None = None, backend: str = "auto") -> dict[str, VolumeStats]:
+                connectivity: int | None = DEFAULT_CONNECTIVITY, name: str | None = None,
+                backend: str = "auto") -> dict[str, VolumeStats]:
     """Per-class ``VolumeStats`` of one case, reading the labels once.
 
     Parameters
@@ -197,8 +199,9 @@ def class_stats(scores: ArrayLike, labels: ArrayLike, classes: Mapping[str, tupl
 
 
 def class_stats_from_channels(channels: Mapping[int, ArrayLike], labels: ArrayLike,
-                              classes: Mapping[str, tuple[int, Any]], *, connectivity: int | None = 26,
-                              name: str | None = None, backend: str = "auto") -> dict[str, VolumeStats]:
+                              classes: Mapping[str, tuple[int, Any]], *,
+                              connectivity: int | None = DEFAULT_CONNECTIVITY, name: str | None = None,
+                              backend: str = "auto") -> dict[str, VolumeStats]:
     """``class_stats`` of score channels held apart: ``channels`` maps each class's channel to its
     ``spatial``-shaped scores (as a reader that returns one channel at a time gives them)."""
     from .volume import volume_stats  # Numba, loaded where statistics are gathered: reading dataset.json needs none

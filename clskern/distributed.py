@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._lesions import DEFAULT_CONNECTIVITY
 from ._threads import usable_cores as usable_cores  # re-exported: numba_thread_plan runs it on workers
 from ._validate import check_empty_policy, empty_error
 from .io import BatchResult, CaseEvent, collect_stats, load_case
@@ -82,7 +83,8 @@ def _worker_threads(plan):
 
 
 def case_stats(pair: CasePair, label: float | None, channel: int | None, affine_atol: float,
-               numba_threads: int | Mapping[str, int], connectivity: int | None = 26) -> tuple[bytes, int, float, int]:
+               numba_threads: int | Mapping[str, int],
+               connectivity: int | None = DEFAULT_CONNECTIVITY) -> tuple[bytes, int, float, int]:
     """One case's pass, on a worker: ``(stats bytes, bytes read, seconds, numba threads used)``."""
     import numba
 
@@ -103,7 +105,8 @@ class _InputFailure:
         self.error = error
 
 
-def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads, connectivity=26):
+def _fingerprinted_case_stats(pair, key, label, channel, affine_atol, numba_threads,
+                              connectivity=DEFAULT_CONNECTIVITY):
     """``(fingerprint, case_stats(...))`` on a worker; the files are hashed first when ``key`` is None,
     so a file replaced during the read gets a fingerprint that the next run does not match.
     An input error comes back as ``(key, _InputFailure)``."""
@@ -157,7 +160,7 @@ def stats_to_store(pairs: Sequence[CasePair], store: StatsStore, scheduler: Any 
                    channel: int | None = None, empty: EmptyPolicy = "skip",
                    numba_threads: int | Mapping[str, int] | None = None, keep_going: bool = False,
                    on_case: Callable[[CaseEvent], object] | None = None, keep_stats: bool = True,
-                   affine_atol: float = AFFINE_ATOL, connectivity: int | None = 26) -> BatchResult:
+                   affine_atol: float = AFFINE_ATOL, connectivity: int | None = DEFAULT_CONNECTIVITY) -> BatchResult:
     """Gather every case's ``VolumeStats`` on a Dask cluster into a statistics store.
 
     Parameters

@@ -32,7 +32,7 @@ class CalibrationFileError(InputError):
     """A calibration record that cannot be trusted: not JSON, edited, inconsistent, another format.
 
     Raised by ``Calibration.from_json``/``from_dict`` (reason only) and by
-    ``Calibration.read`` (``"{path}: {reason}"``, one line).
+    ``Calibration.read`` and ``read_calibration`` (``"{path}: {reason}"``, one line).
     """
 
 

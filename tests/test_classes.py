@@ -11,6 +11,7 @@ from clskern.classes import apply_classes, class_bits, class_stats, classes_from
 from clskern.errors import ArgumentError, CalibrationError, CalibrationFileError, InputError, NaNScoresError
 
 BRATS = {"WT": (1, (1, 2, 3)), "TC": (2, (1, 3)), "ET": (3, (3,))}
+BRATS_NAMES = ("whole tumor", "tumor core", "enhancing tumor")  # _write_brats's dataset.json
 
 
 def _case(rng, shape=(9, 8, 7), n_channels=4, dtype=np.uint8, order="C"):
@@ -237,7 +238,7 @@ def _write_brats(root, n, seed=0):
 def test_cli_stats_calibrate_apply_several_classes(tmp_path, capsys):
     import nibabel as nib
 
-    from clskern.calibration.sets import read_calibration_file
+    from clskern.calibration.sets import read_calibration
     from clskern.class_store import ClassStatsStore
     from clskern.cli.main import main
 
@@ -265,7 +266,7 @@ def test_cli_stats_calibrate_apply_several_classes(tmp_path, capsys):
     assert code == 0, err
     reference = clskern.calibrate(expected, epsilon={"whole tumor": 0.2, "tumor core": 0.2, "enhancing tumor": 0.3},
                                   alpha=0.3, family="bonferroni")
-    written = read_calibration_file(cal)
+    written = read_calibration(cal)
     assert written.family == "bonferroni" and written.regions_class_order == [1, 2, 3]
     assert {n: c.threshold for n, c in written.calibrations.items()} == {n: c.threshold for n, c in reference.items()}
     assert written.calibrations["enhancing tumor"].n_skipped == 8  # the cases lacking ET, for ET only
@@ -276,7 +277,7 @@ def test_cli_stats_calibrate_apply_several_classes(tmp_path, capsys):
                        "--classes", spec, "--regions-class-order", "1,2,3", "--epsilon", 0.2, "--alpha", 0.3,
                        "-o", cal2, "-q")
     assert code == 0, err
-    by_spec = read_calibration_file(cal2)
+    by_spec = read_calibration(cal2)
     none = clskern.calibrate(expected, epsilon=0.2, alpha=0.3)
     assert [c.threshold for c in by_spec.calibrations.values()] == [c.threshold for c in none.values()]
 
@@ -342,7 +343,7 @@ def test_apply_classes_cuts_minmax_calibrations_on_each_channels_range():
 def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys):
     """``calibrate --store`` on the store ``stats --dataset-json`` made needs no --dataset-json again
     (it said "the store holds no cases")."""
-    from clskern.calibration.sets import read_calibration_file
+    from clskern.calibration.sets import read_calibration
     from clskern.cli.main import main
 
     _write_brats(tmp_path, 20)
@@ -352,12 +353,71 @@ def test_calibrate_a_per_class_store_reads_its_recorded_classes(tmp_path, capsys
     common = ["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "-q"]
     assert main(common + ["-o", str(tmp_path / "a.json")]) == 0
     assert main(common + ["--dataset-json", str(dj), "-o", str(tmp_path / "b.json")]) == 0
-    a, b = read_calibration_file(tmp_path / "a.json"), read_calibration_file(tmp_path / "b.json")
+    a, b = read_calibration(tmp_path / "a.json"), read_calibration(tmp_path / "b.json")
     assert list(a.calibrations) == ["whole tumor", "tumor core", "enhancing tumor"]
     assert a.to_dict() == b.to_dict()
     capsys.readouterr()
     assert main(common + ["--regions-class-order", "1,2,3", "-o", str(tmp_path / "c.json")]) == 1
     assert "the classes and their order are known already (" in capsys.readouterr().err
+
+
+def test_calibrate_a_per_class_store_at_lesion_level(tmp_path, capsys):
+    """``calibrate --level lesion`` on the per-class store ``stats --dataset-json`` makes calibrates each class's
+    L-FNR from the statistics ``evaluate --level lesion`` reads there (it said "not available yet")."""
+    from clskern.class_store import ClassStatsStore
+    from clskern.cli.main import main
+
+    cases = _write_brats(tmp_path, 20)
+    store, dj, cal = tmp_path / "st.sqlite", tmp_path / "dataset.json", tmp_path / "lesions.json"
+    assert main(["stats", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"),
+                 "-o", str(store), "--dataset-json", str(dj), "-q"]) == 0
+    capsys.readouterr()
+    code = main(["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "--family", "bonferroni",
+                 "--level", "lesion", "--overlap", "0.2", "-q", "-o", str(cal)])
+    assert code == 0, capsys.readouterr().err
+    classes, _ = classes_from_dataset_json(dj)
+    expected = {c: class_stats(p, y, classes, name=c) for c, (p, y) in cases.items()}
+    with ClassStatsStore(store, create=False) as st:
+        assert st.load() == expected  # what evaluate reads
+    reference = clskern.calibrate(expected, epsilon=0.2, alpha=0.3, family="bonferroni", level="lesion", overlap=0.2)
+    written = clskern.read_calibration(cal)
+    assert written.names == list(BRATS_NAMES) == list(reference)
+    for name, member in written.calibrations.items():
+        assert (member.level, member.overlap, member.connectivity) == ("lesion", 0.2, 26)
+        assert member.threshold == reference[name].threshold and "L-FNR" in member.guarantee
+        assert member.reading == {"label": None, "channel": classes[name][0]}
+    voxel = clskern.calibrate(expected, epsilon=0.2, alpha=0.3, family="bonferroni")
+    assert [c.threshold for c in written.calibrations.values()] != [c.threshold for c in voxel.values()]
+    assert main(["evaluate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "--level", "lesion",
+                 "--splits", "2", "--no-sweeps", "--no-plots", "-q", "-o", str(tmp_path / "report")]) == 0
+
+
+def test_read_calibration_reads_what_the_file_holds(tmp_path, capsys):
+    """``clskern.read_calibration`` returns a per-class file's set and a plain file's ``Calibration``;
+    ``Calibration.read`` on a set file says what it holds (it said "format version 1 ... calibrate again")."""
+    from clskern.cli.main import main
+
+    _write_brats(tmp_path, 20)
+    store, dj, cal = tmp_path / "st.sqlite", tmp_path / "dataset.json", tmp_path / "classes.json"
+    assert main(["stats", "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"),
+                 "-o", str(store), "--dataset-json", str(dj), "-q"]) == 0
+    assert main(["calibrate", "--store", str(store), "--epsilon", "0.2", "--alpha", "0.3", "-q", "-o", str(cal)]) == 0
+    held = clskern.read_calibration(cal)
+    assert isinstance(held, CalibrationSet) and held.by == "class" and held.names == list(BRATS_NAMES)
+    with pytest.raises(CalibrationFileError) as info:
+        clskern.Calibration.read(cal)
+    message = str(info.value)
+    assert message.startswith(f"{cal}: a calibration set by 'class'") and "\n" not in message, message
+    assert "clskern.read_calibration(path)" in message and "format version" not in message, message
+    one = tmp_path / "one.json"
+    one.write_text(held["tumor core"].to_json())
+    assert clskern.read_calibration(one) == clskern.Calibration.read(one) == held["tumor core"]
+    one.write_text(held["tumor core"].to_json().replace('"n_skipped"', '"n_skipped_"'))
+    with pytest.raises(CalibrationFileError, match=f"^{one}: not a clskern calibration"):
+        clskern.read_calibration(one)
+    with pytest.raises(OSError, match="missing.json"):
+        clskern.read_calibration(tmp_path / "missing.json")
+    assert "read_calibration" in clskern.__all__
 
 
 def test_per_class_stats_say_labels_without_scores_once(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 import clskern
 from clskern.calibration import Calibration
 from clskern.calibration.degenerate import MAX_PC, degenerate_cut
-from clskern.calibration.sets import read_calibration_file
+from clskern.calibration.sets import read_calibration
 from clskern.cli.main import main
 from clskern.errors import CalibrationFileError
 
@@ -167,7 +167,7 @@ def test_each_group_is_checked_on_its_own_cases(tmp_path, capsys, source):
     code, out, err = _cli(capsys, "calibrate", *inputs, "--groups", groups, "--epsilon", 0.01, "--alpha", 0.1,
                           "-q", "-o", out_path)
     assert code == 0 and out == ""
-    written = read_calibration_file(out_path)
+    written = read_calibration(out_path)
     bad, good = written.calibrations["poor"], written.calibrations["good"]
     stats = {k: clskern.volume_stats(p, y, name=k) for k, (p, y) in poor.items()}
     assert bad.warnings == degenerate_cut(stats, bad.threshold) and len(bad.warnings) == 2
@@ -188,7 +188,7 @@ def test_each_class_is_checked_on_its_own_statistics(tmp_path, capsys):
     code, out, err = _cli(capsys, "calibrate", "--scores", s, "--labels", l, "--classes", "sound=0:1;poor=1:1",
                           "--epsilon", 0.01, "--alpha", 0.1, "-q", "-o", out_path)
     assert code == 0 and out == ""
-    written = read_calibration_file(out_path)
+    written = read_calibration(out_path)
     bad = written.calibrations["poor"]
     stats = {k: clskern.volume_stats(p, y, name=k) for k, (p, y) in poor.items()}
     assert bad.warnings == degenerate_cut(stats, bad.threshold) and len(bad.warnings) == 2

@@ -206,3 +206,24 @@ def test_cli_classes_from_a_class_store(data, tmp_path):
     assert summary["members"]["B"]["methods"] == want["members"]["B"]["methods"]
     assert main(["evaluate", "--store", str(store), "--epsilon", "0.3", "--groups", str(tmp_path / "none.csv"),
                  "-o", str(tmp_path / "x")]) == 1
+
+
+@pytest.mark.parametrize("spec", ["B=1.5", "B=-0.1", "B=1", "B", "C=0.2", "B=x"])
+def test_cli_evaluate_refuses_the_class_epsilon_calibrate_refuses(data, tmp_path, capsys, spec):
+    """One parser of --class-epsilon (``clskern.cli._sets``): evaluate took B=1.5 or B=-0.1 that calibrate refused."""
+    from clskern.class_store import ClassStatsStore
+
+    _, by_class = data
+    store = tmp_path / "classes.sqlite"
+    with ClassStatsStore(str(store)) as s:
+        s.check_classes(CLASSES)
+        for case, stats in by_class.items():
+            s.put(case, "fp", stats)
+    common = ["--store", str(store), "--epsilon", "0.3", "--alpha", "0.3", "--class-epsilon", spec]
+    capsys.readouterr()
+    assert main(["calibrate", *common, "-o", str(tmp_path / "c.json")]) == 1
+    refused = capsys.readouterr().err
+    assert main(["evaluate", *common, "--splits", "2", "--no-sweeps", "--no-plots", "-o", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "--class-epsilon" in refused and len(err.splitlines()) == 1, (refused, err)
+    assert err.replace("clskern evaluate", "clskern calibrate") == refused

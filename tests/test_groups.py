@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import clskern
-from clskern.calibration.sets import CalibrationSet, read_calibration_file
+from clskern.calibration.sets import CalibrationSet, read_calibration
 from clskern.cli.main import main
 from clskern.errors import ArgumentError, CalibrationError, CalibrationFileError
 from clskern.io.errors import FileFormatError
@@ -152,7 +152,7 @@ def test_cli_calibrate_and_apply_by_group(tmp_path, capsys):
     assert "group north" in out and "group south" in out
     stats = {c: clskern.volume_stats(p, y, name=c) for c, (p, y) in cases.items()}
     expected = clskern.calibrate(stats, epsilon=0.2, alpha=0.2, groups=groups)
-    written = read_calibration_file(cal)
+    written = read_calibration(cal)
     assert {g: c.threshold for g, c in written.calibrations.items()} == {g: c.threshold for g, c in expected.items()}
 
     # from folders: the same set
@@ -160,7 +160,7 @@ def test_cli_calibrate_and_apply_by_group(tmp_path, capsys):
     code, _, err = _cli(capsys, "calibrate", "--scores", tmp_path / "scores", "--labels", tmp_path / "labels",
                         "--epsilon", 0.2, "--alpha", 0.2, "--groups", csv, "-o", cal2, "-q")
     assert code == 0, err
-    assert read_calibration_file(cal2).calibrations == written.calibrations
+    assert read_calibration(cal2).calibrations == written.calibrations
 
     code, _, err = _cli(capsys, "apply", "--calibration", cal, "--scores", tmp_path / "scores", "-o", masks)
     assert code == 1 and "pass --groups" in err and len(err.splitlines()) == 1

@@ -19,7 +19,7 @@ from clskern.adapters.nnunet import (
     results_folder,
 )
 from clskern.calibration.record import Calibration
-from clskern.calibration.sets import CalibrationSet, read_calibration_file
+from clskern.calibration.sets import CalibrationSet, read_calibration
 from clskern.class_store import ClassStatsStore
 from clskern.cli.main import main
 from clskern.io.errors import PairingError
@@ -258,7 +258,7 @@ def test_calibrate_folder_calibrates_each_class_of_dataset_json(tree, tmp_path, 
                    "-o", store, "-q")[0] == 0
     assert run_cli(capsys, "calibrate", "--store", store, "--dataset-json", model / "dataset.json", "--epsilon", 0.3,
                    "--alpha", 0.5, "-o", tmp_path / "cli.json", "-q")[0] == 0
-    cli = read_calibration_file(tmp_path / "cli.json")
+    cli = read_calibration(tmp_path / "cli.json")
     assert {n: c.threshold for n, c in cli.calibrations.items()} == {
         n: c.threshold for n, c in calibrations.calibrations.items()}
     assert CalibrationSet.from_json(calibrations.to_json()).names == ["core", "rim"]  # a file clskern apply reads

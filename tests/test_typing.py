@@ -29,6 +29,9 @@ for i in range(40):
 cal: clskern.Calibration = clskern.calibrate(stats, epsilon=0.2, alpha=0.1)
 by_id: clskern.Calibration = clskern.calibrate({s.name or "": s for s in stats}, epsilon=0.2, method="crc")
 threshold: float = cal.threshold
+held = clskern.read_calibration("calibration.json")
+if isinstance(held, clskern.Calibration):
+    threshold = held.threshold
 mask = clskern.apply_threshold(scores, cal.threshold, normalize=cal.normalize)
 assert mask.dtype == np.uint8
 t = clskern.critical_threshold(scores, scores > 0.7, 0.1)

@@ -15,10 +15,10 @@ def load_calibration_or_set(calibration):
     A path is read as ``clskern apply`` reads it: a checked ``Calibration`` or
     ``CalibrationSet``, whichever the file holds.
     """
-    from ..calibration.sets import read_calibration_file
+    from ..calibration.sets import read_calibration
 
     if isinstance(calibration, (str, os.PathLike)):
-        return read_calibration_file(os.fspath(calibration))  # digest and consistency checked
+        return read_calibration(os.fspath(calibration))  # digest and consistency checked
     return calibration
 
 

@@ -65,6 +65,7 @@ NEEDS = {"cls": ("alpha",), "cls-pac": ("alpha", "delta"), "crc": (), "rcps": ("
 MAX_DEPTH = 16  # a calibration is an object of lists (depth 2)
 MAX_INT_DIGITS = 40
 DIGEST = "sha256"
+SET_KIND = "clskern-calibration-set"  # the ``kind`` of a per-class or per-group file (``sets.CalibrationSet``)
 _FIELDS = (
     "threshold", "method", "epsilon", "alpha", "delta", "n", "n_skipped", "k", "guarantee",
     "critical_thresholds", "case_ids", "reading", "clskern_version", "format_version",
@@ -304,6 +305,10 @@ def _fields(d):
     """Typed fields of a record dict (steps 2 and 3), digest not yet checked."""
     if not isinstance(d, dict):
         raise CalibrationFileError(f"not a calibration: expected a JSON object, got {type(d).__name__}")
+    if d.get("kind") == SET_KIND:  # a per-class or per-group file: not one record, whatever its version says
+        raise CalibrationFileError(
+            f"a calibration set by {_short(d.get('by'), 20)} ({_short(d.get('names'))}), not one Calibration: "
+            "read it with clskern.read_calibration(path), which returns what a calibration file holds")
     version = d.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         if version == 1 and not isinstance(version, bool):
@@ -587,6 +592,7 @@ class Calibration:
         and ``CalibrationFileError`` with the one line ``"{path}: {reason}"``
         when it is not UTF-8, not JSON, nested too deep, holds a number JSON
         or float64 cannot carry, is of another format version, was edited
-        (digest) or is inconsistent.
+        (digest) or is inconsistent, or holds a per-class or per-group set
+        (``clskern.read_calibration`` reads any calibration file).
         """
         return read_checked(path, cls.from_json)

@@ -33,13 +33,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Union
 
 from .._version import __version__
 from ..errors import CalibrationFileError
 from .families import FAMILIES, family_guarantee, family_levels
-from .record import DIGEST, Calibration, _canonical, parse_json, read_checked, utf8_text
+from .record import DIGEST, SET_KIND, Calibration, _canonical, parse_json, read_checked, utf8_text
 
-SET_KIND = "clskern-calibration-set"
 SET_FORMAT_VERSION = 1
 BY = ("class", "group")
 _SET_FIELDS = ("kind", "format_version", "by", "names", "family", "alpha", "delta", "family_guarantee", "classes",
@@ -224,8 +224,29 @@ class CalibrationSet:
         return read_checked(path, cls.from_json)
 
 
-def read_calibration_file(path):
-    """A ``Calibration`` or a ``CalibrationSet``, whichever the checked file holds."""
+def read_calibration(path: Union[str, "os.PathLike[str]"]) -> Union[Calibration, "CalibrationSet"]:
+    """What a calibration file that clskern wrote holds, checked.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by ``clskern calibrate``, ``Calibration.to_json`` or
+        ``CalibrationSet.to_json``.
+
+    Returns
+    -------
+    Calibration or CalibrationSet
+        One ``Calibration``, or the ``CalibrationSet`` of a per-class or
+        per-group file (``cal["tumor"]`` is one member's ``Calibration``).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read (the message names it).
+    CalibrationFileError
+        ``"{path}: {reason}"`` in one line: the checks of ``Calibration.read``
+        (module ``record``), or of ``CalibrationSet.read`` for a set.
+    """
     def either(data):
         parsed = parse_json(utf8_text(data))
         return CalibrationSet.from_dict(parsed) if is_set(parsed) else Calibration.from_dict(parsed)

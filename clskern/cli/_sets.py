@@ -112,13 +112,17 @@ def classes_of(args):
     return classes, order
 
 
-def _class_epsilon(args, names):
-    if args.class_epsilon is None:
-        return args.epsilon
-    out = {name: args.epsilon for name in names}
-    for item in args.class_epsilon.split(","):
-        name, _, value = item.partition("=")
+def class_epsilon(epsilon, text, names):
+    """``--class-epsilon NAME=E,...`` over ``--epsilon``, for calibrate and evaluate alike: ``epsilon`` when
+    ``text`` is None, else ``{class: epsilon}``; each item NAME=E of a known class, E in [0, 1)."""
+    if text is None:
+        return epsilon
+    out = {name: epsilon for name in names}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
         name = name.strip()
+        if not equals:
+            raise ValueError(f"--class-epsilon: {item!r} is not NAME=EPSILON")
         if name not in out:
             raise ValueError(f"--class-epsilon: {name!r} is not a class ({', '.join(names)})")
         try:
@@ -175,7 +179,10 @@ def run_stats(args):
 
 
 def run_calibrate_classes(args, alpha, delta):
-    """``clskern calibrate --classes/--dataset-json``: one calibration per class, written as a set."""
+    """``clskern calibrate --classes/--dataset-json``: one calibration per class, written as a set.
+
+    A store's classes are read as ``clskern evaluate`` reads them (``ClassStatsStore.load``: whole statistics,
+    with their lesions), so ``--level lesion`` calibrates each class's lesion-level FNR from either source."""
     from ..class_store import ClassStatsStore
     from ..io.class_batch import collect_class_stats
 
@@ -193,9 +200,9 @@ def run_calibrate_classes(args, alpha, delta):
         pairs, _ = pairs_of(args)
         volumes = collect_class_stats(pairs, classes, regions_class_order=order, empty=args.empty, jobs=args.jobs,
                                       affine_atol=args.affine_tolerance).stats
-    epsilon = _class_epsilon(args, list(classes))
+    epsilon = class_epsilon(args.epsilon, args.class_epsilon, list(classes))
     calibrations = calibrate(volumes, epsilon=epsilon, alpha=alpha, method=args.method, delta=delta,
-                             empty=args.empty, family=args.family)
+                             empty=args.empty, family=args.family, level=args.level, overlap=args.overlap)
     import dataclasses
 
     calibrations = {n: dataclasses.replace(c, reading={"label": None, "channel": classes[n][0]},

@@ -43,9 +43,9 @@ def load_calibration(path):
 
 def load_calibration_or_set(path):
     """A checked ``Calibration``, or a ``CalibrationSet`` (per class or per group), from a JSON file."""
-    from ..calibration.sets import read_calibration_file
+    from ..calibration.sets import read_calibration
 
-    return read_calibration_file(path)
+    return read_calibration(path)
 
 
 def channel_of(calibration, asked, path):

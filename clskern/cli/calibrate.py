@@ -4,6 +4,7 @@ import dataclasses
 import sys
 
 from ..calibration import _NEEDS, METHODS, calibrate
+from .._lesions import DEFAULT_CONNECTIVITY
 from ..calibration.degenerate import degenerate_cut
 from ..errors import CalibrationError
 from ..io.cases import AFFINE_ATOL
@@ -45,7 +46,8 @@ def add_parser(subparsers):
     _sets.add_calibrate_options(p)
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
                    help="lesion: certify the lesion-level FNR (the share of a case's lesions missed) instead of "
-                        "the voxel FNR; needs statistics with lesions (clskern stats --connectivity, default 26)")
+                        f"the voxel FNR; needs statistics with lesions (clskern stats --connectivity, default "
+                        f"{DEFAULT_CONNECTIVITY})")
     add_overlap(p, help="with --level lesion: a lesion is detected when at least max(1, ceil(TAU x its size)) of "
                         "its voxels score >= the threshold (default 0: any voxel)")
     add_output(p, metavar="JSON", help="calibration file to write")
@@ -84,8 +86,6 @@ def run(args):
         _nnunet.read_dataset_json(args, dataset_json_beside(args.labels), what="calibrate")
     if args.overlap != 0 and args.level != "lesion":
         raise ValueError(f"--overlap {args.overlap:g} applies to --level lesion only")
-    if args.level == "lesion" and _sets.wants_classes(args):
-        raise ValueError("--level lesion with several classes is not available yet; calibrate one class")
     guard_outputs(args, "output", CALIBRATION)  # every path (one calibration or a set) writes -o alone
     if _sets.wants_set(args):  # per group or per class: a calibration set
         if args.normalize != "none":

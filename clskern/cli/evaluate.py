@@ -2,6 +2,7 @@
 
 import argparse
 
+from .._lesions import DEFAULT_CONNECTIVITY
 from ..evaluation import cli as evaluation_cli
 from ..evaluation.methods import DEFAULT_METHODS, check_methods
 from ..evaluation.report import REPORT_FILES
@@ -9,6 +10,7 @@ from ..store import StatsStore
 from ._common import (DEFAULT_ALPHA, NO_PASS, add_alpha, add_delta, add_empty, add_epsilon, add_output, add_overlap,
                       add_overwrite, add_quiet, add_seed, add_store, open_fraction, positive_int)
 from ._output import REPORT, guard_outputs
+from . import _sets
 
 DEFAULT_DELTA = 0.1
 
@@ -50,8 +52,8 @@ def add_parser(subparsers):
     p.add_argument("--level", choices=("voxel", "lesion"), default="voxel",
                    help="lesion: calibrate every method on the lesion-level FNR (the share of a case's lesions "
                         "missed) and report lesion-level ECR; needs statistics with lesions (clskern stats "
-                        "--connectivity, default 26). L-FNR and L-ECR are reported at either level when the "
-                        "statistics have lesions")
+                        f"--connectivity, default {DEFAULT_CONNECTIVITY}). L-FNR and L-ECR are reported at either "
+                        "level when the statistics have lesions")
     add_overlap(p, help="a lesion is detected when at least max(1, ceil(TAU x its size)) of its voxels score >= "
                         "the threshold (default 0: any voxel)")
     p.add_argument("--groups", metavar="FILE.csv", default=None,
@@ -101,4 +103,4 @@ def _class_stats(path):
 
 def run(args):
     guard_outputs(args, "outdir", REPORT, names=REPORT_FILES)  # before the evaluation runs
-    return evaluation_cli.run(args, load_stats)
+    return evaluation_cli.run(args, load_stats, _sets.class_epsilon)  # calibrate's parser of --class-epsilon

@@ -58,7 +58,7 @@ from numba import prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .._jit import njit
-from .._lesions import required_voxels
+from .._lesions import DEFAULT_CONNECTIVITY, required_voxels
 from .._validate import flat_labels, flat_scores, label_target
 from ..errors import InputError, volume_name
 from ._radix import insertion_sort, sort_floats
@@ -500,7 +500,7 @@ def _memory_layout(shape, order):
     return (1,) * (3 - len(kept)) + kept
 
 
-def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity=26, capacity=None):
+def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivity=DEFAULT_CONNECTIVITY, capacity=None):
     """``(offsets, scores, n_nan)`` of flat views (``prepare``'s) of a 3-D volume.
 
     ``offsets``: int64, length L + 1; lesion ``j``'s scores are
@@ -526,7 +526,8 @@ def ragged_lesions(flat_s, flat_l, target, use_target, shape, order, connectivit
     return offsets, values, n_nan
 
 
-def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, connectivity=26, overlap=0.0, capacity=None):
+def detection_scores_flat(flat_s, flat_l, target, use_target, shape, order, connectivity=DEFAULT_CONNECTIVITY,
+                          overlap=0.0, capacity=None):
     """``(d, sizes, n_nan)`` straight from flat views: no lesion is sorted.
 
     ``d`` (the lesions' detection scores, canonical order, dtype as in

@@ -8,6 +8,7 @@ the dispatch, ``clskern._backend``) turn them into the public results.
 import numba
 import numpy as np
 
+from .._lesions import DEFAULT_CONNECTIVITY
 from .._ranks import largest_rank
 from .._threads import LIGHT_BYTES_PER_THREAD, kernel_threads
 from .._validate import empty_threshold, flat_scores, prepare, scalar_or_array
@@ -112,7 +113,7 @@ def critical_threshold(scores, labels, eps, label=None, empty="error", name=None
     return scalar_or_array(values[where].reshape(k.shape).astype(np.float64), eps)
 
 
-def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
+def lesion_parts(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, name=None):
     """``(offsets, grouped scores)``: each lesion's scores, ascending (docs: lesions; ``_components``).
 
     Lesion ``j``'s scores are ``grouped[offsets[j]:offsets[j + 1]]`` (float32
@@ -129,7 +130,7 @@ def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
     return offsets, grouped
 
 
-def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, name=None):
+def lesion_detection(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, overlap=0.0, name=None):
     """``(d, sizes)``: each lesion's detection score and voxel count, no lesion sorted (``_components``).
 
     ``d[j]`` is the ``r_j``-th largest score of lesion ``j`` (its largest

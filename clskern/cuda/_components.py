@@ -41,7 +41,7 @@ pattern once -0.0 is +0.0, so any sort gives the same bits), and the rank
 import numpy as np
 from numba import config, cuda, types
 
-from .._lesions import check_connectivity, check_overlap, required_voxels
+from .._lesions import DEFAULT_CONNECTIVITY, check_connectivity, check_overlap, required_voxels
 from .._validate import check_label
 from ..errors import InputError, NaNScoresError, volume_name
 from . import _kernels as K
@@ -467,7 +467,7 @@ def _values_of_keys(keys, dtype):
 # -- the contract ------------------------------------------------------------------------
 
 
-def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
+def lesion_parts(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, name=None):
     """``(offsets, scores)``: every lesion's scores, ascending, lesions in canonical order.
 
     As ``clskern.cpu.lesion_parts``: ``offsets`` int64 of length L + 1;
@@ -491,7 +491,7 @@ def lesion_parts(scores, labels, label=None, connectivity=26, name=None):
     return offsets, grouped if isinstance(grouped, np.ndarray) else grouped.copy_to_host()
 
 
-def lesion_detection(scores, labels, label=None, connectivity=26, overlap=0.0, name=None):
+def lesion_detection(scores, labels, label=None, connectivity=DEFAULT_CONNECTIVITY, overlap=0.0, name=None):
     """``(d, sizes)``: each lesion's detection score and voxel count, in canonical order.
 
     As ``clskern.cpu.lesion_detection``: ``d[j]`` is the ``r_j``-th largest

@@ -4,7 +4,9 @@ The CLI owns reading statistics (from a store or files); it passes a
 ``load_stats(args)`` callable returning a mapping case id -> VolumeStats
 (or case id -> {class: VolumeStats} for a store of several classes: then
 each class is evaluated, ``evaluate_classes``). ``--groups FILE.csv``
-evaluates each group on its own cases (``evaluate_groups``).
+evaluates each group on its own cases (``evaluate_groups``). The CLI
+passes its parser of ``--class-epsilon`` too, the one ``clskern calibrate``
+uses, so both commands take and refuse the same tolerances.
 ``load_stats_files`` reads ``VolumeStats.to_bytes`` files for callers
 without a store.
 """
@@ -21,10 +23,13 @@ from .report import REPORT, write_report
 from .sets import evaluate_classes, evaluate_groups
 
 
-def run(args, load_stats):
+def run(args, load_stats, class_epsilon=None):
     """Run ``clskern evaluate`` with parsed ``args``; returns the exit status (0).
 
-    ``load_stats(args)`` must return a mapping case id -> VolumeStats. Errors
+    ``load_stats(args)`` must return a mapping case id -> VolumeStats.
+    ``class_epsilon(epsilon, text, names)`` reads ``--class-epsilon`` into
+    ``{class: epsilon}`` (the command line's parser, ``clskern.cli._sets``,
+    which ``clskern calibrate`` uses too); needed only with that option. Errors
     (bad parameters, too few cases, an existing report) propagate as
     ``ValueError`` / ``OSError`` subclasses for the CLI to report.
     """
@@ -41,7 +46,10 @@ def run(args, load_stats):
             raise InputError("--groups with several classes is not supported: evaluate each class by group "
                              "separately")
         names = list(next(iter(stats.values())))
-        evaluation = evaluate_classes(stats, epsilon=class_epsilon(args.epsilon, args.class_epsilon, names),
+        if args.class_epsilon is not None and class_epsilon is None:
+            raise InputError("--class-epsilon needs the parser of the clskern command line")
+        epsilon = args.epsilon if args.class_epsilon is None else class_epsilon(args.epsilon, args.class_epsilon, names)
+        evaluation = evaluate_classes(stats, epsilon=epsilon,
                                       family=args.family, **request)
         what = f"{len(names)} classes ({args.family})"
     elif args.groups is not None:
@@ -75,23 +83,6 @@ def check_empty(stats, empty):
             if one.n_fg == 0:
                 where = f" (class {name})" if name is not None else ""
                 raise InputError(f"case {case!r}{where} has no lesion voxels (--empty error)")
-
-
-def class_epsilon(epsilon, text, names):
-    """``--class-epsilon NAME=E,...`` over ``--epsilon``: a number, or ``{class: epsilon}``."""
-    if text is None:
-        return epsilon
-    out = {name: epsilon for name in names}
-    for item in text.split(","):
-        name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in out:
-            raise InputError(f"--class-epsilon: {name!r} is not a class ({', '.join(names)})")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise InputError(f"--class-epsilon: {item!r} is not NAME=EPSILON") from None
-    return out
 
 
 def load_stats_from_files(args):
