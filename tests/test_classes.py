@@ -485,3 +485,23 @@ def test_a_store_holding_both_kinds_is_not_guessed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "12 case(s) of one class and 12 case(s) per class" in err and len(err.splitlines()) == 1
     assert main(common + ["--dataset-json", str(tmp_path / "kept.json"), "-o", str(tmp_path / "b.json")]) == 0
+
+
+@pytest.mark.parametrize("command", ["stats", "calibrate"])
+@pytest.mark.parametrize("connectivity", ["6", "none"])
+def test_connectivity_other_than_26_is_refused_for_classes_not_ignored(tmp_path, capsys, command, connectivity):
+    """Per-class statistics keep 26-connected lesions: --connectivity 6 (or none) with --dataset-json was
+    silently ignored; it is refused in one line, before anything is written."""
+    from clskern.cli.main import main
+
+    _write_brats(tmp_path, 4)
+    out = tmp_path / ("st.sqlite" if command == "stats" else "cal.json")
+    extra = [] if command == "stats" else ["--epsilon", "0.2"]
+    code = main([command, "--scores", str(tmp_path / "scores"), "--labels", str(tmp_path / "labels"), "-o", str(out),
+                 "--dataset-json", str(tmp_path / "dataset.json"), "--connectivity", connectivity, *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip() == (
+        f"clskern {command}: error: --connectivity {connectivity}: statistics per class "
+        "(--classes, --dataset-json, several classes from nnU-Net) keep lesions with 26 neighbours only; leave "
+        "--connectivity out, or pick one class with --label/--channel")
+    assert not out.exists()

@@ -135,6 +135,16 @@ def class_epsilon(epsilon, text, names):
     return out
 
 
+def refuse_connectivity(args):
+    """Per-class statistics keep 26-connected lesions (the class store records no other): a ``--connectivity``
+    other than 26 is refused rather than ignored."""
+    asked = getattr(args, "connectivity", None)
+    if asked is not None and asked != 26:
+        raise ValueError(f"--connectivity {asked}: statistics per class (--classes, --dataset-json, several "
+                         "classes from nnU-Net) keep lesions with 26 neighbours only; leave --connectivity out, "
+                         "or pick one class with --label/--channel")
+
+
 def run_stats(args):
     """``clskern stats --classes``: every class's statistics, one read of the labels per channel pass."""
     import time
@@ -143,6 +153,7 @@ def run_stats(args):
     from ..io.class_batch import collect_class_stats
     from ._progress import Progress
 
+    refuse_connectivity(args)
     classes, order = classes_of(args)
     if args.label is not None or args.channel is not None:
         raise ValueError("--label and --channel choose one class; --classes/--dataset-json name each class's "
@@ -186,6 +197,8 @@ def run_calibrate_classes(args, alpha, delta):
     from ..class_store import ClassStatsStore
     from ..io.class_batch import collect_class_stats
 
+    if args.store is None:
+        refuse_connectivity(args)
     classes, order = classes_of(args)
     if args.store is not None:
         with ClassStatsStore(args.store, create=False) as store:
