@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -84,13 +85,20 @@ def cgroup_quota(root: str = "/sys/fs/cgroup") -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _process_quota() -> int | None:
+    """This process's cgroup quota, read once: every kernel call asks for the usable cores, and reading the
+    cgroup files took 50 us of a 0.3 ms call (a container's quota does not change under a running process)."""
+    return cgroup_quota()
+
+
 def usable_cores() -> int:
     """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
-    quota = cgroup_quota()
+    quota = _process_quota()
     return max(1, min(cores, quota) if quota else cores)
 
 

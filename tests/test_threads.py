@@ -60,7 +60,7 @@ def test_no_cgroup_files_means_no_quota(tmp_path):
 
 
 def test_usable_cores_follow_a_quota_below_the_affinity(monkeypatch):
-    monkeypatch.setattr(_threads, "cgroup_quota", lambda root="": 1)
+    monkeypatch.setattr(_threads, "_process_quota", lambda: 1)
     assert _threads.usable_cores() == 1
 
 

@@ -196,10 +196,9 @@ def gather(flat_s, flat_l, target, use_target, every_score=False, capacity=CAPAC
     only ever changed by tests, to reach the overflow path on small volumes.
     """
     n_tasks = task_count(flat_s.size)
-    # int32 histogram rows (half the cache footprint of int64), one per thread,
-    # each counting at most 2**30 voxels.
-    # several chunks per thread when there are several: TBB hands a preempted thread's untouched chunks to
-    # the others (clskern._threads.CHUNKS_PER_THREAD; measured on a busy host, docs/threads.md)
+    # int32 histogram rows (half the cache footprint of int64), one per chunk, each counting at most
+    # 2**30 voxels; several chunks per thread when there are several: TBB hands a preempted thread's
+    # untouched chunks to the others (clskern._threads.CHUNKS_PER_THREAD; measured on a busy host)
     threads = numba.get_num_threads()
     chunks = threads * CHUNKS_PER_THREAD if threads > 1 else 1
     n_chunks = max(1, min(n_tasks, max(chunks, -(-flat_s.size // 2**30))))
