@@ -22,6 +22,7 @@ import numba
 from .errors import KernelCacheWarning
 
 _warned = threading.Event()
+KERNELS: list[Any] = []  # every dispatcher made here, in the order their modules were imported (``clskern warmup``)
 
 
 def warn_uncached(reason: str) -> None:
@@ -72,6 +73,7 @@ def njit(*, cache: bool = True, **options: Any) -> Callable[[Callable[..., Any]]
                 warn_uncached(str(exc))
             else:
                 dispatcher._cache = _GuardedCache(dispatcher._cache)
+        KERNELS.append(dispatcher)
         return dispatcher
 
     return decorate

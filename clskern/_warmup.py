@@ -32,9 +32,7 @@ from .errors import ArgumentError
 SCORE_DTYPES = ("float16", "float32", "float64")
 # What the readers deliver: a NIfTI label file's own integer or float dtype (float16 is read as float32).
 LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
-KERNEL_MODULES = ("clskern.cpu._bins", "clskern.cpu._components", "clskern.cpu._gather", "clskern.cpu._kernels",
-                  "clskern.cpu._radix", "clskern.cpu._scalars", "clskern.cpu._simd",
-                  "clskern.calibration._risk_search", "clskern.evaluation.fast_calibration")
+
 
 
 @dataclass(frozen=True)
@@ -48,15 +46,10 @@ class WarmupStep:
 
 
 def _dispatchers():
-    import importlib
+    """Every kernel made so far (``clskern._jit.KERNELS``, the list itself: modules a step imports add theirs)."""
+    from ._jit import KERNELS
 
-    from numba.core.dispatcher import Dispatcher
-
-    found = []
-    for name in KERNEL_MODULES:
-        module = importlib.import_module(name)
-        found += [v for v in vars(module).values() if isinstance(v, Dispatcher)]
-    return found
+    return KERNELS
 
 
 def _counts(dispatchers):
@@ -125,7 +118,8 @@ def _check_dtypes(asked, allowed, what):
 def set_cache_dir(cache_dir: str | os.PathLike[str]) -> str:
     """Make ``cache_dir`` Numba's cache folder for this process; only before clskern's kernels are imported."""
     path = os.path.abspath(os.fspath(cache_dir))
-    if any(name in sys.modules for name in KERNEL_MODULES):
+    made = sys.modules.get("clskern._jit")
+    if made is not None and made.KERNELS:  # each kernel's cache folder was fixed when it was made
         raise ArgumentError(f"cache_dir {path}: clskern's kernels are already loaded in this process, with the "
                             "cache folder they found; set NUMBA_CACHE_DIR before the first clskern call instead")
     if os.path.exists(path) and not os.path.isdir(path):
@@ -165,13 +159,12 @@ def warmup(score_dtypes: Iterable[str] = SCORE_DTYPES, label_dtypes: Iterable[st
     def step(what, run: Callable[[], object]):
         before = _counts(dispatchers)
         started = time.perf_counter()
-        result = run()
+        run()
         after = _counts(dispatchers)
         done = WarmupStep(what, after[0] - before[0], after[1] - before[1], time.perf_counter() - started)
         steps.append(done)
         if on_step is not None:
             on_step(done)
-        return result
 
     for score_dtype in scores_asked:
         for label_dtype in labels_asked:
