@@ -247,11 +247,13 @@ def read_calibration(path: Union[str, "os.PathLike[str]"]) -> Union[Calibration,
         ``"{path}: {reason}"`` in one line: the checks of ``Calibration.read``
         (module ``record``), or of ``CalibrationSet.read`` for a set.
     """
-    def either(data):
-        parsed = parse_json(utf8_text(data))
-        return CalibrationSet.from_dict(parsed) if is_set(parsed) else Calibration.from_dict(parsed)
+    return read_checked(path, calibration_from_bytes)
 
-    return read_checked(path, either)
+
+def calibration_from_bytes(data: bytes) -> Union[Calibration, "CalibrationSet"]:
+    """A ``Calibration`` or ``CalibrationSet``, whichever the checked bytes of a calibration file hold."""
+    parsed = parse_json(utf8_text(data))
+    return CalibrationSet.from_dict(parsed) if is_set(parsed) else Calibration.from_dict(parsed)
 
 
 MAX_CALIBRATION_BYTES = 1 << 26  # 64 MiB: a calibration of a million cases is far smaller
@@ -267,9 +269,7 @@ def calibration_file_problem(path):
         return f"larger than any calibration ({os.path.getsize(path)} bytes)"
     try:
         with open(path, "rb") as f:
-            data = f.read()
-        parsed = parse_json(utf8_text(data))
-        (CalibrationSet if is_set(parsed) else Calibration).from_dict(parsed)
+            calibration_from_bytes(f.read())
     except (OSError, ValueError, RecursionError) as exc:  # CalibrationFileError is a ValueError
         return " ".join(str(exc).split())[:160] or type(exc).__name__
     return None
