@@ -187,15 +187,21 @@ def test_cli_groups_and_lesion_level(data, tmp_path):
     assert summary["by"] == "group" and set(summary["members"]) == {"x", "y"}
 
 
-def test_cli_classes_from_a_class_store(data, tmp_path):
+def _class_store(tmp_path, by_class):
+    """A per-class statistics store of ``by_class`` (what ``clskern stats --dataset-json`` writes)."""
     from clskern.class_store import ClassStatsStore
 
-    _, by_class = data
     store = tmp_path / "classes.sqlite"
     with ClassStatsStore(str(store)) as s:
         s.check_classes(CLASSES)
         for case, stats in by_class.items():
             s.put(case, "fp", stats)
+    return store
+
+
+def test_cli_classes_from_a_class_store(data, tmp_path):
+    _, by_class = data
+    store = _class_store(tmp_path, by_class)
     assert main(["evaluate", "--store", str(store), "--epsilon", "0.3", "--alpha", "0.3", "--splits", "4",
                  "--methods", "cls,fixed-0.5", "--family", "bonferroni", "--class-epsilon", "B=0.2",
                  "--no-plots", "-o", str(tmp_path / "c")]) == 0
@@ -211,14 +217,8 @@ def test_cli_classes_from_a_class_store(data, tmp_path):
 @pytest.mark.parametrize("spec", ["B=1.5", "B=-0.1", "B=1", "B", "C=0.2", "B=x"])
 def test_cli_evaluate_refuses_the_class_epsilon_calibrate_refuses(data, tmp_path, capsys, spec):
     """One parser of --class-epsilon (``clskern.cli._sets``): evaluate took B=1.5 or B=-0.1 that calibrate refused."""
-    from clskern.class_store import ClassStatsStore
-
     _, by_class = data
-    store = tmp_path / "classes.sqlite"
-    with ClassStatsStore(str(store)) as s:
-        s.check_classes(CLASSES)
-        for case, stats in by_class.items():
-            s.put(case, "fp", stats)
+    store = _class_store(tmp_path, by_class)
     common = ["--store", str(store), "--epsilon", "0.3", "--alpha", "0.3", "--class-epsilon", spec]
     capsys.readouterr()
     assert main(["calibrate", *common, "-o", str(tmp_path / "c.json")]) == 1
